@@ -1,0 +1,84 @@
+"""The Python API for scripts; every CLI action is one call here.
+
+`check(scenario)` validates a scenario and reports per-GPU memory of its plan; `simulate(scenario)` replays its
+workload on its plan. Scenarios may be YAML paths, dicts or `Scenario` objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulator.errors import InputError
+from simulator.scenario import Scenario, load_scenario
+
+ScenarioLike = str | Path | dict | Scenario
+
+
+@dataclass(frozen=True)
+class StageMemoryRow:
+    """Memory of one GPU of one stage of one replica group."""
+
+    replica_group: int
+    stage: int
+    layers: tuple[int, int]
+    gpu: str
+    num_gpus: int
+    parallelism: str
+    weights_gib: float
+    capacity_gib: float
+    kv_cache_tokens: int
+    fits: bool
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Result of `check`: the resolved scenario and, when it has a plan, the memory of every stage."""
+
+    scenario: Scenario
+    rows: list[StageMemoryRow]
+
+    @property
+    def fits(self) -> bool:
+        return all(r.fits for r in self.rows)
+
+
+def load(scenario: ScenarioLike, *, plan: str | dict | None = None) -> Scenario:
+    """Validate and resolve a scenario (optionally overriding its plan)."""
+    return load_scenario(scenario, plan_override=plan)
+
+
+def check(scenario: ScenarioLike, *, plan: str | dict | None = None) -> CheckReport:
+    """Validate a scenario; with a plan, report for each stage whether its weights fit on its GPUs."""
+    sc = load(scenario, plan=plan)
+    from simulator.workload import generate
+
+    generate(sc.spec.workload, file=sc.file)  # a bad trace or preset is a user error found here, not later
+    rows: list[StageMemoryRow] = []
+    if sc.plan is not None:
+        from simulator.costmodel.memory import replica_memory
+
+        for gi, group in enumerate(sc.plan.replicas):
+            for si, (stage, mem) in enumerate(zip(group.stages, replica_memory(sc, group), strict=True)):
+                gpu = sc.gpus[stage.gpu or next(iter(sc.gpus))]
+                rows.append(StageMemoryRow(
+                    replica_group=gi, stage=si, layers=stage.layers, gpu=gpu.name, num_gpus=stage.num_gpus,
+                    parallelism=_stage_parallelism(stage), weights_gib=mem.weights_bytes / 2**30,
+                    capacity_gib=gpu.memory_gib, kv_cache_tokens=mem.kv_tokens, fits=mem.fits))
+    return CheckReport(scenario=sc, rows=rows)
+
+
+def _stage_parallelism(stage) -> str:
+    text = f"attention tp{stage.attention.tp}" + (f"×dp{stage.attention.dp}" if stage.attention.dp > 1 else "")
+    return text + f", ffn tp{stage.ffn.tp}" + (f"×ep{stage.ffn.ep}" if stage.ffn.ep > 1 else "")
+
+
+def simulate(scenario: ScenarioLike, *, plan: str | dict | None = None, progress=None):
+    """Replay the scenario's workload on its plan; returns a SimulationResult (`.to_json()` for the dict)."""
+    sc = load(scenario, plan=plan)
+    if sc.plan is None:
+        raise InputError("the scenario has no plan to simulate: add 'plan:' (e.g. tp=8) or pass --plan",
+                         file=sc.file, field="plan")
+    from simulator.simulate import simulate as run_simulation
+
+    return run_simulation(sc, progress=progress)

@@ -1,0 +1,94 @@
+"""The `apex` command line: parse → planner.api → render → exit code.
+
+Exit codes: 0 success, 1 no plan meets the goals, 2 bad input (the message names the file, the field,
+the bad value and what was expected; no traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from planner import api, render
+from planner.errors import InputError, NoPlanError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="APEX: plan and simulate parallel execution of LLM inference on GPU clusters.")
+err = Console(stderr=True)
+
+KINDS = ("model", "gpu", "cluster", "fabric")
+
+
+@app.command()
+def models():
+    """List the models of the catalog."""
+    render.console.print(render.models_table())
+
+
+@app.command()
+def gpus():
+    """List the GPU types of the catalog."""
+    render.console.print(render.gpus_table())
+
+
+@app.command()
+def clusters():
+    """List the cluster presets of the catalog."""
+    render.console.print(render.clusters_table())
+
+
+@app.command()
+def show(kind: Annotated[str, typer.Argument(help="model, gpu, cluster or fabric")],
+         name: Annotated[str, typer.Argument(help="catalog name, e.g. llama-3.1-70b")]):
+    """Print every number of one catalog entry, derived ones included."""
+    if kind not in KINDS:
+        raise InputError(f"unknown kind {kind!r}; expected one of: {', '.join(KINDS)}", field="KIND")
+    render.console.print(render.entry_table(kind, name))
+
+
+@app.command()
+def check(scenarios: Annotated[list[str], typer.Argument(help="scenario YAML files")],
+          plan: Annotated[str | None, typer.Option(help="plan override, e.g. 'tp=4,pp=2'")] = None):
+    """Validate scenario files and report, per GPU of the plan, whether the weights fit."""
+    for path in scenarios:
+        report = api.check(path, plan=plan)
+        render.console.print(render.check_table(report))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except InputError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except NoPlanError as exc:
+        err.print(f"[bold red]no plan meets the goals:[/] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as exc:  # click usage errors (bad flags) and friends
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            return exc.exit_code
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+def entry_point() -> None:
+    """Console-script wrapper: exits with main()'s code."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

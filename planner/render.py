@@ -1,0 +1,127 @@
+"""Terminal rendering with rich: catalog tables, one entry's numbers, check reports."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from simulator import catalog
+
+# Piped output (files, CI logs) gets a wide fixed width so that tables are not squeezed to 80 columns.
+console = Console(width=None if Console().is_terminal else 160)
+
+
+def _num(value, digits: int = 3) -> str:
+    """A number for a table: thousands separators, 3 significant digits below 100, no exponents below 1e15."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e15):
+        return f"{int(value):,}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}" if abs(value) < 1e15 else f"{value:.3e}"
+    return f"{value:.{digits}g}"
+
+
+def params_label(n: float) -> str:
+    return f"{n / 1e12:.2f}T" if n >= 1e12 else f"{n / 1e9:.1f}B"
+
+
+def models_table() -> Table:
+    table = Table(title="Models (configs/models)")
+    for col in ("name", "params", "active", "layers", "hidden", "heads/kv", "attention", "MoE", "KV bytes/token (bf16)"):
+        table.add_column(col, justify="right" if col not in ("name", "attention", "MoE") else "left")
+    for name in catalog.list_names("model"):
+        m = catalog.get_model(name)
+        moe = f"{m.moe.num_experts}e top{m.moe.top_k}" if m.moe else "-"
+        table.add_row(name, params_label(m.num_params), params_label(m.num_active_params), str(m.num_layers),
+                      str(m.hidden_size), f"{m.num_heads}/{m.num_kv_heads}", m.attention, moe,
+                      f"{m.kv_bytes_per_token('bf16'):,.0f}")
+    return table
+
+
+def gpus_table() -> Table:
+    table = Table(title="GPUs (configs/hardware) — dense peaks")
+    for col in ("name", "bf16 TF/s", "fp8 TF/s", "fp4 TF/s", "memory GiB", "HBM TB/s", "link GB/s", "TDP W",
+                "$/GPU-h"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    for name in catalog.list_names("gpu"):
+        g = catalog.get_gpu(name)
+        p = g.peak_tflops
+        table.add_row(name, _num(p.bf16), _num(p.fp8), _num(p.fp4), _num(g.memory_gib), _num(g.memory_bandwidth_tbps),
+                      _num(g.scale_up_bandwidth_gbps), _num(g.tdp_w), f"{g.price_usd_per_hour:.2f}")
+    return table
+
+
+def clusters_table() -> Table:
+    table = Table(title="Cluster presets (configs/clusters)")
+    for col in ("name", "GPUs", "node groups", "description"):
+        table.add_column(col, justify="right" if col == "GPUs" else "left")
+    for name in catalog.list_names("cluster"):
+        c = catalog.get_cluster(name)
+        groups = ", ".join(f"{g.nodes}x{g.gpus_per_node} {g.gpu}" for g in c.node_groups)
+        table.add_row(name, str(c.num_gpus), groups, c.description)
+    return table
+
+
+def entry_table(kind: str, name: str) -> Table:
+    """Every number of one catalog entry, derived ones included."""
+    entry = catalog.get(kind, name)
+    table = Table(title=f"{kind} {entry.name}", show_header=True)
+    table.add_column("field")
+    table.add_column("value", justify="right", max_width=70, overflow="fold")
+    table.add_column("source / note", overflow="fold")
+    sources = getattr(entry, "sources", {}) or {}
+
+    def walk(prefix: str, data: dict):
+        for key, value in data.items():
+            if key in ("sources",):
+                continue
+            label = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(f"{label}.", value)
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, dict):
+                        walk(f"{label}[{i}].", item)
+                    else:
+                        table.add_row(f"{label}[{i}]", _num(item), "")
+            else:
+                table.add_row(label, _num(value), sources.get(key, sources.get(label, "")))
+
+    walk("", entry.model_dump(exclude_none=True))
+    if kind == "model":
+        table.add_section()
+        for key, value in entry.summary().items():
+            table.add_row(key, _num(value), "derived")
+    if kind == "cluster":
+        table.add_section()
+        table.add_row("total GPUs", str(entry.num_gpus), "derived")
+    return table
+
+
+def check_table(report) -> Table:
+    """The `apex check` report: the scenario in one line, then per-stage memory."""
+    sc = report.scenario
+    m = sc.model
+    title = (f"{sc.name}: {m.name} ({params_label(m.num_params)} params) on {sc.cluster.num_gpus} GPUs "
+             f"[{', '.join(f'{n}×{g}' for g, n in sc.cluster.gpus_by_type().items())}] — scenario is valid")
+    table = Table(title=title, title_justify="left")
+    if sc.plan is None:
+        table.add_column("note")
+        table.add_row("no plan given: add 'plan:' or --plan to see per-GPU memory")
+        return table
+    for col in ("replicas", "stage", "layers", "GPUs", "parallelism", "weights GiB/GPU", "GPU GiB",
+                "KV tokens", "fits"):
+        table.add_column(col, justify="right" if col not in ("parallelism", "fits") else "left")
+    for r in report.rows:
+        count = sc.plan.replicas[r.replica_group].count
+        table.add_row(f"#{r.replica_group} ×{count}", str(r.stage), f"[{r.layers[0]}, {r.layers[1]})",
+                      f"{r.num_gpus}×{r.gpu}", r.parallelism, f"{r.weights_gib:.1f}", f"{r.capacity_gib:.0f}",
+                      f"{r.kv_cache_tokens:,}", "[green]yes[/]" if r.fits else "[red]NO[/]")
+    table.caption = f"plan {sc.plan.label()}: " + ("weights fit on every GPU" if report.fits else
+                                                    "weights do NOT fit on some GPUs")
+    return table

@@ -1,0 +1,166 @@
+"""Hardware: GPU types, fabrics (links between GPUs) and clusters made of node groups."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PeakRates(_Strict):
+    """Dense (never 2:4-sparse) tensor-core peak, TFLOP/s (TOP/s for int8). None = not supported."""
+
+    fp32: float | None = Field(None, gt=0)
+    bf16: float = Field(gt=0)
+    fp16: float = Field(gt=0)
+    fp8: float | None = Field(None, gt=0)
+    int8: float | None = Field(None, gt=0)
+    fp4: float | None = Field(None, gt=0)
+
+
+class GPUEfficiency(_Strict):
+    """Achievable fractions of the datasheet peaks, each from a public measurement (see `sources`)."""
+
+    gemm_max: float = Field(0.75, gt=0, le=1, description="best-shape GEMM throughput / dense peak")
+    memory_max: float = Field(0.85, gt=0, le=1, description="large-transfer HBM bandwidth / datasheet")
+    scale_up_bus_max: float = Field(0.8, gt=0, le=1, description="NCCL bus bandwidth / link bandwidth")
+    # ---- cost-model shape and overhead coefficients (simulator/costmodel; `apex calibrate` may refit them) ----
+    gemm_tile_m: int = Field(128, gt=0, description="GEMM CTA tile rows (CUTLASS/cuBLAS Hopper 128x128/128x256 tiles)")
+    gemm_tile_n: int = Field(128, gt=0, description="GEMM CTA tile columns; tiles fill num_sms per wave")
+    memory_half_bytes: float = Field(
+        4e6, gt=0, description="transfer size at which HBM efficiency is half of memory_max: eff(b) = max*b/(b+half); "
+        "~1 us kernel latency x ~3 TB/s (hardware.md: 'a few us fixed latency')")
+    attention_max: float = Field(
+        0.5, gt=0, le=1, description="flash-attention prefill throughput / dense peak (FlashAttention-2 reaches "
+        "35-50% of H100 BF16 peak, FlashAttention-3 up to 75%: Shah et al. 2024, arXiv:2407.08608)")
+    attention_memory_max: float = Field(
+        0.7, gt=0, le=1, description="paged-KV decode attention HBM bandwidth / datasheet (hardware.md: paged-KV "
+        "reads reach noticeably less than streaming; vLLM paged-attention kernel benchmarks)")
+    layer_overhead_eager_s: float = Field(
+        60e-6, ge=0, description="fixed host/launch cost per layer per iteration without CUDA graphs: ~12 kernels x "
+        "~5 us launch latency (NVIDIA CUDA C++ Best Practices Guide, kernel launch overhead)")
+    layer_overhead_graph_s: float = Field(
+        8e-6, ge=0, description="fixed cost per layer per iteration when replayed from a CUDA graph (inter-kernel gaps "
+        "~0.5-1 us x ~12 kernels; NVIDIA 'Getting started with CUDA Graphs' blog)")
+    iteration_overhead_s: float = Field(
+        1e-3, ge=0, description="scheduler/CPU time per engine step (vLLM v1 blog, Jan 2025: CPU overhead of a few "
+        "ms per step in v0, reduced to ~1 ms in v1)")
+    collective_latency_scale: float = Field(
+        1.0, gt=0, description="multiplier on the fabric latency floor of collectives (1 = fabric.latency_us per hop)")
+    collective_bus_scale: float = Field(
+        1.0, gt=0, le=1.5, description="multiplier on the fabric's large-message bus efficiency")
+    collective_half_bytes: float = Field(
+        512 * 1024, gt=0, description="message size at which collective bus efficiency is half its maximum "
+        "(nccl-tests on 8xH200, hardware.md: busbw 40 GB/s at 1 MiB, 107 at 4 MiB, 347 at 64 MiB)")
+    moe_imbalance: float = Field(
+        1.2, ge=1, description="tokens on the busiest expert-parallel GPU / mean (DeepSeek-V3 report, EPLB: "
+        "~1.1-1.3 after balancing)")
+    runtime_reserve_gib: float = Field(
+        1.0, ge=0, description="per-GPU memory outside weights/KV/activations: CUDA context, NCCL buffers, CUDA "
+        "graphs (vLLM logs: 'Graph capturing finished ... 0.3-1 GiB'; CUDA context ~0.5 GiB)")
+
+
+class GPU(_Strict):
+    """One GPU type."""
+
+    name: str
+    display_name: str | None = None
+    vendor: Literal["nvidia", "amd", "intel", "other"] = "nvidia"
+    peak_tflops: PeakRates
+    memory_gib: float = Field(gt=0, description="HBM capacity, GiB")
+    memory_bandwidth_tbps: float = Field(gt=0, description="HBM bandwidth, TB/s")
+    scale_up_bandwidth_gbps: float = Field(gt=0, description="NVLink/xGMI/PCIe per GPU, one direction, GB/s")
+    scale_up_fabric: str = Field(description="fabric catalog name of the intra-node link in its usual server")
+    num_sms: int = Field(gt=0, description="streaming multiprocessors (compute units on AMD)")
+    tdp_w: float = Field(gt=0)
+    idle_w: float = Field(gt=0)
+    price_usd_per_hour: float = Field(gt=0, description="on-demand price of one GPU-hour")
+    efficiency: GPUEfficiency = GPUEfficiency()
+    sources: dict[str, str] = Field(default_factory=dict, description="field -> public source")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.idle_w >= self.tdp_w:
+            raise ValueError(f"idle_w ({self.idle_w}) must be below tdp_w ({self.tdp_w})")
+        return self
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gib * 2**30
+
+    @property
+    def memory_bandwidth_bytes_per_s(self) -> float:
+        return self.memory_bandwidth_tbps * 1e12
+
+    def peak_flops(self, dtype: str) -> float:
+        """Dense peak FLOP/s at `dtype`; formats the part lacks fall back to the next wider one it has."""
+        order = {"fp4": ("fp4", "fp8", "bf16"), "fp8": ("fp8", "bf16"), "int8": ("int8", "fp8", "bf16"),
+                 "int4": ("int8", "bf16"), "fp16": ("fp16",), "bf16": ("bf16",), "fp32": ("fp32", "bf16")}
+        for candidate in order.get(dtype, ("bf16",)):
+            rate = getattr(self.peak_tflops, candidate)
+            if rate:
+                return rate * 1e12
+        return self.peak_tflops.bf16 * 1e12
+
+
+class Fabric(_Strict):
+    """A link class between GPUs: bandwidth per GPU (one direction), latency, kind."""
+
+    name: str
+    kind: Literal["nvlink", "nvswitch", "pcie", "infiniband", "roce", "ethernet", "xgmi"]
+    bandwidth_gbps: float = Field(gt=0, description="per GPU, one direction, GB/s")
+    latency_us: float = Field(ge=0, description="per-hop/per-message latency floor, microseconds")
+    bus_efficiency_max: float = Field(0.8, gt=0, le=1, description="large-message NCCL busbw / bandwidth")
+    nvls: bool = Field(False, description="NVSwitch in-network reduction (NVLS) available")
+    source: str = ""
+
+
+class NodeGroup(_Strict):
+    """`nodes` identical nodes of `gpus_per_node` GPUs of one type."""
+
+    name: str = "main"
+    gpu: str = Field(description="GPU catalog name")
+    nodes: int = Field(1, gt=0)
+    gpus_per_node: int = Field(8, gt=0)
+    scale_up_domain: int | None = Field(
+        None, gt=0, description="GPUs sharing one NVLink domain (default: one node; 72 for GB200 NVL72)"
+    )
+    intra_node: str | Fabric | None = Field(None, description="fabric catalog name or inline fabric")
+    inter_node: str | Fabric | None = Field("ib-ndr-400", description="fabric catalog name or inline fabric")
+
+    @property
+    def num_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def domain_gpus(self) -> int:
+        return self.scale_up_domain or self.gpus_per_node
+
+
+class Cluster(_Strict):
+    """One or more node groups; heterogeneous clusters have several."""
+
+    name: str = "custom"
+    description: str = ""
+    node_groups: list[NodeGroup] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        names = [g.name for g in self.node_groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"node group names must be unique, got {names}")
+        return self
+
+    @property
+    def num_gpus(self) -> int:
+        return sum(g.num_gpus for g in self.node_groups)
+
+    def gpus_by_type(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for g in self.node_groups:
+            counts[g.gpu] = counts.get(g.gpu, 0) + g.num_gpus
+        return counts

@@ -1,0 +1,290 @@
+"""Scenario files (DESIGN §7): model + cluster + workload + engine + dtypes + optional plan + goals.
+
+`load_scenario(path_or_dict)` validates everything at the border and returns a `Scenario` whose
+catalog references are resolved (`scenario.model`, `scenario.cluster`, `scenario.gpus`, `scenario.plan`).
+Every mistake raises InputError naming the file, the field, the bad value and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simulator import catalog
+from simulator.dtypes import DType
+from simulator.errors import InputError, pydantic_error_to_input_error
+from simulator.hardware import GPU, Cluster, NodeGroup
+from simulator.model import Model
+from simulator.plan import Plan, parse_plan
+from simulator.yamlio import read_yaml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DTypes(_Strict):
+    """Numeric formats of the weights, the KV cache and the activations."""
+
+    weights: DType = "bf16"
+    kv_cache: DType = "bf16"
+    activations: Literal["bf16", "fp16", "fp8"] = "bf16"
+
+
+EngineKind = Literal["vllm-v0", "vllm-v1", "sglang", "trtllm", "orca", "static"]
+
+
+class Engine(_Strict):
+    """Serving-engine behaviour. Knobs keep the engines' own names; None means the engine's default."""
+
+    kind: EngineKind = "vllm-v1"
+    max_num_seqs: int | None = Field(None, gt=0, description="max running sequences per replica")
+    max_num_batched_tokens: int | None = Field(None, gt=0, description="token budget per iteration")
+    enable_chunked_prefill: bool | None = Field(None, description="split long prompts across iterations")
+    block_size: int = Field(16, gt=0, description="tokens per KV-cache block")
+    gpu_memory_fraction: float | None = Field(
+        None, gt=0, le=1,
+        description="vLLM: fraction of total memory for weights+KV; TensorRT-LLM: fraction of free memory after "
+                    "weights for KV; SGLang: mem_fraction_static")
+    preemption_mode: Literal["recompute", "swap"] = "recompute"
+    cuda_graphs: bool = True
+    router: Literal["round-robin", "least-outstanding", "power-of-two"] = "least-outstanding"
+
+
+# Defaults of each engine (from their docs / argument defaults; see simulator/engine for the sources).
+ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "vllm-v0": {"max_num_seqs": 256, "max_num_batched_tokens": 8192, "enable_chunked_prefill": False,
+                "gpu_memory_fraction": 0.9},
+    "vllm-v1": {"max_num_seqs": 256, "max_num_batched_tokens": 8192, "enable_chunked_prefill": True,
+                "gpu_memory_fraction": 0.9},
+    "sglang": {"max_num_seqs": 1024, "max_num_batched_tokens": 8192, "enable_chunked_prefill": True,
+               "gpu_memory_fraction": 0.88},
+    "trtllm": {"max_num_seqs": 2048, "max_num_batched_tokens": 8192, "enable_chunked_prefill": False,
+               "gpu_memory_fraction": 0.9},
+    "orca": {"max_num_seqs": 256, "max_num_batched_tokens": 8192, "enable_chunked_prefill": False,
+             "gpu_memory_fraction": 0.9},
+    "static": {"max_num_seqs": 256, "max_num_batched_tokens": 8192, "enable_chunked_prefill": False,
+               "gpu_memory_fraction": 0.9},
+}
+
+
+def engine_setting(engine: Engine, knob: str):
+    """The engine's value of `knob`, falling back to its kind's default."""
+    value = getattr(engine, knob)
+    return ENGINE_DEFAULTS[engine.kind][knob] if value is None else value
+
+
+class LengthDist(_Strict):
+    """A token-count distribution."""
+
+    dist: Literal["fixed", "uniform", "normal", "lognormal", "empirical"]
+    value: int | None = Field(None, gt=0, description="fixed: the length")
+    mean: float | None = Field(None, gt=0)
+    std: float | None = Field(None, ge=0)
+    min: int = Field(1, gt=0, description="lengths are clipped to [min, max]")
+    max: int | None = Field(None, gt=0)
+    low: int | None = Field(None, gt=0, description="uniform: inclusive lower bound")
+    high: int | None = Field(None, gt=0, description="uniform: inclusive upper bound")
+    values: list[int] | None = Field(None, description="empirical: lengths (bin centers)")
+    weights: list[float] | None = Field(None, description="empirical: relative frequency of each value")
+
+    @model_validator(mode="after")
+    def _check(self):
+        needs = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"),
+                 "lognormal": ("mean", "std"), "empirical": ("values",)}[self.dist]
+        missing = [k for k in needs if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"dist '{self.dist}' needs {', '.join(needs)} (missing: {', '.join(missing)})")
+        if self.dist == "uniform" and self.low > self.high:
+            raise ValueError(f"uniform needs low <= high, got low={self.low}, high={self.high}")
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be at least min ({self.min})")
+        if self.dist == "empirical":
+            if any(v <= 0 for v in self.values):
+                raise ValueError("empirical values must be positive token counts")
+            if self.weights is not None and (len(self.weights) != len(self.values) or any(w < 0 for w in self.weights)):
+                raise ValueError("empirical weights must be non-negative and as many as the values")
+        return self
+
+
+class Arrival(_Strict):
+    """When requests arrive."""
+
+    process: Literal["poisson", "gamma", "constant", "burst"] = "poisson"
+    rate: float | None = Field(None, gt=0, description="requests per second (not for burst)")
+    cv: float = Field(1.0, gt=0, description="gamma: coefficient of variation of inter-arrival times")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.process != "burst" and self.rate is None:
+            raise ValueError(f"process '{self.process}' needs a rate (requests per second)")
+        return self
+
+
+class WorkloadSpec(_Strict):
+    """Requests: from a generator (lengths + arrivals), a preset, or a trace file."""
+
+    requests: int | None = Field(None, gt=0, description="number of requests (a trace: at most this many)")
+    arrival: Arrival | None = None
+    input_tokens: LengthDist | None = None
+    output_tokens: LengthDist | None = None
+    preset: str | None = Field(None, description="workload preset name (configs/workloads)")
+    trace: str | None = Field(None, description="trace file: APEX JSONL, our JSONL, or Azure CSV")
+    trace_format: Literal["auto", "apex", "jsonl", "azure"] = "auto"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.trace is None and self.preset is None:
+            missing = [k for k in ("input_tokens", "output_tokens") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"without a trace or preset the workload needs {' and '.join(missing)}")
+            if self.requests is None:
+                raise ValueError("without a trace the workload needs 'requests' (how many)")
+        return self
+
+
+class Percentiles(_Strict):
+    """A latency target at one or more statistics, in seconds."""
+
+    mean: float | None = Field(None, gt=0)
+    p50: float | None = Field(None, gt=0)
+    p90: float | None = Field(None, gt=0)
+    p99: float | None = Field(None, gt=0)
+
+
+class SLO(_Strict):
+    ttft_s: Percentiles | None = None
+    tpot_s: Percentiles | None = None
+    e2e_s: Percentiles | None = None
+
+
+class Budget(_Strict):
+    usd_per_hour: float | None = Field(None, gt=0)
+    watts: float | None = Field(None, gt=0)
+    num_gpus: int | None = Field(None, gt=0)
+    joules_per_token: float | None = Field(None, gt=0)
+
+
+Objective = Literal["max_goodput", "min_cost", "min_energy", "min_latency", "max_throughput"]
+
+
+class Goals(_Strict):
+    objective: Objective = "max_goodput"
+    slo: SLO = SLO()
+    budget: Budget = Budget()
+
+
+class ClusterShorthand(_Strict):
+    """`{gpu: h100-sxm, nodes: 1, gpus_per_node: 8}`: one homogeneous node group."""
+
+    gpu: str
+    nodes: int = Field(1, gt=0)
+    gpus_per_node: int = Field(8, gt=0)
+    scale_up_domain: int | None = Field(None, gt=0)
+    intra_node: str | None = None
+    inter_node: str | None = "ib-ndr-400"
+
+
+class ScenarioFile(_Strict):
+    """The raw scenario as written (before catalog references are resolved)."""
+
+    name: str | None = None
+    model: str | dict
+    cluster: str | dict
+    dtype: DTypes = DTypes()
+    engine: Engine = Engine()
+    workload: WorkloadSpec
+    plan: str | dict | None = None
+    goals: Goals = Goals()
+    calibration: str | None = Field(None, description="calibration file written by `apex calibrate`")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario with its catalog references resolved."""
+
+    spec: ScenarioFile
+    model: Model
+    cluster: Cluster
+    gpus: dict[str, GPU]
+    plan: Plan | None
+    file: str | None
+
+    @property
+    def name(self) -> str:
+        if self.spec.name:
+            return self.spec.name
+        return Path(self.file).stem if self.file else self.model.name
+
+    def with_plan(self, plan: Plan | str | dict) -> Scenario:
+        """The same scenario with another plan (checked against model and cluster)."""
+        checked = parse_plan(plan, self.model, self.cluster, file=self.file, field="plan")
+        return Scenario(self.spec, self.model, self.cluster, self.gpus, checked, self.file)
+
+
+def _resolve_cluster(ref, *, file) -> Cluster:
+    if isinstance(ref, str):
+        return catalog.get_cluster(ref, file=file, field="cluster")
+    if "node_groups" in ref:
+        return catalog.parse_entry("cluster", ref, file=file, field="cluster")
+    try:
+        short = ClusterShorthand.model_validate(ref)
+    except ValidationError as exc:
+        raise pydantic_error_to_input_error(exc, file=file, prefix="cluster") from None
+    catalog.get_gpu(short.gpu, file=file, field="cluster.gpu")
+    group = NodeGroup(gpu=short.gpu, nodes=short.nodes, gpus_per_node=short.gpus_per_node,
+                      scale_up_domain=short.scale_up_domain, intra_node=short.intra_node, inter_node=short.inter_node)
+    return Cluster(name=f"{short.nodes}x{short.gpus_per_node}-{short.gpu}", node_groups=[group])
+
+
+def _resolve_fabrics(cluster: Cluster, gpus: dict[str, GPU], *, file) -> None:
+    for gi, group in enumerate(cluster.node_groups):
+        if group.intra_node is None:
+            catalog.get_fabric(gpus[group.gpu].scale_up_fabric, file=file,
+                               field=f"cluster.node_groups[{gi}].gpu")
+        for key in ("intra_node", "inter_node"):
+            ref = getattr(group, key)
+            if isinstance(ref, str):
+                catalog.get_fabric(ref, file=file, field=f"cluster.node_groups[{gi}].{key}")
+
+
+def load_scenario(source: str | Path | dict | Scenario, *, plan_override: str | dict | None = None) -> Scenario:
+    """Read, validate and resolve a scenario from a YAML path, a dict, or pass a Scenario through."""
+    if isinstance(source, Scenario):
+        return source.with_plan(plan_override) if plan_override is not None else source
+    file = None
+    if isinstance(source, (str, Path)):
+        file = str(source)
+        data = read_yaml(source)
+    else:
+        data = source
+    if not isinstance(data, dict):
+        raise InputError(f"a scenario must be a mapping of fields (model, cluster, workload, ...), "
+                         f"got {type(data).__name__}", file=file)
+    try:
+        spec = ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        raise pydantic_error_to_input_error(exc, file=file) from None
+    if isinstance(spec.model, str):
+        model = catalog.get_model(spec.model, file=file, field="model")
+    else:
+        model = catalog.parse_entry("model", spec.model, file=file, field="model")
+    cluster = _resolve_cluster(spec.cluster, file=file)
+    gpus = {}
+    for gi, group in enumerate(cluster.node_groups):
+        gpus[group.gpu] = catalog.get_gpu(group.gpu, file=file, field=f"cluster.node_groups[{gi}].gpu")
+    _resolve_fabrics(cluster, gpus, file=file)
+    if spec.workload.preset is not None:
+        from simulator.workload import check_preset
+
+        check_preset(spec.workload.preset, file=file, field="workload.preset")
+    plan_spec = plan_override if plan_override is not None else spec.plan
+    plan = None
+    if plan_spec is not None:
+        field = "--plan" if plan_override is not None else "plan"
+        plan = parse_plan(plan_spec, model, cluster, file=file if plan_override is None else None, field=field)
+    return Scenario(spec=spec, model=model, cluster=cluster, gpus=gpus, plan=plan, file=file)
