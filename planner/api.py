@@ -61,15 +61,27 @@ def check(scenario: ScenarioLike, *, plan: str | dict | None = None) -> CheckRep
         for gi, group in enumerate(sc.plan.replicas):
             for si, (stage, mem) in enumerate(zip(group.stages, replica_memory(sc, group), strict=True)):
                 gpu = sc.gpus[stage.gpu or next(iter(sc.gpus))]
-                rows.append(StageMemoryRow(
-                    replica_group=gi, stage=si, layers=stage.layers, gpu=gpu.name, num_gpus=stage.num_gpus,
-                    parallelism=_stage_parallelism(stage), weights_gib=mem.weights_bytes / 2**30,
-                    capacity_gib=gpu.memory_gib, kv_cache_tokens=mem.kv_tokens, fits=mem.fits))
+                rows.append(
+                    StageMemoryRow(
+                        replica_group=gi,
+                        stage=si,
+                        layers=stage.layers,
+                        gpu=gpu.name,
+                        num_gpus=stage.num_gpus,
+                        parallelism=_stage_parallelism(stage),
+                        weights_gib=mem.weights_bytes / 2**30,
+                        capacity_gib=gpu.memory_gib,
+                        kv_cache_tokens=mem.kv_tokens,
+                        fits=mem.fits,
+                    )
+                )
     return CheckReport(scenario=sc, rows=rows)
 
 
 def _stage_parallelism(stage) -> str:
-    text = f"attention tp{stage.attention.tp}" + (f"×dp{stage.attention.dp}" if stage.attention.dp > 1 else "")
+    text = f"attention tp{stage.attention.tp}" + (
+        f"×dp{stage.attention.dp}" if stage.attention.dp > 1 else ""
+    )
     return text + f", ffn tp{stage.ffn.tp}" + (f"×ep{stage.ffn.ep}" if stage.ffn.ep > 1 else "")
 
 
@@ -77,8 +89,11 @@ def simulate(scenario: ScenarioLike, *, plan: str | dict | None = None, progress
     """Replay the scenario's workload on its plan; returns a SimulationResult (`.to_json()` for the dict)."""
     sc = load(scenario, plan=plan)
     if sc.plan is None:
-        raise InputError("the scenario has no plan to simulate: add 'plan:' (e.g. tp=8) or pass --plan",
-                         file=sc.file, field="plan")
+        raise InputError(
+            "the scenario has no plan to simulate: add 'plan:' (e.g. tp=8) or pass --plan",
+            file=sc.file,
+            field="plan",
+        )
     from simulator.simulate import simulate as run_simulation
 
     return run_simulation(sc, progress=progress)

@@ -6,6 +6,7 @@ the bad value and what was expected; no traceback).
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
@@ -14,9 +15,14 @@ from rich.console import Console
 
 from planner import api, render
 from planner.errors import InputError, NoPlanError
+from planner.progress import DelayedProgress
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="APEX: plan and simulate parallel execution of LLM inference on GPU clusters.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="APEX: plan and simulate parallel execution of LLM inference on GPU clusters.",
+)
 err = Console(stderr=True)
 
 KINDS = ("model", "gpu", "cluster", "fabric")
@@ -41,8 +47,10 @@ def clusters():
 
 
 @app.command()
-def show(kind: Annotated[str, typer.Argument(help="model, gpu, cluster or fabric")],
-         name: Annotated[str, typer.Argument(help="catalog name, e.g. llama-3.1-70b")]):
+def show(
+    kind: Annotated[str, typer.Argument(help="model, gpu, cluster or fabric")],
+    name: Annotated[str, typer.Argument(help="catalog name, e.g. llama-3.1-70b")],
+):
     """Print every number of one catalog entry, derived ones included."""
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}; expected one of: {', '.join(KINDS)}", field="KIND")
@@ -50,12 +58,41 @@ def show(kind: Annotated[str, typer.Argument(help="model, gpu, cluster or fabric
 
 
 @app.command()
-def check(scenarios: Annotated[list[str], typer.Argument(help="scenario YAML files")],
-          plan: Annotated[str | None, typer.Option(help="plan override, e.g. 'tp=4,pp=2'")] = None):
+def check(
+    scenarios: Annotated[list[str], typer.Argument(help="scenario YAML files")],
+    plan: Annotated[str | None, typer.Option(help="plan override, e.g. 'tp=4,pp=2'")] = None,
+):
     """Validate scenario files and report, per GPU of the plan, whether the weights fit."""
     for path in scenarios:
         report = api.check(path, plan=plan)
         render.console.print(render.check_table(report))
+
+
+@app.command()
+def simulate(
+    scenarios: Annotated[list[str], typer.Argument(help="scenario YAML files")],
+    plan: Annotated[str | None, typer.Option(help="plan override, e.g. 'tp=4,pp=2' (all scenarios)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per scenario per line")] = False,
+    requests_out: Annotated[
+        str | None, typer.Option(help="write per-request records (.csv or .parquet); one scenario only")
+    ] = None,
+):
+    """Replay each scenario's workload on its plan and report latency, throughput, energy and cost."""
+    if requests_out and len(scenarios) > 1:
+        raise InputError("--requests-out takes one scenario at a time", field="--requests-out")
+    names, results = [], []
+    for path in scenarios:
+        with DelayedProgress(f"simulating {path}", enabled=not as_json or sys.stderr.isatty()) as progress:
+            result = api.simulate(path, plan=plan, progress=progress)
+        if requests_out:
+            result.write_requests(requests_out)
+        data = result.to_json()
+        if as_json:
+            print(json.dumps(data), flush=True)
+        names.append(path)
+        results.append(data)
+    if not as_json:
+        render.console.print(render.simulation_table(names, results))
 
 
 def main(argv: list[str] | None = None) -> int:

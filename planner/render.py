@@ -32,27 +32,63 @@ def params_label(n: float) -> str:
 
 def models_table() -> Table:
     table = Table(title="Models (configs/models)")
-    for col in ("name", "params", "active", "layers", "hidden", "heads/kv", "attention", "MoE", "KV bytes/token (bf16)"):
+    for col in (
+        "name",
+        "params",
+        "active",
+        "layers",
+        "hidden",
+        "heads/kv",
+        "attention",
+        "MoE",
+        "KV bytes/token (bf16)",
+    ):
         table.add_column(col, justify="right" if col not in ("name", "attention", "MoE") else "left")
     for name in catalog.list_names("model"):
         m = catalog.get_model(name)
         moe = f"{m.moe.num_experts}e top{m.moe.top_k}" if m.moe else "-"
-        table.add_row(name, params_label(m.num_params), params_label(m.num_active_params), str(m.num_layers),
-                      str(m.hidden_size), f"{m.num_heads}/{m.num_kv_heads}", m.attention, moe,
-                      f"{m.kv_bytes_per_token('bf16'):,.0f}")
+        table.add_row(
+            name,
+            params_label(m.num_params),
+            params_label(m.num_active_params),
+            str(m.num_layers),
+            str(m.hidden_size),
+            f"{m.num_heads}/{m.num_kv_heads}",
+            m.attention,
+            moe,
+            f"{m.kv_bytes_per_token('bf16'):,.0f}",
+        )
     return table
 
 
 def gpus_table() -> Table:
     table = Table(title="GPUs (configs/hardware) — dense peaks")
-    for col in ("name", "bf16 TF/s", "fp8 TF/s", "fp4 TF/s", "memory GiB", "HBM TB/s", "link GB/s", "TDP W",
-                "$/GPU-h"):
+    for col in (
+        "name",
+        "bf16 TF/s",
+        "fp8 TF/s",
+        "fp4 TF/s",
+        "memory GiB",
+        "HBM TB/s",
+        "link GB/s",
+        "TDP W",
+        "$/GPU-h",
+    ):
         table.add_column(col, justify="left" if col == "name" else "right")
     for name in catalog.list_names("gpu"):
         g = catalog.get_gpu(name)
         p = g.peak_tflops
-        table.add_row(name, _num(p.bf16), _num(p.fp8), _num(p.fp4), _num(g.memory_gib), _num(g.memory_bandwidth_tbps),
-                      _num(g.scale_up_bandwidth_gbps), _num(g.tdp_w), f"{g.price_usd_per_hour:.2f}")
+        table.add_row(
+            name,
+            _num(p.bf16),
+            _num(p.fp8),
+            _num(p.fp4),
+            _num(g.memory_gib),
+            _num(g.memory_bandwidth_tbps),
+            _num(g.scale_up_bandwidth_gbps),
+            _num(g.tdp_w),
+            f"{g.price_usd_per_hour:.2f}",
+        )
     return table
 
 
@@ -107,21 +143,89 @@ def check_table(report) -> Table:
     """The `apex check` report: the scenario in one line, then per-stage memory."""
     sc = report.scenario
     m = sc.model
-    title = (f"{sc.name}: {m.name} ({params_label(m.num_params)} params) on {sc.cluster.num_gpus} GPUs "
-             f"[{', '.join(f'{n}×{g}' for g, n in sc.cluster.gpus_by_type().items())}] — scenario is valid")
+    title = (
+        f"{sc.name}: {m.name} ({params_label(m.num_params)} params) on {sc.cluster.num_gpus} GPUs "
+        f"[{', '.join(f'{n}×{g}' for g, n in sc.cluster.gpus_by_type().items())}] — scenario is valid"
+    )
     table = Table(title=title, title_justify="left")
     if sc.plan is None:
         table.add_column("note")
         table.add_row("no plan given: add 'plan:' or --plan to see per-GPU memory")
         return table
-    for col in ("replicas", "stage", "layers", "GPUs", "parallelism", "weights GiB/GPU", "GPU GiB",
-                "KV tokens", "fits"):
+    for col in (
+        "replicas",
+        "stage",
+        "layers",
+        "GPUs",
+        "parallelism",
+        "weights GiB/GPU",
+        "GPU GiB",
+        "KV tokens",
+        "fits",
+    ):
         table.add_column(col, justify="right" if col not in ("parallelism", "fits") else "left")
     for r in report.rows:
         count = sc.plan.replicas[r.replica_group].count
-        table.add_row(f"#{r.replica_group} ×{count}", str(r.stage), f"[{r.layers[0]}, {r.layers[1]})",
-                      f"{r.num_gpus}×{r.gpu}", r.parallelism, f"{r.weights_gib:.1f}", f"{r.capacity_gib:.0f}",
-                      f"{r.kv_cache_tokens:,}", "[green]yes[/]" if r.fits else "[red]NO[/]")
-    table.caption = f"plan {sc.plan.label()}: " + ("weights fit on every GPU" if report.fits else
-                                                    "weights do NOT fit on some GPUs")
+        table.add_row(
+            f"#{r.replica_group} ×{count}",
+            str(r.stage),
+            f"[{r.layers[0]}, {r.layers[1]})",
+            f"{r.num_gpus}×{r.gpu}",
+            r.parallelism,
+            f"{r.weights_gib:.1f}",
+            f"{r.capacity_gib:.0f}",
+            f"{r.kv_cache_tokens:,}",
+            "[green]yes[/]" if r.fits else "[red]NO[/]",
+        )
+    table.caption = f"plan {sc.plan.label()}: " + (
+        "weights fit on every GPU" if report.fits else "weights do NOT fit on some GPUs"
+    )
+    return table
+
+
+_SUMMARY_ROWS = [
+    ("plan", lambda r: r["plan"] if isinstance(r["plan"], str) else str(r["plan"])),
+    ("requests completed", lambda r: f"{r['requests']['completed']:,}"),
+    ("preemptions", lambda r: f"{r['requests']['preempted']:,}"),
+    ("makespan (s)", lambda r: f"{r['makespan_s']:.1f}"),
+    ("throughput (output tok/s)", lambda r: f"{r['throughput']['output_tokens_per_s']:,.0f}"),
+    ("throughput (total tok/s)", lambda r: f"{r['throughput']['total_tokens_per_s']:,.0f}"),
+    ("throughput (req/s)", lambda r: f"{r['throughput']['requests_per_s']:.2f}"),
+    ("TTFT mean / p50 / p99 (s)", lambda r: _stats(r["ttft_s"])),
+    ("TPOT mean / p50 / p99 (ms)", lambda r: _stats(r["tpot_s"], 1e3)),
+    ("ITL p50 / p99 (ms)", lambda r: f"{r['itl_s']['p50'] * 1e3:.1f} / {r['itl_s']['p99'] * 1e3:.1f}"),
+    ("E2E mean / p50 / p99 (s)", lambda r: _stats(r["e2e_s"])),
+    ("SLO attainment", lambda r: "-" if r["slo"]["attainment"] is None else f"{r['slo']['attainment']:.1%}"),
+    (
+        "goodput (req/s)",
+        lambda r: "-" if r["slo"]["goodput_rps"] is None else f"{r['slo']['goodput_rps']:.2f}",
+    ),
+    ("energy (J / output token)", lambda r: f"{r['energy']['joules_per_output_token']:.3g}"),
+    ("cost ($/h)", lambda r: f"{r['cost']['usd_per_hour']:,.2f}"),
+    ("cost ($ / M output tokens)", lambda r: f"{r['cost']['usd_per_million_output_tokens']:,.2f}"),
+    ("weights per GPU (GiB)", lambda r: f"{r['memory']['weights_gib_per_gpu']:.1f}"),
+    ("KV cache capacity (tokens)", lambda r: f"{r['memory']['kv_cache_tokens']:,}"),
+]
+
+
+def _stats(d: dict, scale: float = 1.0) -> str:
+    if d.get("mean") is None:
+        return "-"
+    return f"{d['mean'] * scale:.3g} / {d['p50'] * scale:.3g} / {d['p99'] * scale:.3g}"
+
+
+def simulation_table(names: list[str], results: list[dict]) -> Table:
+    """Side-by-side summary of simulation results (the JSON of DESIGN §6), one column per scenario."""
+    table = Table(title="Simulation", title_justify="left")
+    table.add_column("metric")
+    for name in names:
+        table.add_column(name, justify="right")
+    for label, get in _SUMMARY_ROWS:
+        cells = []
+        for r in results:
+            try:
+                cells.append(get(r))
+            except (KeyError, TypeError):
+                cells.append("-")
+        table.add_row(label, *cells)
     return table

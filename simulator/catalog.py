@@ -19,8 +19,12 @@ from simulator.hardware import GPU, Cluster, Fabric
 from simulator.model import Model
 from simulator.yamlio import read_yaml
 
-KINDS = {"model": ("models", Model), "gpu": ("hardware", GPU), "fabric": ("fabrics", Fabric),
-         "cluster": ("clusters", Cluster)}
+KINDS = {
+    "model": ("models", Model),
+    "gpu": ("hardware", GPU),
+    "fabric": ("fabrics", Fabric),
+    "cluster": ("clusters", Cluster),
+}
 
 
 def catalog_dir(kind: str) -> Path:
@@ -38,7 +42,9 @@ def parse_entry(kind: str, data: Any, *, file: str | None, field: str | None = N
     """Validate a dict as one catalog entry of `kind`."""
     cls = KINDS[kind][1]
     if not isinstance(data, dict):
-        raise InputError(f"expected a mapping for a {kind}, got {type(data).__name__}", file=file, field=field)
+        raise InputError(
+            f"expected a mapping for a {kind}, got {type(data).__name__}", file=file, field=field
+        )
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
@@ -71,8 +77,11 @@ def get(kind: str, ref: str, *, file: str | None = None, field: str | None = Non
     name = ref.strip().lower()
     if name not in list_names(kind):
         known = ", ".join(list_names(kind))
-        raise InputError(f"unknown {kind} {ref!r}; expected one of: {known} (or a path to a YAML file)",
-                         file=file, field=field)
+        raise InputError(
+            f"unknown {kind} {ref!r}; expected one of: {known} (or a path to a YAML file)",
+            file=file,
+            field=field,
+        )
     return _load_named(kind, name)
 
 

@@ -40,7 +40,11 @@ def pydantic_error_to_input_error(exc, *, file: str | None, prefix: str | None =
             msg = "unknown key (check the spelling; see the documented fields)"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(bad, dict) else f" (got {bad!r})"
+        shown = (
+            ""
+            if err["type"] in ("missing", "extra_forbidden") or isinstance(bad, dict)
+            else f" (got {bad!r})"
+        )
         lines.append(f"{loc}: {msg}{shown}")
     message = lines[0] if len(lines) == 1 else "; ".join(lines[:5])
     if message.startswith(f"{first_field}: "):

@@ -29,39 +29,74 @@ class GPUEfficiency(_Strict):
     memory_max: float = Field(0.85, gt=0, le=1, description="large-transfer HBM bandwidth / datasheet")
     scale_up_bus_max: float = Field(0.8, gt=0, le=1, description="NCCL bus bandwidth / link bandwidth")
     # ---- cost-model shape and overhead coefficients (simulator/costmodel; `apex calibrate` may refit them) ----
-    gemm_tile_m: int = Field(128, gt=0, description="GEMM CTA tile rows (CUTLASS/cuBLAS Hopper 128x128/128x256 tiles)")
+    gemm_tile_m: int = Field(
+        128, gt=0, description="GEMM CTA tile rows (CUTLASS/cuBLAS Hopper 128x128/128x256 tiles)"
+    )
     gemm_tile_n: int = Field(128, gt=0, description="GEMM CTA tile columns; tiles fill num_sms per wave")
     memory_half_bytes: float = Field(
-        4e6, gt=0, description="transfer size at which HBM efficiency is half of memory_max: eff(b) = max*b/(b+half); "
-        "~1 us kernel latency x ~3 TB/s (hardware.md: 'a few us fixed latency')")
+        4e6,
+        gt=0,
+        description="transfer size at which HBM efficiency is half of memory_max: eff(b) = max*b/(b+half); "
+        "~1 us kernel latency x ~3 TB/s (hardware.md: 'a few us fixed latency')",
+    )
     attention_max: float = Field(
-        0.5, gt=0, le=1, description="flash-attention prefill throughput / dense peak (FlashAttention-2 reaches "
-        "35-50% of H100 BF16 peak, FlashAttention-3 up to 75%: Shah et al. 2024, arXiv:2407.08608)")
+        0.5,
+        gt=0,
+        le=1,
+        description="flash-attention prefill throughput / dense peak (FlashAttention-2 reaches "
+        "35-50% of H100 BF16 peak, FlashAttention-3 up to 75%: Shah et al. 2024, arXiv:2407.08608)",
+    )
     attention_memory_max: float = Field(
-        0.7, gt=0, le=1, description="paged-KV decode attention HBM bandwidth / datasheet (hardware.md: paged-KV "
-        "reads reach noticeably less than streaming; vLLM paged-attention kernel benchmarks)")
+        0.7,
+        gt=0,
+        le=1,
+        description="paged-KV decode attention HBM bandwidth / datasheet (hardware.md: paged-KV "
+        "reads reach noticeably less than streaming; vLLM paged-attention kernel benchmarks)",
+    )
     layer_overhead_eager_s: float = Field(
-        60e-6, ge=0, description="fixed host/launch cost per layer per iteration without CUDA graphs: ~12 kernels x "
-        "~5 us launch latency (NVIDIA CUDA C++ Best Practices Guide, kernel launch overhead)")
+        60e-6,
+        ge=0,
+        description="fixed host/launch cost per layer per iteration without CUDA graphs: ~12 kernels x "
+        "~5 us launch latency (NVIDIA CUDA C++ Best Practices Guide, kernel launch overhead)",
+    )
     layer_overhead_graph_s: float = Field(
-        8e-6, ge=0, description="fixed cost per layer per iteration when replayed from a CUDA graph (inter-kernel gaps "
-        "~0.5-1 us x ~12 kernels; NVIDIA 'Getting started with CUDA Graphs' blog)")
+        8e-6,
+        ge=0,
+        description="fixed cost per layer per iteration when replayed from a CUDA graph (inter-kernel gaps "
+        "~0.5-1 us x ~12 kernels; NVIDIA 'Getting started with CUDA Graphs' blog)",
+    )
     iteration_overhead_s: float = Field(
-        1e-3, ge=0, description="scheduler/CPU time per engine step (vLLM v1 blog, Jan 2025: CPU overhead of a few "
-        "ms per step in v0, reduced to ~1 ms in v1)")
+        1e-3,
+        ge=0,
+        description="scheduler/CPU time per engine step (vLLM v1 blog, Jan 2025: CPU overhead of a few "
+        "ms per step in v0, reduced to ~1 ms in v1)",
+    )
     collective_latency_scale: float = Field(
-        1.0, gt=0, description="multiplier on the fabric latency floor of collectives (1 = fabric.latency_us per hop)")
+        1.0,
+        gt=0,
+        description="multiplier on the fabric latency floor of collectives (1 = fabric.latency_us per hop)",
+    )
     collective_bus_scale: float = Field(
-        1.0, gt=0, le=1.5, description="multiplier on the fabric's large-message bus efficiency")
+        1.0, gt=0, le=1.5, description="multiplier on the fabric's large-message bus efficiency"
+    )
     collective_half_bytes: float = Field(
-        512 * 1024, gt=0, description="message size at which collective bus efficiency is half its maximum "
-        "(nccl-tests on 8xH200, hardware.md: busbw 40 GB/s at 1 MiB, 107 at 4 MiB, 347 at 64 MiB)")
+        512 * 1024,
+        gt=0,
+        description="message size at which collective bus efficiency is half its maximum "
+        "(nccl-tests on 8xH200, hardware.md: busbw 40 GB/s at 1 MiB, 107 at 4 MiB, 347 at 64 MiB)",
+    )
     moe_imbalance: float = Field(
-        1.2, ge=1, description="tokens on the busiest expert-parallel GPU / mean (DeepSeek-V3 report, EPLB: "
-        "~1.1-1.3 after balancing)")
+        1.2,
+        ge=1,
+        description="tokens on the busiest expert-parallel GPU / mean (DeepSeek-V3 report, EPLB: "
+        "~1.1-1.3 after balancing)",
+    )
     runtime_reserve_gib: float = Field(
-        1.0, ge=0, description="per-GPU memory outside weights/KV/activations: CUDA context, NCCL buffers, CUDA "
-        "graphs (vLLM logs: 'Graph capturing finished ... 0.3-1 GiB'; CUDA context ~0.5 GiB)")
+        1.0,
+        ge=0,
+        description="per-GPU memory outside weights/KV/activations: CUDA context, NCCL buffers, CUDA "
+        "graphs (vLLM logs: 'Graph capturing finished ... 0.3-1 GiB'; CUDA context ~0.5 GiB)",
+    )
 
 
 class GPU(_Strict):
@@ -98,8 +133,15 @@ class GPU(_Strict):
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s at `dtype`; formats the part lacks fall back to the next wider one it has."""
-        order = {"fp4": ("fp4", "fp8", "bf16"), "fp8": ("fp8", "bf16"), "int8": ("int8", "fp8", "bf16"),
-                 "int4": ("int8", "bf16"), "fp16": ("fp16",), "bf16": ("bf16",), "fp32": ("fp32", "bf16")}
+        order = {
+            "fp4": ("fp4", "fp8", "bf16"),
+            "fp8": ("fp8", "bf16"),
+            "int8": ("int8", "fp8", "bf16"),
+            "int4": ("int8", "bf16"),
+            "fp16": ("fp16",),
+            "bf16": ("bf16",),
+            "fp32": ("fp32", "bf16"),
+        }
         for candidate in order.get(dtype, ("bf16",)):
             rate = getattr(self.peak_tflops, candidate)
             if rate:

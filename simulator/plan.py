@@ -153,18 +153,32 @@ def parse_shorthand(text: str, model: Model, *, file: str | None = None, field: 
         if not sep or key not in values:
             raise InputError(
                 f"bad plan shorthand {text!r}: expected comma-separated key=value with keys tp, pp, dp, ep "
-                f"(e.g. 'tp=4,pp=2,dp=2'), got {item!r}", file=file, field=field)
+                f"(e.g. 'tp=4,pp=2,dp=2'), got {item!r}",
+                file=file,
+                field=field,
+            )
         try:
             values[key] = int(raw)
         except ValueError:
-            raise InputError(f"bad plan shorthand {text!r}: {key} must be a positive integer, got {raw!r}",
-                             file=file, field=field) from None
+            raise InputError(
+                f"bad plan shorthand {text!r}: {key} must be a positive integer, got {raw!r}",
+                file=file,
+                field=field,
+            ) from None
         if values[key] <= 0:
-            raise InputError(f"bad plan shorthand {text!r}: {key} must be a positive integer, got {raw}",
-                             file=file, field=field)
+            raise InputError(
+                f"bad plan shorthand {text!r}: {key} must be a positive integer, got {raw}",
+                file=file,
+                field=field,
+            )
     if values["pp"] > model.num_layers:
-        raise InputError(f"pp={values['pp']} exceeds the model's {model.num_layers} layers", file=file, field=field)
-    stages = [dict(layers=r, tp=values["tp"], ep=values["ep"]) for r in even_layer_split(model.num_layers, values["pp"])]
+        raise InputError(
+            f"pp={values['pp']} exceeds the model's {model.num_layers} layers", file=file, field=field
+        )
+    stages = [
+        dict(layers=r, tp=values["tp"], ep=values["ep"])
+        for r in even_layer_split(model.num_layers, values["pp"])
+    ]
     try:
         return Plan(replicas=[ReplicaGroup(count=values["dp"], stages=[Stage(**s) for s in stages])])
     except ValidationError as exc:
@@ -183,13 +197,18 @@ def parse_plan(spec, model: Model, cluster: Cluster, *, file: str | None = None,
         except ValidationError as exc:
             raise pydantic_error_to_input_error(exc, file=file, prefix=field) from None
     else:
-        raise InputError(f"expected a shorthand like 'tp=4,pp=2' or a mapping with 'replicas', got {spec!r}",
-                         file=file, field=field)
+        raise InputError(
+            f"expected a shorthand like 'tp=4,pp=2' or a mapping with 'replicas', got {spec!r}",
+            file=file,
+            field=field,
+        )
     check_plan(plan, model, cluster, file=file, field=field)
     return plan
 
 
-def check_plan(plan: Plan, model: Model, cluster: Cluster, *, file: str | None = None, field: str = "plan") -> None:
+def check_plan(
+    plan: Plan, model: Model, cluster: Cluster, *, file: str | None = None, field: str = "plan"
+) -> None:
     """Raise InputError unless the plan divides the model cleanly and fits the cluster's GPUs."""
     types = cluster.gpus_by_type()
     default_gpu = next(iter(types)) if len(types) == 1 else None
@@ -200,51 +219,83 @@ def check_plan(plan: Plan, model: Model, cluster: Cluster, *, file: str | None =
             sw = f"{where}.stages[{si}]"
             start, stop = stage.layers
             if start != expected_start:
-                raise InputError(f"layers {list(stage.layers)} leave a gap or overlap: expected the stage to start "
-                                 f"at layer {expected_start} (stages must cover layers contiguously)",
-                                 file=file, field=f"{sw}.layers")
+                raise InputError(
+                    f"layers {list(stage.layers)} leave a gap or overlap: expected the stage to start "
+                    f"at layer {expected_start} (stages must cover layers contiguously)",
+                    file=file,
+                    field=f"{sw}.layers",
+                )
             if stop > model.num_layers:
-                raise InputError(f"layers {list(stage.layers)} go past the model's {model.num_layers} layers",
-                                 file=file, field=f"{sw}.layers")
+                raise InputError(
+                    f"layers {list(stage.layers)} go past the model's {model.num_layers} layers",
+                    file=file,
+                    field=f"{sw}.layers",
+                )
             expected_start = stop
             if stage.gpu is None and default_gpu is None:
-                raise InputError(f"the cluster has several GPU types ({', '.join(types)}); name the stage's gpu",
-                                 file=file, field=f"{sw}.gpu")
+                raise InputError(
+                    f"the cluster has several GPU types ({', '.join(types)}); name the stage's gpu",
+                    file=file,
+                    field=f"{sw}.gpu",
+                )
             gpu = stage.gpu or default_gpu
             if gpu not in types:
-                raise InputError(f"GPU type {gpu!r} is not in the cluster (it has: {', '.join(types)})",
-                                 file=file, field=f"{sw}.gpu")
+                raise InputError(
+                    f"GPU type {gpu!r} is not in the cluster (it has: {', '.join(types)})",
+                    file=file,
+                    field=f"{sw}.gpu",
+                )
             _check_divisibility(stage, model, start, stop, file=file, field=sw)
         if expected_start != model.num_layers:
-            raise InputError(f"stages cover layers [0, {expected_start}) but the model has {model.num_layers} layers; "
-                             "every layer must be covered exactly once", file=file, field=f"{where}.stages")
+            raise InputError(
+                f"stages cover layers [0, {expected_start}) but the model has {model.num_layers} layers; "
+                "every layer must be covered exactly once",
+                file=file,
+                field=f"{where}.stages",
+            )
     needed = plan.gpus_by_type(default_gpu or "")
     for gpu, count in needed.items():
         if count > types.get(gpu, 0):
-            raise InputError(f"the plan needs {count} {gpu} GPUs but the cluster has {types.get(gpu, 0)}",
-                             file=file, field=field)
+            raise InputError(
+                f"the plan needs {count} {gpu} GPUs but the cluster has {types.get(gpu, 0)}",
+                file=file,
+                field=field,
+            )
 
 
 def _check_divisibility(stage: Stage, model: Model, start: int, stop: int, *, file, field) -> None:
     tp = stage.attention.tp
     if model.num_heads % tp:
-        raise InputError(f"attention tp={tp} must divide the model's {model.num_heads} attention heads",
-                         file=file, field=f"{field}.attention.tp" if stage.tp is None else f"{field}.tp")
+        raise InputError(
+            f"attention tp={tp} must divide the model's {model.num_heads} attention heads",
+            file=file,
+            field=f"{field}.attention.tp" if stage.tp is None else f"{field}.tp",
+        )
     if model.attention != "mla" and tp > model.num_kv_heads and tp % model.num_kv_heads:
-        raise InputError(f"attention tp={tp} must divide or be a multiple of the {model.num_kv_heads} KV heads",
-                         file=file, field=f"{field}.tp")
+        raise InputError(
+            f"attention tp={tp} must divide or be a multiple of the {model.num_kv_heads} KV heads",
+            file=file,
+            field=f"{field}.tp",
+        )
     ep, ftp = stage.ffn.ep, stage.ffn.tp
     has_moe = model.num_moe_layers(start, stop) > 0
     if ep > 1 and not has_moe:
-        raise InputError(f"ep={ep} needs MoE layers, but {model.name} has none in layers [{start}, {stop})",
-                         file=file, field=f"{field}.ep" if stage.tp is not None or stage.ep else f"{field}.ffn.ep")
+        raise InputError(
+            f"ep={ep} needs MoE layers, but {model.name} has none in layers [{start}, {stop})",
+            file=file,
+            field=f"{field}.ep" if stage.tp is not None or stage.ep else f"{field}.ffn.ep",
+        )
     if has_moe and model.moe.num_experts % ep:
-        raise InputError(f"ep={ep} must divide the model's {model.moe.num_experts} experts",
-                         file=file, field=f"{field}.ep")
+        raise InputError(
+            f"ep={ep} must divide the model's {model.moe.num_experts} experts", file=file, field=f"{field}.ep"
+        )
     sizes = [model.ffn_size] if model.num_moe_layers(start, stop) < stop - start else []
     if has_moe:
         sizes.append(model.moe.expert_ffn_size)
     for size in sizes:
         if size % ftp:
-            raise InputError(f"ffn tp={ftp} must divide the FFN intermediate size {size}",
-                             file=file, field=f"{field}.ffn.tp" if stage.tp is None else f"{field}.tp")
+            raise InputError(
+                f"ffn tp={ftp} must divide the FFN intermediate size {size}",
+                file=file,
+                field=f"{field}.ffn.tp" if stage.tp is None else f"{field}.tp",
+            )

@@ -46,9 +46,12 @@ class Engine(_Strict):
     enable_chunked_prefill: bool | None = Field(None, description="split long prompts across iterations")
     block_size: int = Field(16, gt=0, description="tokens per KV-cache block")
     gpu_memory_fraction: float | None = Field(
-        None, gt=0, le=1,
+        None,
+        gt=0,
+        le=1,
         description="vLLM: fraction of total memory for weights+KV; TensorRT-LLM: fraction of free memory after "
-                    "weights for KV; SGLang: mem_fraction_static")
+        "weights for KV; SGLang: mem_fraction_static",
+    )
     preemption_mode: Literal["recompute", "swap"] = "recompute"
     cuda_graphs: bool = True
     router: Literal["round-robin", "least-outstanding", "power-of-two"] = "least-outstanding"
@@ -56,18 +59,42 @@ class Engine(_Strict):
 
 # Defaults of each engine (from their docs / argument defaults; see simulator/engine for the sources).
 ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vllm-v0": {"max_num_seqs": 256, "max_num_batched_tokens": 8192, "enable_chunked_prefill": False,
-                "gpu_memory_fraction": 0.9},
-    "vllm-v1": {"max_num_seqs": 256, "max_num_batched_tokens": 8192, "enable_chunked_prefill": True,
-                "gpu_memory_fraction": 0.9},
-    "sglang": {"max_num_seqs": 1024, "max_num_batched_tokens": 8192, "enable_chunked_prefill": True,
-               "gpu_memory_fraction": 0.88},
-    "trtllm": {"max_num_seqs": 2048, "max_num_batched_tokens": 8192, "enable_chunked_prefill": False,
-               "gpu_memory_fraction": 0.9},
-    "orca": {"max_num_seqs": 256, "max_num_batched_tokens": 8192, "enable_chunked_prefill": False,
-             "gpu_memory_fraction": 0.9},
-    "static": {"max_num_seqs": 256, "max_num_batched_tokens": 8192, "enable_chunked_prefill": False,
-               "gpu_memory_fraction": 0.9},
+    "vllm-v0": {
+        "max_num_seqs": 256,
+        "max_num_batched_tokens": 8192,
+        "enable_chunked_prefill": False,
+        "gpu_memory_fraction": 0.9,
+    },
+    "vllm-v1": {
+        "max_num_seqs": 256,
+        "max_num_batched_tokens": 8192,
+        "enable_chunked_prefill": True,
+        "gpu_memory_fraction": 0.9,
+    },
+    "sglang": {
+        "max_num_seqs": 1024,
+        "max_num_batched_tokens": 8192,
+        "enable_chunked_prefill": True,
+        "gpu_memory_fraction": 0.88,
+    },
+    "trtllm": {
+        "max_num_seqs": 2048,
+        "max_num_batched_tokens": 8192,
+        "enable_chunked_prefill": False,
+        "gpu_memory_fraction": 0.9,
+    },
+    "orca": {
+        "max_num_seqs": 256,
+        "max_num_batched_tokens": 8192,
+        "enable_chunked_prefill": False,
+        "gpu_memory_fraction": 0.9,
+    },
+    "static": {
+        "max_num_seqs": 256,
+        "max_num_batched_tokens": 8192,
+        "enable_chunked_prefill": False,
+        "gpu_memory_fraction": 0.9,
+    },
 }
 
 
@@ -93,8 +120,13 @@ class LengthDist(_Strict):
 
     @model_validator(mode="after")
     def _check(self):
-        needs = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"),
-                 "lognormal": ("mean", "std"), "empirical": ("values",)}[self.dist]
+        needs = {
+            "fixed": ("value",),
+            "uniform": ("low", "high"),
+            "normal": ("mean", "std"),
+            "lognormal": ("mean", "std"),
+            "empirical": ("values",),
+        }[self.dist]
         missing = [k for k in needs if getattr(self, k) is None]
         if missing:
             raise ValueError(f"dist '{self.dist}' needs {', '.join(needs)} (missing: {', '.join(missing)})")
@@ -105,7 +137,9 @@ class LengthDist(_Strict):
         if self.dist == "empirical":
             if any(v <= 0 for v in self.values):
                 raise ValueError("empirical values must be positive token counts")
-            if self.weights is not None and (len(self.weights) != len(self.values) or any(w < 0 for w in self.weights)):
+            if self.weights is not None and (
+                len(self.weights) != len(self.values) or any(w < 0 for w in self.weights)
+            ):
                 raise ValueError("empirical weights must be non-negative and as many as the values")
         return self
 
@@ -236,23 +270,32 @@ def _resolve_cluster(ref, *, file) -> Cluster:
     except ValidationError as exc:
         raise pydantic_error_to_input_error(exc, file=file, prefix="cluster") from None
     catalog.get_gpu(short.gpu, file=file, field="cluster.gpu")
-    group = NodeGroup(gpu=short.gpu, nodes=short.nodes, gpus_per_node=short.gpus_per_node,
-                      scale_up_domain=short.scale_up_domain, intra_node=short.intra_node, inter_node=short.inter_node)
+    group = NodeGroup(
+        gpu=short.gpu,
+        nodes=short.nodes,
+        gpus_per_node=short.gpus_per_node,
+        scale_up_domain=short.scale_up_domain,
+        intra_node=short.intra_node,
+        inter_node=short.inter_node,
+    )
     return Cluster(name=f"{short.nodes}x{short.gpus_per_node}-{short.gpu}", node_groups=[group])
 
 
 def _resolve_fabrics(cluster: Cluster, gpus: dict[str, GPU], *, file) -> None:
     for gi, group in enumerate(cluster.node_groups):
         if group.intra_node is None:
-            catalog.get_fabric(gpus[group.gpu].scale_up_fabric, file=file,
-                               field=f"cluster.node_groups[{gi}].gpu")
+            catalog.get_fabric(
+                gpus[group.gpu].scale_up_fabric, file=file, field=f"cluster.node_groups[{gi}].gpu"
+            )
         for key in ("intra_node", "inter_node"):
             ref = getattr(group, key)
             if isinstance(ref, str):
                 catalog.get_fabric(ref, file=file, field=f"cluster.node_groups[{gi}].{key}")
 
 
-def load_scenario(source: str | Path | dict | Scenario, *, plan_override: str | dict | None = None) -> Scenario:
+def load_scenario(
+    source: str | Path | dict | Scenario, *, plan_override: str | dict | None = None
+) -> Scenario:
     """Read, validate and resolve a scenario from a YAML path, a dict, or pass a Scenario through."""
     if isinstance(source, Scenario):
         return source.with_plan(plan_override) if plan_override is not None else source
@@ -263,8 +306,11 @@ def load_scenario(source: str | Path | dict | Scenario, *, plan_override: str | 
     else:
         data = source
     if not isinstance(data, dict):
-        raise InputError(f"a scenario must be a mapping of fields (model, cluster, workload, ...), "
-                         f"got {type(data).__name__}", file=file)
+        raise InputError(
+            f"a scenario must be a mapping of fields (model, cluster, workload, ...), "
+            f"got {type(data).__name__}",
+            file=file,
+        )
     try:
         spec = ScenarioFile.model_validate(data)
     except ValidationError as exc:
@@ -286,5 +332,7 @@ def load_scenario(source: str | Path | dict | Scenario, *, plan_override: str | 
     plan = None
     if plan_spec is not None:
         field = "--plan" if plan_override is not None else "plan"
-        plan = parse_plan(plan_spec, model, cluster, file=file if plan_override is None else None, field=field)
+        plan = parse_plan(
+            plan_spec, model, cluster, file=file if plan_override is None else None, field=field
+        )
     return Scenario(spec=spec, model=model, cluster=cluster, gpus=gpus, plan=plan, file=file)

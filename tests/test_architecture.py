@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ast
-
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-FORBIDDEN = {"simulator": ("planner", "formulations"), "formulations": ("planner",), "configs": ("simulator",
-             "formulations", "planner")}
+FORBIDDEN = {
+    "simulator": ("planner", "formulations"),
+    "formulations": ("planner",),
+    "configs": ("simulator", "formulations", "planner"),
+}
 
 
 def _imports(path):

@@ -51,7 +51,11 @@ CASES = [
     ("unknown-engine", ("engine.kind", "vllm-v9"), "engine.kind"),
     ("missing-workload", ("workload", _DELETE), "workload"),
     ("memory-fraction-above-one", ("engine.gpu_memory_fraction", 1.5), "engine.gpu_memory_fraction"),
-    ("lognormal-without-std", ("workload.input_tokens", {"dist": "lognormal", "mean": 100}), "workload.input_tokens"),
+    (
+        "lognormal-without-std",
+        ("workload.input_tokens", {"dist": "lognormal", "mean": 100}),
+        "workload.input_tokens",
+    ),
     ("unknown-objective", ("goals", {"objective": "max_fun"}), "goals.objective"),
     ("negative-slo", ("goals", {"slo": {"ttft_s": {"p99": -2}}}), "goals.slo.ttft_s.p99"),
     ("unknown-cluster-preset", ("cluster", "dgx-z900"), "cluster"),
@@ -72,8 +76,16 @@ CASES = [
         ("plan", {"replicas": [{"stages": [{"layers": [0, 80], "attention": {"tp": 8}, "ffn": {"tp": 4}}]}]}),
         "plan.replicas[0].stages[0]",
     ),
-    ("uniform-low-above-high", ("workload.input_tokens", {"dist": "uniform", "low": 10, "high": 5}), "input_tokens"),
-    ("burst-needs-no-rate-but-poisson-does", ("workload.arrival", {"process": "poisson"}), "workload.arrival"),
+    (
+        "uniform-low-above-high",
+        ("workload.input_tokens", {"dist": "uniform", "low": 10, "high": 5}),
+        "input_tokens",
+    ),
+    (
+        "burst-needs-no-rate-but-poisson-does",
+        ("workload.arrival", {"process": "poisson"}),
+        "workload.arrival",
+    ),
 ]
 
 

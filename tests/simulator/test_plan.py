@@ -37,10 +37,17 @@ def test_plan_shorthand_ep_larger_than_tp_uses_attention_dp():
 def test_plan_full_form_uneven_layers_and_cells():
     """The full form accepts uneven layer ranges and different attention/FFN splits."""
     model = catalog.get_model("deepseek-v3")
-    spec = {"replicas": [{"count": 1, "stages": [
-        {"layers": [0, 30], "attention": {"tp": 8}, "ffn": {"ep": 8}},
-        {"layers": [30, 61], "attention": {"tp": 2, "dp": 4}, "ffn": {"tp": 1, "ep": 8}},
-    ]}]}
+    spec = {
+        "replicas": [
+            {
+                "count": 1,
+                "stages": [
+                    {"layers": [0, 30], "attention": {"tp": 8}, "ffn": {"ep": 8}},
+                    {"layers": [30, 61], "attention": {"tp": 2, "dp": 4}, "ffn": {"tp": 1, "ep": 8}},
+                ],
+            }
+        ]
+    }
     plan = parse_plan(spec, model, _cluster(16, "h200-sxm"))
     assert [s.num_layers for s in plan.replicas[0].stages] == [30, 31]
     assert plan.replicas[0].stages[0].ffn.tp == 1
@@ -53,8 +60,20 @@ def test_plan_heterogeneous_cluster_needs_gpu_per_stage():
     with pytest.raises(InputError) as exc:
         parse_plan({"replicas": [{"stages": [{"layers": [0, 32], "tp": 1}]}]}, model, cluster)
     assert exc.value.field == "plan.replicas[0].stages[0].gpu"
-    plan = parse_plan({"replicas": [{"stages": [{"layers": [0, 16], "gpu": "h100-sxm"},
-                                                 {"layers": [16, 32], "gpu": "a100-sxm-80gb"}]}]}, model, cluster)
+    plan = parse_plan(
+        {
+            "replicas": [
+                {
+                    "stages": [
+                        {"layers": [0, 16], "gpu": "h100-sxm"},
+                        {"layers": [16, 32], "gpu": "a100-sxm-80gb"},
+                    ]
+                }
+            ]
+        },
+        model,
+        cluster,
+    )
     assert plan.gpus_by_type("") == {"h100-sxm": 1, "a100-sxm-80gb": 1}
 
 

@@ -1,0 +1,93 @@
+"""End-to-end accuracy: `apex simulate` against the TensorRT-LLM offline throughput points of
+../shared/reference/calibration.yaml (metric output_token_throughput, TRT engine flow, H100, FP8).
+
+None of these points is used to fit anything (the cost model is calibrated on kernel/step points only),
+so every error printed here is a held-out error. Each point becomes a scenario: the catalog model, 1 node of
+`num_gpus` h100-sxm, tp as measured, fp8 weights and KV cache, the trtllm engine with the benchmark's
+kv_cache_free_gpu_mem_fraction 0.95, fixed input/output lengths and all requests at t=0 (offline max load).
+The request count is capped (REQUEST_CAP) to keep the run short; throughput is measured over the makespan.
+
+Run: python bench/bench_e2e_accuracy.py [--cap N] [--calibration FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import yaml
+
+from planner import api
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "calibration.yaml"
+MODELS = {"Llama-3.1-8B": "llama-3.1-8b", "Llama-3.1-70B": "llama-3.1-70b"}
+REQUEST_CAP = 1000
+
+
+def offline_points(path: Path) -> list[dict]:
+    """The TensorRT-LLM offline throughput points of the reference file."""
+    points = yaml.safe_load(path.read_text())["points"]
+    return [p for p in points if p["metric"] == "output_token_throughput" and "TRT engine" in p["engine"]]
+
+
+def scenario_for(point: dict, cap: int, calibration: str | None) -> dict:
+    """A scenario that replays one offline benchmark point."""
+    requests = int(point["batch_or_concurrency_or_rate"].split("load: ")[1].split(" ")[0])
+    scenario = {
+        "name": point["id"],
+        "model": MODELS[point["model"]],
+        "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": point["num_gpus"]},
+        "dtype": {"weights": "fp8", "kv_cache": "fp8", "activations": "bf16"},
+        "engine": {"kind": "trtllm", "gpu_memory_fraction": 0.95},
+        "workload": {
+            "requests": min(requests, cap),
+            "arrival": {"process": "burst"},
+            "input_tokens": {"dist": "fixed", "value": point["isl"]},
+            "output_tokens": {"dist": "fixed", "value": point["osl"]},
+        },
+        "plan": f"tp={point['tp']},pp={point['pp']}",
+    }
+    if calibration:
+        scenario["calibration"] = calibration
+    return scenario
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cap", type=int, default=REQUEST_CAP, help="max requests per point")
+    parser.add_argument("--calibration", default=None, help="calibration file from `apex calibrate`")
+    args = parser.parse_args()
+    rows, errors = [], []
+    start = time.perf_counter()
+    for point in offline_points(REFERENCE):
+        result = api.simulate(scenario_for(point, args.cap, args.calibration)).to_json()
+        predicted = result["throughput"]["output_tokens_per_s"]
+        error = (predicted - point["value"]) / point["value"]
+        errors.append(abs(error))
+        rows.append(
+            (
+                point["id"],
+                point["model"],
+                point["tp"],
+                point["isl"],
+                point["osl"],
+                point["value"],
+                predicted,
+                error,
+            )
+        )
+    print(
+        f"{'id':6} {'model':14} {'tp':>2} {'isl':>6} {'osl':>5} {'measured':>10} {'simulated':>10} {'error':>7}"
+    )
+    for r in rows:
+        print(f"{r[0]:6} {r[1]:14} {r[2]:>2} {r[3]:>6} {r[4]:>5} {r[5]:>10.0f} {r[6]:>10.0f} {r[7]:>+7.1%}")
+    print(
+        f"\n{len(rows)} points, median absolute error {statistics.median(errors):.1%}, "
+        f"mean {statistics.mean(errors):.1%}, max {max(errors):.1%}; wall {time.perf_counter() - start:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
