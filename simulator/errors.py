@@ -24,29 +24,36 @@ class InputError(Exception):
         return InputError(self.detail, file=self.file or file, field=field)
 
 
+_UNION_TAGS = ("str", "int", "float", "bool", "list[", "dict[", "function-", "constrained-", "Fabric", "tagged-")
+
+
+def _field_path(loc, prefix: str | None) -> str:
+    """('plan', 'replicas', 0, 'stages') -> 'plan.replicas[0].stages' (pydantic's union-member tags dropped)."""
+    path = prefix or ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif str(part).startswith(_UNION_TAGS):
+            continue
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
 def pydantic_error_to_input_error(exc, *, file: str | None, prefix: str | None = None) -> InputError:
     """Turn a pydantic ValidationError into one InputError naming the first bad field."""
-    lines = []
-    first_field = None
+    messages: dict[str, str] = {}
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-        loc = loc.replace(".[", "[")
-        if prefix:
-            loc = f"{prefix}.{loc}" if loc else prefix
-        first_field = first_field or loc
+        loc = _field_path(err["loc"], prefix)
+        msg = err["msg"].removeprefix("Value error, ")
         bad = err.get("input")
-        msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see the documented fields)"
+            msg = "unknown key (check the spelling against the documented fields)"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        shown = (
-            ""
-            if err["type"] in ("missing", "extra_forbidden") or isinstance(bad, dict)
-            else f" (got {bad!r})"
-        )
-        lines.append(f"{loc}: {msg}{shown}")
-    message = lines[0] if len(lines) == 1 else "; ".join(lines[:5])
-    if message.startswith(f"{first_field}: "):
-        message = message[len(first_field) + 2 :]
-    return InputError(message, file=file, field=first_field)
+        elif not isinstance(bad, (dict, list)):
+            msg += f" (got {bad!r})"
+        messages.setdefault(loc, msg)  # a union reports once per member: keep the first
+    first_field, first_msg = next(iter(messages.items()))
+    rest = [f"{loc}: {msg}" for loc, msg in list(messages.items())[1:4]]
+    return InputError("; ".join([first_msg, *rest]), file=file, field=first_field or None)
