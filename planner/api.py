@@ -56,11 +56,15 @@ def check(scenario: ScenarioLike, *, plan: str | dict | None = None) -> CheckRep
     generate(sc.spec.workload, file=sc.file)  # a bad trace or preset is a user error found here, not later
     rows: list[StageMemoryRow] = []
     if sc.plan is not None:
-        from simulator.costmodel.memory import replica_memory
+        from simulator.costmodel import stage_memory
 
         for gi, group in enumerate(sc.plan.replicas):
-            for si, (stage, mem) in enumerate(zip(group.stages, replica_memory(sc, group), strict=True)):
+            last = len(group.stages) - 1
+            for si, stage in enumerate(group.stages):
                 gpu = sc.gpus[stage.gpu or next(iter(sc.gpus))]
+                mem = stage_memory(
+                    sc.model, stage, gpu, sc.spec.dtype, sc.spec.engine, first=si == 0, last=si == last
+                )
                 rows.append(
                     StageMemoryRow(
                         replica_group=gi,
@@ -71,7 +75,7 @@ def check(scenario: ScenarioLike, *, plan: str | dict | None = None) -> CheckRep
                         parallelism=_stage_parallelism(stage),
                         weights_gib=mem.weights_bytes / 2**30,
                         capacity_gib=gpu.memory_gib,
-                        kv_cache_tokens=mem.kv_tokens,
+                        kv_cache_tokens=mem.kv_capacity_tokens,
                         fits=mem.fits,
                     )
                 )
@@ -97,3 +101,30 @@ def simulate(scenario: ScenarioLike, *, plan: str | dict | None = None, progress
     from simulator.simulate import simulate as run_simulation
 
     return run_simulation(sc, progress=progress)
+
+
+def calibrate(measurements: str | Path, *, gpu: str = "h100-sxm"):
+    """Fit the cost model's global efficiency coefficients of `gpu` to measured points (a CalibrationResult)."""
+    from simulator.costmodel import calibrate as fit
+    from simulator.yamlio import read_yaml
+
+    data = read_yaml(measurements)
+    if not isinstance(data, dict) or not isinstance(data.get("points"), list):
+        raise InputError(
+            "expected a mapping with a 'points' list (see ../shared/reference/calibration.yaml)",
+            file=str(measurements),
+            field="points",
+        )
+    return fit(measurements, gpu=gpu)
+
+
+def estimate(scenario: ScenarioLike, *, plan: str | dict | None = None, batch_sizes=(1, 8, 32, 128)):
+    """Price one prefill of the mean input and decode steps at a few batch sizes on the scenario's plan."""
+    from planner.estimate import estimate_plan
+
+    sc = load(scenario, plan=plan)
+    if sc.plan is None:
+        raise InputError(
+            "the scenario has no plan to estimate: add 'plan:' or pass --plan", file=sc.file, field="plan"
+        )
+    return estimate_plan(sc, batch_sizes=batch_sizes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -93,6 +94,49 @@ def simulate(
         results.append(data)
     if not as_json:
         render.console.print(render.simulation_table(names, results))
+
+
+@app.command()
+def estimate(
+    scenario: Annotated[str, typer.Argument(help="scenario YAML file")],
+    plan: Annotated[str | None, typer.Option(help="plan override, e.g. 'tp=4,pp=2'")] = None,
+):
+    """Price one prefill of the mean input and decode steps at a few batch sizes, operator by operator."""
+    report = api.estimate(scenario, plan=plan)
+    for table in render.estimate_tables(report):
+        render.console.print(table)
+
+
+@app.command()
+def calibrate(
+    measurements: Annotated[
+        str, typer.Argument(help="measured points (format of shared/reference/calibration.yaml)")
+    ],
+    gpu: Annotated[str, typer.Option(help="GPU catalog name whose coefficients are fitted")] = "h100-sxm",
+    report: Annotated[
+        bool, typer.Option("--report", help="print every point: measured, predicted, error")
+    ] = False,
+    out: Annotated[
+        str | None, typer.Option(help="write the calibration file that scenarios can name")
+    ] = None,
+):
+    """Fit the cost model's efficiency coefficients of one GPU to measured kernel and step times."""
+    if out and Path(out).exists():
+        raise InputError(
+            f"{out} exists; choose another path or delete it first (nothing is overwritten)", field="--out"
+        )
+    result = api.calibrate(measurements, gpu=gpu)
+    render.console.print(render.calibration_params_table(result))
+    table = render.calibration_table(result)
+    if report:
+        render.console.print(table)
+    else:
+        render.console.print(table.caption)
+    if out:
+        from simulator.costmodel import write_calibration
+
+        write_calibration(result, out)
+        render.console.print(f"wrote {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from simulator import catalog
@@ -177,14 +178,14 @@ def check_table(report) -> Table:
             f"{r.kv_cache_tokens:,}",
             "[green]yes[/]" if r.fits else "[red]NO[/]",
         )
-    table.caption = f"plan {sc.plan.label()}: " + (
+    table.caption = f"plan {escape(sc.plan.label())}: " + (
         "weights fit on every GPU" if report.fits else "weights do NOT fit on some GPUs"
     )
     return table
 
 
 _SUMMARY_ROWS = [
-    ("plan", lambda r: r["plan"] if isinstance(r["plan"], str) else str(r["plan"])),
+    ("plan", lambda r: escape(r["plan"] if isinstance(r["plan"], str) else str(r["plan"]))),
     ("requests completed", lambda r: f"{r['requests']['completed']:,}"),
     ("preemptions", lambda r: f"{r['requests']['preempted']:,}"),
     ("makespan (s)", lambda r: f"{r['makespan_s']:.1f}"),
@@ -228,4 +229,71 @@ def simulation_table(names: list[str], results: list[dict]) -> Table:
             except (KeyError, TypeError):
                 cells.append("-")
         table.add_row(label, *cells)
+    return table
+
+
+def estimate_tables(report) -> list[Table]:
+    """One table per stage: operators as rows, the prefill and each decode batch as columns (ms and bound)."""
+    tables = []
+    for st in report.stages:
+        title = (
+            f"replica group {st.replica_group}, stage {st.stage}: {st.description} — weights "
+            f"{st.weights_gib:.1f} GiB/GPU, KV cache {st.kv_cache_tokens:,} tokens"
+            + ("" if st.fits else " — [red]weights do NOT fit[/]")
+        )
+        table = Table(title=title, title_justify="left")
+        table.add_column("operator")
+        for phase in st.phases:
+            table.add_column(f"{phase.label}\nms (bound)", justify="right")
+        names = list(dict.fromkeys(op.name for phase in st.phases for op in phase.ops))
+        for name in names:
+            cells = []
+            for phase in st.phases:
+                op = next((o for o in phase.ops if o.name == name), None)
+                cells.append("-" if op is None else f"{op.time_s * 1e3:.3f} ({op.bound[0]})")
+            table.add_row(name, *cells)
+        table.add_section()
+        table.add_row("[bold]total[/]", *[f"[bold]{p.time_s * 1e3:.2f}[/]" for p in st.phases])
+        table.add_row("MFU", *[f"{p.mfu:.1%}" for p in st.phases])
+        table.add_row("MBU (busiest GPU)", *[f"{p.mbu:.1%}" for p in st.phases])
+        table.caption = "bound: c = compute, m = memory, n = network, o = fixed overhead"
+        tables.append(table)
+    return tables
+
+
+def calibration_table(result) -> Table:
+    """Every calibration point: measured, predicted with defaults, predicted after fitting, error, split."""
+    table = Table(title=f"Calibration of {result.gpu} ({result.method})", title_justify="left")
+    for col in ("id", "metric", "point", "split", "measured", "default model", "fitted model", "error"):
+        table.add_column(
+            col,
+            justify="right" if col in ("measured", "default model", "fitted model", "error") else "left",
+            overflow="fold",
+        )
+    for r in result.rows:
+        table.add_row(
+            r.id,
+            r.metric,
+            r.description,
+            r.split,
+            f"{r.measured:.4g}",
+            f"{r.predicted_before:.4g}",
+            f"{r.predicted:.4g}",
+            f"{(r.predicted / r.measured - 1):+.1%}",
+        )
+    s = result.summary()
+    table.caption = (
+        f"median |error|: all {s['mdape_all']:.1%} (defaults {s['mdape_before_all']:.1%}); "
+        f"fitted points {s['mdape_fit']:.1%}; held-out points {s['mdape_held_out']:.1%}. "
+        f"{len(result.skipped)} points need the simulator (see bench/bench_e2e_accuracy.py)."
+    )
+    return table
+
+
+def calibration_params_table(result) -> Table:
+    table = Table(title="Fitted coefficients", title_justify="left")
+    for col in ("coefficient", "default", "fitted"):
+        table.add_column(col, justify="left" if col == "coefficient" else "right")
+    for name, value in result.params.items():
+        table.add_row(name, f"{result.defaults.get(name, float('nan')):.4g}", f"{value:.4g}")
     return table

@@ -293,6 +293,18 @@ def _resolve_fabrics(cluster: Cluster, gpus: dict[str, GPU], *, file) -> None:
                 catalog.get_fabric(ref, file=file, field=f"cluster.node_groups[{gi}].{key}")
 
 
+def _resolve_calibration(ref: str, *, file: str | None) -> str:
+    """The absolute path of a calibration file named relative to the scenario, checked to be one."""
+    path = Path(ref)
+    if file and not path.is_absolute():
+        path = Path(file).parent / path
+    data = read_yaml(path)
+    if not isinstance(data, dict) or "gpu" not in data or not isinstance(data.get("overrides"), dict):
+        raise InputError(f"{path} is not a calibration file written by `apex calibrate` (expected keys gpu, "
+                         "overrides)", file=file, field="calibration")
+    return str(path.resolve())
+
+
 def load_scenario(
     source: str | Path | dict | Scenario, *, plan_override: str | dict | None = None
 ) -> Scenario:
@@ -328,6 +340,8 @@ def load_scenario(
         from simulator.workload import check_preset
 
         check_preset(spec.workload.preset, file=file, field="workload.preset")
+    if spec.calibration is not None:
+        spec = spec.model_copy(update={"calibration": _resolve_calibration(spec.calibration, file=file)})
     plan_spec = plan_override if plan_override is not None else spec.plan
     plan = None
     if plan_spec is not None:

@@ -1,0 +1,42 @@
+"""The public `simulator.cost` functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator import catalog, cost
+
+
+def test_cost_functions_accept_names_and_objects():
+    """Catalog names and GPU objects price the same GEMM."""
+    gpu = catalog.get_gpu("h100-sxm")
+    assert cost.gemm_time("h100-sxm", 512, 4096, 4096) == cost.gemm_time(gpu, 512, 4096, 4096) > 0
+
+
+def test_cost_fp8_gemm_faster_than_bf16():
+    """A large FP8 GEMM runs at the FP8 tensor-core rate."""
+    assert cost.gemm_time("h100-sxm", 8192, 8192, 8192, "fp8") < 0.6 * cost.gemm_time(
+        "h100-sxm", 8192, 8192, 8192
+    )
+
+
+def test_cost_attention_prefill_grows_quadratically():
+    """Doubling a long prompt about quadruples causal attention time."""
+    t1 = cost.attention_prefill_time("h100-sxm", 1, 8192, 0, 64, 8, 128)
+    t2 = cost.attention_prefill_time("h100-sxm", 1, 16384, 0, 64, 8, 128)
+    assert t2 / t1 == pytest.approx(4.0, rel=0.05)
+
+
+def test_cost_attention_decode_reads_kv_bytes():
+    """Decode attention of 64 x 4096 tokens ~ KV bytes / (bw x attention_memory_max)."""
+    gpu = catalog.get_gpu("h100-sxm")
+    kv = 64 * 4096 * 2 * 8 * 128 * 2
+    expected = kv / (gpu.memory_bandwidth_bytes_per_s * gpu.efficiency.attention_memory_max)
+    assert cost.attention_decode_time(gpu, 64, 4096, 64, 8, 128) == pytest.approx(expected, rel=0.05)
+
+
+def test_cost_all_reduce_monotone_in_size_and_accepts_cluster(node):
+    """Bigger messages cost more; a Cluster picks its fabric."""
+    small = cost.all_reduce_time("h100-sxm", 8, 2**20)
+    assert cost.all_reduce_time("h100-sxm", 8, 2**26) > small
+    assert cost.all_reduce_time(node, 8, 2**20) == pytest.approx(small)
