@@ -40,7 +40,12 @@ def scenario_for(point: dict, cap: int, calibration: str | None) -> dict:
         "model": MODELS[point["model"]],
         "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": point["num_gpus"]},
         "dtype": {"weights": "fp8", "kv_cache": "fp8", "activations": "bf16"},
-        "engine": {"kind": "trtllm", "gpu_memory_fraction": 0.95},
+        # trtllm-bench sizes max_num_tokens to the workload; a prompt longer than the token budget could never run
+        "engine": {
+            "kind": "trtllm",
+            "gpu_memory_fraction": 0.95,
+            "max_num_batched_tokens": max(8192, point["isl"]),
+        },
         "workload": {
             "requests": min(requests, cap),
             "arrival": {"process": "burst"},

@@ -1,0 +1,764 @@
+"""Master MILP: how many replicas of each template, and how much of each workload class each one serves.
+
+Data (plain): `MasterTemplate`s (GPUs per type, NVLink-domain need per type, `TemplateCoefficients`),
+`WorkloadClass`es (demand rate, tokens per request), `Inventory` (GPUs per type and the node groups' domain
+sizes), `Budgets`, a capacity headroom factor and an objective. Variables:
+
+* `count[t]` ∈ ℤ≥0, replicas of template t (≤ its max_count);
+* `rate[c, t]` ≥ 0, requests/s of class c routed to template t.
+
+Rows (one family per comment in `build_master`):
+
+* demand: Σ_t rate[c,t] = demand_c (min_cost / min_energy / min_latency: all demand is served);
+  ≤ demand_c (max_goodput); = share_c · throughput (max_throughput: the largest multiple of the demand mix);
+* capacity: Σ_c rate[c,t] / cap[c,t] ≤ headroom · count[t] (cap in requests/s of one replica within the SLOs);
+* inventory: Σ_t count[t] · gpus[t, τ] ≤ available_τ per GPU type τ; per domain size d:
+  Σ_{t: need[t,τ] ≥ d} count[t] · gpus[t, τ] ≤ GPUs of type τ in whole domains of size ≥ d (a stage whose
+  TP group needs a domain of d GPUs can only use node groups whose domain holds d);
+* budgets: $/h, watts (idle + active), GPU count, J/token (energy per second ≤ J/token · tokens per second).
+
+Objectives (all per hour or per second, so they are linear):
+
+* max_goodput: Σ rate (requests/s served within the SLOs);
+* max_throughput: throughput (requests/s at the demand's class mix);
+* min_cost: Σ count[t] · usd_per_hour[t]  ($/h);
+* min_energy: average power in kW = (Σ count[t]·idle_w[t] + Σ rate[c,t]·energy_per_request_j[c,t]) / 1000,
+  i.e. kWh per hour (idle_w is a replica's power when idle; energy_per_request_j is the energy a request adds
+  on top of idle);
+* min_latency: Σ rate[c,t] · latency_score[c,t] / Σ_c demand_c (the rate-weighted mean latency score).
+
+Extras: no-good cuts (exclude an exact count vector), capacity cuts (a template's capacity corrected down),
+objective bounds (ε-constraints and lexicographic steps), a warm start (initial counts). An infeasible solve is
+re-solved with elastic slack on every row family and reports the rows that need slack, with amounts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from formulations.highs_util import solve_pyomo_highs
+from formulations.result import SolutionStatus, SolveResult, SolverOptions, Termination, relative_gap
+from formulations.templates import TemplateCoefficients
+
+MasterObjective = Literal["max_goodput", "min_cost", "min_energy", "min_latency", "max_throughput"]
+OBJECTIVE_SENSE: dict[str, str] = {
+    "max_goodput": "max",
+    "max_throughput": "max",
+    "min_cost": "min",
+    "min_energy": "min",
+    "min_latency": "min",
+}
+OBJECTIVE_UNIT = {
+    "max_goodput": "req/s",
+    "max_throughput": "req/s",
+    "min_cost": "$/h",
+    "min_energy": "kW",
+    "min_latency": "score",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MasterTemplate:
+    """One column of the master: a replica structure with its coefficients."""
+
+    id: str
+    gpus_by_type: Mapping[str, int]
+    coefficients: TemplateCoefficients
+    domain_need_by_type: Mapping[str, int] = field(default_factory=dict)  # GPUs that must share one domain
+    max_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadClass:
+    id: str
+    demand_rps: float
+    tokens_per_request: float = 1.0  # input + output, for the J/token budget
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPool:
+    """`num_domains` NVLink domains of `domain_gpus` available GPUs of `gpu_type` (one node group)."""
+
+    gpu_type: str
+    domain_gpus: int
+    num_domains: int
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    usd_per_hour: float | None = None
+    watts: float | None = None
+    num_gpus: int | None = None
+    joules_per_token: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectiveBound:
+    """Constrain another objective: value ≤ limit for a min objective, ≥ limit for a max one."""
+
+    objective: str
+    limit: float
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityCut:
+    """Template `template_id` serves at most `capacity_rps` of class `class_id` per replica."""
+
+    template_id: str
+    class_id: str
+    capacity_rps: float
+
+
+@dataclass(frozen=True)
+class MasterProblem:
+    templates: tuple[MasterTemplate, ...]
+    classes: tuple[WorkloadClass, ...]
+    pools: tuple[DomainPool, ...]
+    budgets: Budgets = Budgets()
+    objective: str = "max_goodput"
+    headroom: float = 1.0
+    no_good: tuple[Mapping[str, int], ...] = ()
+    capacity_cuts: tuple[CapacityCut, ...] = ()
+    objective_bounds: tuple[ObjectiveBound, ...] = ()
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVE_SENSE:
+            raise ValueError(
+                f"unknown objective {self.objective!r}; expected one of {sorted(OBJECTIVE_SENSE)}"
+            )
+        if not 0 < self.headroom <= 1.5:
+            raise ValueError(f"headroom must be in (0, 1.5], got {self.headroom}")
+        ids = [t.id for t in self.templates]
+        if len(set(ids)) != len(ids):
+            raise ValueError("template ids must be unique")
+
+    def with_(self, **changes) -> MasterProblem:
+        return replace(self, **changes)
+
+    # ---- derived coefficients (read by every builder) ----
+
+    def gpu_types(self) -> list[str]:
+        types = {p.gpu_type for p in self.pools}
+        for t in self.templates:
+            types.update(t.gpus_by_type)
+        return sorted(types)
+
+    def available(self, gpu_type: str) -> int:
+        return sum(p.domain_gpus * p.num_domains for p in self.pools if p.gpu_type == gpu_type)
+
+    def domain_rows(self) -> list[tuple[str, int, int]]:
+        """(gpu type, domain size d, GPUs usable by stages needing ≥ d) for each distinct need d > 1."""
+        rows = []
+        for gpu_type in self.gpu_types():
+            needs = sorted(
+                {t.domain_need_by_type.get(gpu_type, 1) for t in self.templates if gpu_type in t.gpus_by_type}
+                - {1}
+            )
+            for d in needs:
+                usable = sum(
+                    (p.domain_gpus // d) * d * p.num_domains
+                    for p in self.pools
+                    if p.gpu_type == gpu_type and p.domain_gpus >= d
+                )
+                rows.append((gpu_type, d, usable))
+        return rows
+
+    def capacity(self, t: MasterTemplate, class_id: str) -> float:
+        """Requests/s one replica of t serves of class c (0 = cannot serve it), after capacity cuts."""
+        cap = t.coefficients.capacity_rps.get(class_id, 0.0)
+        for cut in self.capacity_cuts:
+            if cut.template_id == t.id and cut.class_id == class_id:
+                cap = min(cap, cut.capacity_rps)
+        return max(cap, 0.0)
+
+    def max_count(self, t: MasterTemplate) -> int:
+        """Upper bound on count[t]: its own max_count and what the inventory / GPU budget allows."""
+        limit = t.max_count if t.max_count is not None else 10**6
+        for gpu_type, n in t.gpus_by_type.items():
+            if n > 0:
+                limit = min(limit, self.available(gpu_type) // n)
+        total = sum(t.gpus_by_type.values())
+        if self.budgets.num_gpus is not None and total > 0:
+            limit = min(limit, self.budgets.num_gpus // total)
+        return max(limit, 0)
+
+    def routes(self) -> list[tuple[str, str]]:
+        """(class, template) pairs with positive capacity: the only rate variables created."""
+        return [(c.id, t.id) for c in self.classes for t in self.templates if self.capacity(t, c.id) > 0]
+
+
+@dataclass(frozen=True, slots=True)
+class MasterSolution:
+    counts: dict[str, int]  # template id -> replicas (zeros omitted)
+    rates: dict[tuple[str, str], float]  # (class id, template id) -> requests/s (zeros omitted)
+    metrics: dict[str, float]  # every objective's value plus gpus and watts
+
+
+@dataclass(frozen=True, slots=True)
+class RowSlack:
+    """One row family that needs slack to become feasible."""
+
+    row: str
+    amount: float
+    unit: str
+    message: str
+
+
+# ---- evaluation shared by every builder and the brute-force tests -----------------------------------------
+
+
+def evaluate(
+    problem: MasterProblem, counts: Mapping[str, int], rates: Mapping[tuple[str, str], float]
+) -> dict:
+    """Every objective's value, GPU count and watts of a (counts, rates) point."""
+    by_id = {t.id: t for t in problem.templates}
+    served = sum(rates.values())
+    demand = sum(c.demand_rps for c in problem.classes)
+    cost = sum(n * by_id[t].coefficients.usd_per_hour for t, n in counts.items())
+    idle = sum(n * by_id[t].coefficients.idle_w for t, n in counts.items())
+    active = sum(r * by_id[t].coefficients.energy_j(c) for (c, t), r in rates.items())
+    latency = sum(r * by_id[t].coefficients.latency(c) for (c, t), r in rates.items()) / max(demand, 1e-12)
+    gpus = sum(n * sum(by_id[t].gpus_by_type.values()) for t, n in counts.items())
+    throughput = (
+        min(
+            (
+                sum(r for (c2, _), r in rates.items() if c2 == c.id) / c.demand_rps
+                for c in problem.classes
+                if c.demand_rps > 0
+            ),
+            default=0.0,
+        )
+        * demand
+    )
+    return {
+        "max_goodput": served,
+        "max_throughput": throughput,
+        "min_cost": cost,
+        "min_energy": (idle + active) / 1000.0,
+        "min_latency": latency,
+        "num_gpus": gpus,
+        "watts": idle + active,
+    }
+
+
+# ---- the pyomo builder -------------------------------------------------------------------------------------
+
+
+def build_master(problem: MasterProblem, *, elastic: bool = False):
+    """The pyomo model of `problem`. With `elastic`, every row family gets non-negative slack (`slack_*`) and
+    the objective becomes the total relative slack (used to explain infeasibility)."""
+    import pyomo.environ as pyo
+
+    m = pyo.ConcreteModel(name="apex_master")
+    templates = {t.id: t for t in problem.templates}
+    classes = {c.id: c for c in problem.classes}
+    routes = problem.routes()
+    m.T = pyo.Set(initialize=list(templates), ordered=True)
+    m.R = pyo.Set(initialize=routes, dimen=2, ordered=True)
+    m.count = pyo.Var(
+        m.T, domain=pyo.NonNegativeIntegers, bounds=lambda m, t: (0, problem.max_count(templates[t]))
+    )
+    m.rate = pyo.Var(m.R, domain=pyo.NonNegativeReals)
+    m.throughput = pyo.Var(domain=pyo.NonNegativeReals)
+    slacks = []
+
+    def slack(name):
+        if not elastic:
+            return 0
+        v = pyo.Var(domain=pyo.NonNegativeReals)
+        m.add_component(f"slack_{name}", v)
+        slacks.append(name)
+        return v
+
+    def served(c):
+        return sum(m.rate[c, t] for (c2, t) in routes if c2 == c)
+
+    # Demand: Σ_t rate[c,t] = demand_c (≤ for max_goodput; = share_c·throughput for max_throughput).
+    total_demand = sum(c.demand_rps for c in problem.classes)
+    for cid, c in classes.items():
+        if problem.objective == "max_goodput":
+            m.add_component(f"demand_{cid}", pyo.Constraint(expr=served(cid) <= c.demand_rps))
+        elif problem.objective == "max_throughput":
+            share = c.demand_rps / total_demand if total_demand > 0 else 0.0
+            m.add_component(f"demand_{cid}", pyo.Constraint(expr=served(cid) == share * m.throughput))
+        else:
+            m.add_component(
+                f"demand_{cid}", pyo.Constraint(expr=served(cid) + slack(f"demand_{cid}") == c.demand_rps)
+            )
+    # Capacity: Σ_c rate[c,t] / cap[c,t] ≤ headroom · count[t].
+    for tid, t in templates.items():
+        load = sum(m.rate[c, t2] / problem.capacity(t, c) for (c, t2) in routes if t2 == tid)
+        if not isinstance(load, int):
+            m.add_component(f"capacity_{tid}", pyo.Constraint(expr=load <= problem.headroom * m.count[tid]))
+    # Inventory per GPU type: Σ_t count[t]·gpus[t,τ] ≤ available_τ.
+    for gpu_type in problem.gpu_types():
+        used = sum(m.count[t.id] * t.gpus_by_type.get(gpu_type, 0) for t in problem.templates)
+        if not isinstance(used, int):
+            m.add_component(
+                f"inventory_{gpu_type}",
+                pyo.Constraint(expr=used <= problem.available(gpu_type) + slack(f"inventory_{gpu_type}")),
+            )
+    # Domains: stages needing ≥ d GPUs in one NVLink domain use only node groups whose domains hold d.
+    for gpu_type, d, usable in problem.domain_rows():
+        used = sum(
+            m.count[t.id] * t.gpus_by_type.get(gpu_type, 0)
+            for t in problem.templates
+            if t.domain_need_by_type.get(gpu_type, 1) >= d
+        )
+        m.add_component(
+            f"domain_{gpu_type}_ge{d}",
+            pyo.Constraint(expr=used <= usable + slack(f"domain_{gpu_type}_ge{d}")),
+        )
+    b = problem.budgets
+    cost = sum(m.count[t.id] * t.coefficients.usd_per_hour for t in problem.templates)
+    idle_w = sum(m.count[t.id] * t.coefficients.idle_w for t in problem.templates)
+    active_w = sum(m.rate[c, t] * templates[t].coefficients.energy_j(c) for (c, t) in routes)
+    gpus = sum(m.count[t.id] * sum(t.gpus_by_type.values()) for t in problem.templates)
+    tokens_per_s = sum(m.rate[c, t] * classes[c].tokens_per_request for (c, t) in routes)
+    # Budgets: $/h, watts (idle + active), GPUs, and J/token as energy/s ≤ J/token · tokens/s.
+    if b.usd_per_hour is not None:
+        m.budget_usd_per_hour = pyo.Constraint(expr=cost <= b.usd_per_hour + slack("budget_usd_per_hour"))
+    if b.watts is not None:
+        m.budget_watts = pyo.Constraint(expr=idle_w + active_w <= b.watts + slack("budget_watts"))
+    if b.num_gpus is not None:
+        m.budget_num_gpus = pyo.Constraint(expr=gpus <= b.num_gpus + slack("budget_num_gpus"))
+    if b.joules_per_token is not None:
+        m.budget_joules_per_token = pyo.Constraint(
+            expr=idle_w + active_w <= b.joules_per_token * tokens_per_s + slack("budget_joules_per_token")
+        )
+    expressions = {
+        "max_goodput": sum(m.rate[r] for r in routes),
+        "max_throughput": m.throughput,
+        "min_cost": cost,
+        "min_energy": (idle_w + active_w) / 1000.0,
+        "min_latency": sum(m.rate[c, t] * templates[t].coefficients.latency(c) for (c, t) in routes)
+        / max(total_demand, 1e-12),
+    }
+    # Objective bounds (ε-constraints, lexicographic steps): value ≤ limit (min) or ≥ limit (max).
+    for i, ob in enumerate(problem.objective_bounds):
+        expr = expressions[ob.objective]
+        row = expr <= ob.limit if OBJECTIVE_SENSE[ob.objective] == "min" else expr >= ob.limit
+        m.add_component(f"objective_bound_{i}_{ob.objective}", pyo.Constraint(expr=row))
+    _add_no_good_cuts(m, problem, templates)
+    if elastic:
+        scale = {
+            "budget_usd_per_hour": b.usd_per_hour,
+            "budget_watts": b.watts,
+            "budget_num_gpus": b.num_gpus,
+            "budget_joules_per_token": b.joules_per_token,
+        }
+        m.obj = pyo.Objective(
+            expr=sum(getattr(m, f"slack_{s}") / max(scale.get(s) or 1.0, 1e-9) for s in slacks),
+            sense=pyo.minimize,
+        )
+        m.slack_names = slacks
+    else:
+        sense = pyo.maximize if OBJECTIVE_SENSE[problem.objective] == "max" else pyo.minimize
+        m.obj = pyo.Objective(expr=expressions[problem.objective], sense=sense)
+    return m
+
+
+def _add_no_good_cuts(m, problem: MasterProblem, templates: dict[str, MasterTemplate]) -> None:
+    """Exclude count vectors exactly: for each cut n*, some t has count[t] ≥ n*_t + 1 (above[t]) or
+    count[t] ≤ n*_t − 1 (below[t]); Σ_t above[t] + below[t] ≥ 1."""
+    import pyomo.environ as pyo
+
+    for k, cut in enumerate(problem.no_good):
+        terms = []
+        for tid, t in templates.items():
+            target, upper = int(cut.get(tid, 0)), problem.max_count(t)
+            if target + 1 <= upper:
+                above = pyo.Var(domain=pyo.Binary)
+                m.add_component(f"nogood_{k}_above_{tid}", above)
+                # count[t] ≥ (n*_t + 1) · above[t]
+                m.add_component(
+                    f"nogood_{k}_above_row_{tid}", pyo.Constraint(expr=m.count[tid] >= (target + 1) * above)
+                )
+                terms.append(above)
+            if target >= 1:
+                below = pyo.Var(domain=pyo.Binary)
+                m.add_component(f"nogood_{k}_below_{tid}", below)
+                # count[t] ≤ n*_t − 1 + (upper − n*_t + 1) · (1 − below[t])
+                m.add_component(
+                    f"nogood_{k}_below_row_{tid}",
+                    pyo.Constraint(expr=m.count[tid] <= target - 1 + (upper - target + 1) * (1 - below)),
+                )
+                terms.append(below)
+        # At least one template moves away from n*: Σ above + below ≥ 1 (no terms: the cut excludes everything).
+        if terms:
+            m.add_component(f"nogood_{k}", pyo.Constraint(expr=sum(terms) >= 1))
+        else:
+            m.add_component(f"nogood_{k}", pyo.Constraint(rule=lambda m: pyo.Constraint.Infeasible))
+
+
+# ---- solve / extract ---------------------------------------------------------------------------------------
+
+
+def _extract(problem: MasterProblem, m) -> MasterSolution:
+    counts = {t: round(m.count[t].value or 0) for t in m.count}
+    rates = {r: max(m.rate[r].value or 0.0, 0.0) for r in m.rate}
+    counts = {t: n for t, n in counts.items() if n > 0}
+    rates = {r: v for r, v in rates.items() if v > 1e-9}
+    return MasterSolution(counts, rates, evaluate(problem, counts, rates))
+
+
+def _set_warm_start(problem: MasterProblem, m, counts: Mapping[str, int], options: SolverOptions) -> None:
+    """Set count values to the hint and complete the rates by an LP with the counts fixed, so HiGHS gets
+    a full MIP start. If the hint is infeasible the rates stay unset (HiGHS then gets the counts only)."""
+    for t in m.count:
+        m.count[t].fix(int(counts.get(t, 0)))
+    try:
+        run = solve_pyomo_highs(m, options)
+    finally:
+        for t in m.count:
+            m.count[t].unfix()
+    if not run.has_incumbent:
+        for r in m.rate:
+            m.rate[r].set_value(None)
+    for t in m.count:
+        m.count[t].set_value(int(counts.get(t, 0)))
+
+
+def solve_master(
+    problem: MasterProblem,
+    options: SolverOptions,
+    *,
+    warm_start: Mapping[str, int] | None = None,
+    explain_infeasible: bool = True,
+) -> SolveResult[MasterSolution]:
+    """Build, solve (pyomo + HiGHS) and extract. Objective and bound are in the objective's own units."""
+    t0 = time.perf_counter()
+    m = build_master(problem)
+    if warm_start is not None:
+        _set_warm_start(problem, m, warm_start, options)
+    run = solve_pyomo_highs(m, options, warmstart=warm_start is not None)
+    wall = time.perf_counter() - t0
+    if not run.has_incumbent:
+        reasons: tuple[str, ...] = ()
+        if run.termination == Termination.INFEASIBLE and explain_infeasible:
+            reasons = tuple(s.message for s in explain_master_infeasibility(problem, options))
+        bound = run.bound if run.bound is not None and math.isfinite(run.bound) else None
+        return SolveResult(
+            run.termination, SolutionStatus.NO_SOLUTION, None, bound, None, wall, run.log, None, reasons
+        )
+    solution = _extract(problem, m)
+    status = SolutionStatus.OPTIMAL if run.termination == Termination.OPTIMAL else SolutionStatus.FEASIBLE
+    return SolveResult(
+        run.termination,
+        status,
+        run.objective,
+        run.bound,
+        relative_gap(run.objective, run.bound),
+        wall,
+        run.log,
+        solution,
+    )
+
+
+def explain_master_infeasibility(problem: MasterProblem, options: SolverOptions) -> list[RowSlack]:
+    """Re-solve with elastic slack on every demand, inventory, domain and budget row (minimizing total
+    relative slack) and report the rows that need slack, largest first. Objective bounds and no-good cuts
+    stay hard; when only they conflict, say so."""
+    m = build_master(problem, elastic=True)
+    run = solve_pyomo_highs(m, options)
+    if not run.has_incumbent:
+        return [
+            RowSlack(
+                "cuts",
+                math.inf,
+                "",
+                "infeasible even with elastic rows: the no-good cuts or objective "
+                "bounds exclude every solution",
+            )
+        ]
+    units = {
+        "budget_usd_per_hour": "$/h",
+        "budget_watts": "W",
+        "budget_num_gpus": "GPUs",
+        "budget_joules_per_token": "W at the served token rate",
+    }
+    out = []
+    for name in m.slack_names:
+        amount = getattr(m, f"slack_{name}").value or 0.0
+        if amount <= 1e-6:
+            continue
+        if name.startswith("demand_"):
+            unit, msg = "req/s", f"demand of class {name[7:]}: {amount:.4g} req/s cannot be served"
+        elif name.startswith("inventory_"):
+            unit, msg = "GPUs", f"inventory of {name[10:]}: {amount:.4g} more GPUs would be needed"
+        elif name.startswith("domain_"):
+            unit, msg = (
+                "GPUs",
+                f"NVLink domains ({name[7:]}): {amount:.4g} more GPUs in large enough domains needed",
+            )
+        else:
+            unit = units.get(name, "")
+            limit = getattr(problem.budgets, name.removeprefix("budget_"))
+            msg = f"budget {name.removeprefix('budget_')} ({limit:g}) is exceeded by {amount:.4g} {unit}"
+        out.append(RowSlack(name, amount, unit, msg))
+    return sorted(out, key=lambda s: -s.amount) or [
+        RowSlack(
+            "cuts", 0.0, "", "the elastic rows need no slack: the no-good cuts or objective bounds conflict"
+        )
+    ]
+
+
+# ---- multi-objective and next-best -------------------------------------------------------------------------
+
+
+def solve_lexicographic(
+    problem: MasterProblem, objectives: Sequence[str], options: SolverOptions, *, tolerance: float = 0.01
+) -> SolveResult[MasterSolution]:
+    """Optimize `objectives` in order; each later stage keeps the earlier ones within `tolerance` (relative)
+    of their optimum, e.g. ("max_goodput", "min_cost") = min cost among plans with ≥ 99% of max goodput."""
+    current = problem
+    result = None
+    for i, name in enumerate(objectives):
+        result = solve_master(current.with_(objective=name), options)
+        if not result.has_solution or i == len(objectives) - 1:
+            return result
+        value = result.objective
+        slack = tolerance * abs(value)
+        limit = value - slack if OBJECTIVE_SENSE[name] == "max" else value + slack
+        current = current.with_(objective_bounds=current.objective_bounds + (ObjectiveBound(name, limit),))
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ParetoPoint:
+    epsilon: float
+    objective: float
+    other: float
+    solution: MasterSolution
+    gap: float | None
+
+
+def pareto_front(
+    problem: MasterProblem, other: str, options: SolverOptions, *, num_points: int = 8
+) -> list[ParetoPoint]:
+    """ε-constraint sweep: optimize `problem.objective` subject to `other` ≤ ε (min) / ≥ ε (max), ε evenly
+    spread between `other`'s value at the primary optimum and `other`'s own optimum. Returns the
+    non-dominated points sorted by `other`."""
+    primary = problem.objective
+    first = solve_master(problem, options, explain_infeasible=False)
+    best_other = solve_master(problem.with_(objective=other), options, explain_infeasible=False)
+    if not first.has_solution or not best_other.has_solution:
+        return []
+    lo, hi = sorted((first.solution.metrics[other], best_other.objective))
+    eps_values = [lo + (hi - lo) * k / max(num_points - 1, 1) for k in range(num_points)]
+    points = []
+    for eps in eps_values:
+        bounded = problem.with_(objective_bounds=problem.objective_bounds + (ObjectiveBound(other, eps),))
+        res = solve_master(bounded, options, explain_infeasible=False)
+        if res.has_solution:
+            points.append(ParetoPoint(eps, res.objective, res.solution.metrics[other], res.solution, res.gap))
+    sign_p = 1 if OBJECTIVE_SENSE[primary] == "min" else -1
+    sign_o = 1 if OBJECTIVE_SENSE[other] == "min" else -1
+    front = []
+    for p in points:
+        dominated = any(
+            sign_p * q.objective <= sign_p * p.objective + 1e-9
+            and sign_o * q.other <= sign_o * p.other + 1e-9
+            and (
+                sign_p * q.objective < sign_p * p.objective - 1e-9
+                or sign_o * q.other < sign_o * p.other - 1e-9
+            )
+            for q in points
+        )
+        if not dominated and all(
+            abs(f.objective - p.objective) > 1e-9 or abs(f.other - p.other) > 1e-9 for f in front
+        ):
+            front.append(p)
+    return sorted(front, key=lambda p: p.other)
+
+
+def top_k_solutions(
+    problem: MasterProblem, k: int, options: SolverOptions
+) -> list[SolveResult[MasterSolution]]:
+    """The k best distinct count vectors: solve, add a no-good cut on the counts found, repeat. Objectives
+    are non-increasing (max) / non-decreasing (min) along the list, up to the solver gap."""
+    out: list[SolveResult[MasterSolution]] = []
+    current = problem
+    for _ in range(k):
+        res = solve_master(current, options, explain_infeasible=False)
+        if not res.has_solution:
+            break
+        out.append(res)
+        counts = {t.id: res.solution.counts.get(t.id, 0) for t in problem.templates}
+        current = current.with_(no_good=current.no_good + (counts,))
+    return out
+
+
+# ---- highspy fast path -------------------------------------------------------------------------------------
+
+
+def solve_master_highspy(
+    problem: MasterProblem, options: SolverOptions, *, warm_start: Mapping[str, int] | None = None
+) -> SolveResult[MasterSolution]:
+    """The same model built directly in highspy (no pyomo expression overhead), for large template sets.
+    Same data, rows and objective as `build_master` (not elastic); `tests/formulations` checks they agree."""
+    import highspy
+    import numpy as np
+
+    t0 = time.perf_counter()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", options.time_limit_s)
+    h.setOptionValue("mip_rel_gap", options.mip_rel_gap)
+    h.setOptionValue("mip_abs_gap", 1e-9)
+    h.setOptionValue("threads", options.threads)
+    h.setOptionValue("random_seed", options.seed)
+    templates = {t.id: t for t in problem.templates}
+    classes = {c.id: c for c in problem.classes}
+    routes = problem.routes()
+    inf = highspy.kHighsInf
+    count = {
+        tid: h.addIntegral(lb=0, ub=problem.max_count(t), name=f"count_{tid}") for tid, t in templates.items()
+    }
+    rate = {r: h.addVariable(lb=0, ub=inf, name=f"rate_{r[0]}_{r[1]}") for r in routes}
+    throughput = h.addVariable(lb=0, ub=inf, name="throughput")
+    total_demand = sum(c.demand_rps for c in problem.classes)
+
+    def qsum(terms):
+        terms = list(terms)
+        return h.qsum(terms) if terms else None
+
+    for cid, c in classes.items():
+        served = qsum(rate[r] for r in routes if r[0] == cid)
+        if served is None:
+            if problem.objective not in ("max_goodput", "max_throughput") and c.demand_rps > 0:
+                return SolveResult(
+                    Termination.INFEASIBLE,
+                    SolutionStatus.NO_SOLUTION,
+                    None,
+                    None,
+                    None,
+                    time.perf_counter() - t0,
+                    "",
+                    None,
+                    (f"no template serves class {cid}",),
+                )
+            continue
+        if problem.objective == "max_goodput":
+            h.addConstr(served <= c.demand_rps, name=f"demand_{cid}")
+        elif problem.objective == "max_throughput":
+            h.addConstr(served - (c.demand_rps / total_demand) * throughput == 0, name=f"demand_{cid}")
+        else:
+            h.addConstr(served == c.demand_rps, name=f"demand_{cid}")
+    for tid, t in templates.items():
+        load = qsum((1.0 / problem.capacity(t, c)) * rate[(c, t2)] for (c, t2) in routes if t2 == tid)
+        if load is not None:
+            h.addConstr(load - problem.headroom * count[tid] <= 0, name=f"capacity_{tid}")
+    for gpu_type in problem.gpu_types():
+        used = qsum(
+            t.gpus_by_type[gpu_type] * count[t.id]
+            for t in problem.templates
+            if t.gpus_by_type.get(gpu_type, 0)
+        )
+        if used is not None:
+            h.addConstr(used <= problem.available(gpu_type), name=f"inventory_{gpu_type}")
+    for gpu_type, d, usable in problem.domain_rows():
+        used = qsum(
+            t.gpus_by_type[gpu_type] * count[t.id]
+            for t in problem.templates
+            if t.gpus_by_type.get(gpu_type, 0) and t.domain_need_by_type.get(gpu_type, 1) >= d
+        )
+        h.addConstr(used <= usable, name=f"domain_{gpu_type}_ge{d}")
+    cost = qsum(t.coefficients.usd_per_hour * count[t.id] for t in problem.templates)
+    power = qsum(
+        [t.coefficients.idle_w * count[t.id] for t in problem.templates]
+        + [templates[t].coefficients.energy_j(c) * rate[(c, t)] for (c, t) in routes]
+    )
+    gpus = qsum(sum(t.gpus_by_type.values()) * count[t.id] for t in problem.templates)
+    tokens = qsum(classes[c].tokens_per_request * rate[(c, t)] for (c, t) in routes)
+    b = problem.budgets
+    if b.usd_per_hour is not None:
+        h.addConstr(cost <= b.usd_per_hour, name="budget_usd_per_hour")
+    if b.watts is not None:
+        h.addConstr(power <= b.watts, name="budget_watts")
+    if b.num_gpus is not None:
+        h.addConstr(gpus <= b.num_gpus, name="budget_num_gpus")
+    if b.joules_per_token is not None and tokens is not None:
+        h.addConstr(power - b.joules_per_token * tokens <= 0, name="budget_joules_per_token")
+    expressions = {
+        "max_goodput": qsum(rate.values()) if rate else 0 * throughput,
+        "max_throughput": 1.0 * throughput,
+        "min_cost": cost,
+        "min_energy": (1 / 1000.0) * power,
+        "min_latency": qsum(
+            (templates[t].coefficients.latency(c) / max(total_demand, 1e-12)) * rate[(c, t)]
+            for (c, t) in routes
+        )
+        if rate
+        else 0 * throughput,
+    }
+    for i, ob in enumerate(problem.objective_bounds):
+        expr = expressions[ob.objective]
+        h.addConstr(
+            expr <= ob.limit if OBJECTIVE_SENSE[ob.objective] == "min" else expr >= ob.limit,
+            name=f"objective_bound_{i}",
+        )
+    for k, cut in enumerate(problem.no_good):
+        terms = []
+        for tid, t in templates.items():
+            target, upper = int(cut.get(tid, 0)), problem.max_count(t)
+            if target + 1 <= upper:
+                above = h.addBinary(name=f"nogood_{k}_above_{tid}")
+                h.addConstr(count[tid] - (target + 1) * above >= 0)
+                terms.append(above)
+            if target >= 1:
+                below = h.addBinary(name=f"nogood_{k}_below_{tid}")
+                h.addConstr(count[tid] + (upper - target + 1) * below <= upper)
+                terms.append(below)
+        if not terms:
+            return SolveResult(
+                Termination.INFEASIBLE,
+                SolutionStatus.NO_SOLUTION,
+                None,
+                None,
+                None,
+                time.perf_counter() - t0,
+                "",
+                None,
+                ("a no-good cut excludes every count vector",),
+            )
+        h.addConstr(h.qsum(terms) >= 1, name=f"nogood_{k}")
+    objective = expressions[problem.objective]
+    if OBJECTIVE_SENSE[problem.objective] == "max":
+        h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+    else:
+        h.changeObjectiveSense(highspy.ObjSense.kMinimize)
+    h.setObjective(objective)
+    if warm_start is not None:
+        idx = np.array([count[t].index for t in templates], dtype=np.int32)
+        vals = np.array([float(warm_start.get(t, 0)) for t in templates])
+        h.setSolution(len(idx), idx, vals)
+    h.run()
+    wall = time.perf_counter() - t0
+    status = h.getModelStatus()
+    info = h.getInfo()
+    ms = highspy.HighsModelStatus
+    termination = {
+        ms.kOptimal: Termination.OPTIMAL,
+        ms.kInfeasible: Termination.INFEASIBLE,
+        ms.kUnboundedOrInfeasible: Termination.INFEASIBLE,
+        ms.kUnbounded: Termination.UNBOUNDED,
+        ms.kTimeLimit: Termination.TIME_LIMIT,
+    }.get(status, Termination.UNKNOWN)
+    if info.primal_solution_status != 2:  # 2 = feasible
+        return SolveResult(termination, SolutionStatus.NO_SOLUTION, None, None, None, wall, "", None)
+    values = h.getSolution().col_value
+    counts = {tid: round(values[v.index]) for tid, v in count.items()}
+    counts = {t: n for t, n in counts.items() if n > 0}
+    rates = {r: max(values[v.index], 0.0) for r, v in rate.items()}
+    rates = {r: v for r, v in rates.items() if v > 1e-9}
+    obj = info.objective_function_value
+    bound = info.mip_dual_bound if info.mip_node_count >= 0 else obj
+    solution = MasterSolution(counts, rates, evaluate(problem, counts, rates))
+    sol_status = SolutionStatus.OPTIMAL if termination == Termination.OPTIMAL else SolutionStatus.FEASIBLE
+    return SolveResult(termination, sol_status, obj, bound, relative_gap(obj, bound), wall, "", solution)

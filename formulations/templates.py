@@ -1,0 +1,371 @@
+"""Replica templates: the columns of the master MILP.
+
+* `Template` — one replica structure (stages with layer ranges, GPU type and per-cell tp/dp/ep, engine knobs,
+  role) plus, once computed, its `TemplateCoefficients`.
+* `enumerate_structures(model, cluster, gpus, ...)` — the structures worth considering, pruned by divisibility
+  (heads, KV heads, FFN sizes, experts), by NVLink domain size and by a weights-fit memory check. Uneven
+  splits over mixed GPU types come from the layer-partition model.
+* `TemplateCoefficients` — capacity per workload class, energy, idle power, price, latency score: plain data
+  the master reads. The planner computes them from the cost model; `analytic_capacity` is the documented
+  analytic first pass, driven by any `step_time_fn`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from simulator.dtypes import bytes_per_element
+from simulator.hardware import GPU, Cluster
+from simulator.model import Model
+from simulator.plan import AttentionSplit, FFNSplit, ReplicaGroup, Stage, even_layer_split
+
+Role = Literal["colocated", "prefill", "decode"]
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateCoefficients:
+    """What one replica of a template costs and serves (per class c where a mapping is keyed by class).
+
+    `capacity_rps[c]`: requests/s of class c one replica sustains within the SLOs (absent or 0: cannot serve c);
+    `energy_per_request_j[c]`: energy a request of class c adds above idle (J);
+    `idle_w`: the replica's power when idle (W); `usd_per_hour`: its price;
+    `latency_score[c]`: a latency figure for class c (e.g. mean E2E seconds), used by min_latency.
+    """
+
+    capacity_rps: Mapping[str, float]
+    energy_per_request_j: Mapping[str, float] = field(default_factory=dict)
+    idle_w: float = 0.0
+    usd_per_hour: float = 0.0
+    latency_score: Mapping[str, float] = field(default_factory=dict)
+
+    def energy_j(self, class_id: str) -> float:
+        return self.energy_per_request_j.get(class_id, 0.0)
+
+    def latency(self, class_id: str) -> float:
+        return self.latency_score.get(class_id, 0.0)
+
+
+@dataclass(frozen=True)
+class Template:
+    """One replica structure: stages (as `simulator.plan.Stage`), engine knobs, role, optional coefficients."""
+
+    stages: tuple[Stage, ...]
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    role: Role = "colocated"
+    coefficients: TemplateCoefficients | None = None
+
+    @property
+    def id(self) -> str:
+        stages = "|".join(_stage_label(s) for s in self.stages)
+        return f"{self.role}:[{stages}] seqs{self.max_num_seqs} tok{self.max_num_batched_tokens}"
+
+    @property
+    def gpus_by_type(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.stages:
+            out[s.gpu] = out.get(s.gpu, 0) + s.num_gpus
+        return out
+
+    @property
+    def num_gpus(self) -> int:
+        return sum(s.num_gpus for s in self.stages)
+
+    def domain_need_by_type(self, domain_gpus: Mapping[str, int]) -> dict[str, int]:
+        """Per GPU type, the GPUs one stage needs inside one NVLink domain (capped at the domain size: a stage
+        larger than a domain takes whole domains)."""
+        out: dict[str, int] = {}
+        for s in self.stages:
+            need = min(s.num_gpus, domain_gpus.get(s.gpu, s.num_gpus))
+            out[s.gpu] = max(out.get(s.gpu, 1), need)
+        return out
+
+    def replica_group(self, count: int = 1) -> ReplicaGroup:
+        return ReplicaGroup(count=count, role=self.role, stages=list(self.stages))
+
+
+def _stage_label(s: Stage) -> str:
+    text = f"L{s.layers[0]}-{s.layers[1]} tp{s.attention.tp}"
+    if s.attention.dp > 1:
+        text += f" adp{s.attention.dp}"
+    if s.ffn.ep > 1:
+        text += f" ep{s.ffn.ep}"
+    if s.ffn.tp != s.attention.tp:
+        text += f" ftp{s.ffn.tp}"
+    return f"{text} @{s.gpu}"
+
+
+# ---- memory per GPU from the model's derived numbers -------------------------------------------------------
+
+
+def layer_weight_bytes_per_gpu(
+    model: Model, layer: int, attention: AttentionSplit, ffn: FFNSplit, dtype: str
+) -> float:
+    """Weights of one layer on one GPU: attention split by attention tp (replicated over attention dp), the
+    FFN (dense, routed and shared experts, router) split over all the stage's GPUs (ffn tp × ep)."""
+    attn = model.attention_params + 2 * model.hidden_size
+    rest = model.layer_params(layer) - attn
+    return (attn / attention.tp + rest / (ffn.tp * ffn.ep)) * bytes_per_element(dtype)
+
+
+def stage_fixed_bytes_per_gpu(model: Model, first: bool, last: bool, tp: int, dtype: str) -> float:
+    """Embedding (first stage) and LM head + final norm (last stage), vocab-parallel over the attention tp."""
+    params = (model.embedding_params if first else 0) + (
+        model.lm_head_params + model.hidden_size if last else 0
+    )
+    if last and model.tied_embeddings and not first:
+        params += model.embedding_params
+    return params / tp * bytes_per_element(dtype)
+
+
+def stage_weight_bytes_per_gpu(model: Model, stage: Stage, first: bool, last: bool, dtype: str) -> float:
+    layers = sum(
+        layer_weight_bytes_per_gpu(model, i, stage.attention, stage.ffn, dtype) for i in range(*stage.layers)
+    )
+    return layers + stage_fixed_bytes_per_gpu(model, first, last, stage.attention.tp, dtype)
+
+
+# ---- enumeration -------------------------------------------------------------------------------------------
+
+
+def _powers_of_two(limit: int) -> list[int]:
+    return [2**k for k in range(int(math.log2(limit)) + 1)] if limit >= 1 else []
+
+
+def cell_options(model: Model, num_gpus: int) -> list[tuple[AttentionSplit, FFNSplit]]:
+    """Per-cell splits of `num_gpus` GPUs that divide the model cleanly.
+
+    Dense: attention tp = ffn tp = num_gpus. MoE: additionally experts over ep ∈ {num_gpus} with ffn tp 1 (attention
+    tp = num_gpus) and attention data-parallel (dp × tp = num_gpus) with experts ep = num_gpus.
+    """
+
+    def attn_ok(tp: int) -> bool:
+        if model.num_heads % tp:
+            return False
+        return model.attention == "mla" or tp <= model.num_kv_heads or tp % model.num_kv_heads == 0
+
+    def ffn_ok(tp: int, ep: int) -> bool:
+        has_dense = model.num_moe_layers() < model.num_layers
+        if has_dense and model.ffn_size % tp:
+            return False
+        return not (model.is_moe and (model.moe.num_experts % ep or model.moe.expert_ffn_size % tp))
+
+    out = []
+    if attn_ok(num_gpus) and ffn_ok(num_gpus, 1):
+        out.append((AttentionSplit(tp=num_gpus), FFNSplit(tp=num_gpus)))
+    if model.is_moe and num_gpus > 1 and ffn_ok(1, num_gpus):
+        for tp in _powers_of_two(num_gpus):
+            if attn_ok(tp):
+                out.append((AttentionSplit(tp=tp, dp=num_gpus // tp), FFNSplit(tp=1, ep=num_gpus)))
+    return out
+
+
+def enumerate_structures(
+    model: Model,
+    cluster: Cluster,
+    gpus: Mapping[str, GPU],
+    *,
+    max_pp: int = 4,
+    allow_mixed_gpus: bool = False,
+    weights_dtype: str = "bf16",
+    memory_fraction: float = 0.9,
+    max_weights_share: float = 0.8,
+    engine_grid: Sequence[tuple[int, int]] = ((256, 8192),),
+    roles: Sequence[Role] = ("colocated",),
+    max_stage_gpus: int | None = None,
+    uneven_split_fn: Callable | None = None,
+) -> list[Template]:
+    """Replica structures worth considering (no coefficients yet).
+
+    Stage sizes are powers of two up to the GPU type's NVLink domain (or `max_stage_gpus`); every stage of a
+    replica has the same size and cells. Homogeneous replicas use even splits (`even_layer_split`); with
+    `allow_mixed_gpus`, replicas whose first k stages are one type and the rest another get an uneven split
+    from the layer-partition model (bottleneck objective, exact DP by default; `uneven_split_fn(problem)` may
+    replace it). Kept when each stage's weights per GPU ≤ memory × `memory_fraction` × `max_weights_share`
+    (the rest is left for KV cache and activations). Engine knobs: `engine_grid` of
+    (max_num_seqs, max_num_batched_tokens); `roles` multiply the set.
+    """
+    domain = {}
+    for g in cluster.node_groups:
+        domain[g.gpu] = max(domain.get(g.gpu, 0), g.domain_gpus)
+    types = sorted(domain)
+    structures: list[tuple[Stage, ...]] = []
+    seen = set()
+    for pp in range(1, max_pp + 1):
+        if pp > model.num_layers:
+            break
+        type_sequences = [(t,) * pp for t in types]
+        if allow_mixed_gpus and pp >= 2:
+            for a, b in itertools.permutations(types, 2):
+                type_sequences += [(a,) * k + (b,) * (pp - k) for k in range(1, pp)]
+        for seq in type_sequences:
+            limit = min(domain[t] for t in seq)
+            if max_stage_gpus:
+                limit = min(limit, max_stage_gpus)
+            for size in _powers_of_two(limit):
+                for attention, ffn in cell_options(model, size):
+                    stages = _build_stages(
+                        model,
+                        gpus,
+                        seq,
+                        size,
+                        attention,
+                        ffn,
+                        weights_dtype,
+                        memory_fraction * max_weights_share,
+                        uneven_split_fn,
+                    )
+                    if stages is None:
+                        continue
+                    key = tuple((s.layers, s.gpu, s.attention, s.ffn) for s in stages)
+                    if key not in seen:
+                        seen.add(key)
+                        structures.append(stages)
+    return [
+        Template(stages, seqs, tokens, role)
+        for stages in structures
+        for seqs, tokens in engine_grid
+        for role in roles
+    ]
+
+
+def _build_stages(model, gpus, seq, size, attention, ffn, dtype, usable_share, uneven_split_fn):
+    pp = len(seq)
+    if len(set(seq)) == 1:
+        bounds = even_layer_split(model.num_layers, pp)
+    else:
+        bounds = _uneven_bounds(model, gpus, seq, size, attention, ffn, dtype, usable_share, uneven_split_fn)
+        if bounds is None:
+            return None
+    stages = tuple(
+        Stage(layers=b, gpu=t, attention=attention, ffn=ffn) for b, t in zip(bounds, seq, strict=True)
+    )
+    for i, s in enumerate(stages):
+        if any(model.is_moe_layer(k) for k in range(*s.layers)) is False and ffn.ep > 1:
+            return None  # an expert-parallel stage without MoE layers is not a valid stage
+        need = stage_weight_bytes_per_gpu(model, s, i == 0, i == pp - 1, dtype)
+        if need > gpus[s.gpu].memory_bytes * usable_share:
+            return None
+    return stages
+
+
+def partition_problem_for(
+    model: Model,
+    gpus: Mapping[str, GPU],
+    seq: Sequence[str],
+    attention: AttentionSplit,
+    ffn: FFNSplit,
+    dtype: str,
+    usable_share: float,
+    size: int,
+):
+    """The layer-partition data for stages of `size` GPUs of types `seq` (reference time: GEMM FLOPs of a
+    layer per token / (GPU bf16-or-dtype peak × size); memory: weights per GPU of that layer)."""
+    from formulations.layer_partition import LayerGroup, LayerPartitionProblem, StageSlot
+
+    groups: list[LayerGroup] = []
+    for i in range(model.num_layers):
+        mem = layer_weight_bytes_per_gpu(model, i, attention, ffn, dtype)
+        t = 2.0 * model.layer_active_params(i)
+        if groups and groups[-1].time_s == t and groups[-1].memory_bytes == mem:
+            groups[-1] = LayerGroup(groups[-1].num_layers + 1, t, mem, groups[-1].name)
+        else:
+            groups.append(LayerGroup(1, t, mem, "moe" if model.is_moe_layer(i) else "dense"))
+    slots = []
+    for k, gpu_name in enumerate(seq):
+        g = gpus[gpu_name]
+        slots.append(
+            StageSlot(
+                name=f"stage{k}@{gpu_name}",
+                memory_capacity_bytes=g.memory_bytes * usable_share,
+                fixed_memory_bytes=stage_fixed_bytes_per_gpu(
+                    model, k == 0, k == len(seq) - 1, attention.tp, dtype
+                ),
+                time_scale=1.0 / (g.peak_flops(dtype) * size),
+            )
+        )
+    return LayerPartitionProblem(tuple(groups), tuple(slots), "bottleneck")
+
+
+def _uneven_bounds(model, gpus, seq, size, attention, ffn, dtype, usable_share, uneven_split_fn):
+    from formulations.layer_partition import partition_dp
+
+    problem = partition_problem_for(model, gpus, seq, attention, ffn, dtype, usable_share, size)
+    result = (uneven_split_fn or partition_dp)(problem)
+    return list(result.solution.bounds) if result.has_solution else None
+
+
+# ---- analytic capacity -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityEstimate:
+    requests_per_s: float
+    decode_batch: int
+    step_time_s: float  # decode step time at that batch
+    prefill_time_s: float  # one request's prefill
+    ttft_s: float  # predicted mean TTFT at requests_per_s
+    limited_by: str  # "tpot", "kv", "max_num_seqs", "ttft" or "infeasible: ..."
+
+
+def analytic_capacity(
+    step_time_fn: Callable[[int, int, int], float],
+    kv_capacity_tokens: float,
+    mean_input: float,
+    mean_output: float,
+    ttft_target_s: float,
+    tpot_target_s: float,
+    max_num_seqs: int,
+) -> CapacityEstimate:
+    """Requests/s one replica sustains within the TTFT and TPOT targets (an analytic first pass).
+
+    `step_time_fn(num_prefill_tokens, num_decode, decode_context_tokens) -> seconds` prices one iteration.
+
+    1. Decode batch B: the largest B ≤ max_num_seqs whose step time meets the TPOT target and whose KV fits:
+       step_time_fn(0, B, B·(in + out/2)) ≤ tpot and B·(in + out/2) ≤ kv_capacity_tokens (a request holds
+       in + out/2 tokens on average over its life). Step time is assumed non-decreasing in B (binary search).
+    2. Prefill time per request p = step_time_fn(in, 0, 0).
+    3. A batch of B requests takes out decode steps plus B prefills (which stall decoding), so
+       rate = B / (out · t_step(B) + B · p).
+    4. TTFT check, prefill as an M/M/1 server with service time p: TTFT ≈ p / (1 − ρ), ρ = rate · p. If that
+       exceeds the target, the rate is lowered to where it equals it: rate = (1 − p/ttft) / p.
+    """
+    per_request_tokens = mean_input + mean_output / 2.0
+    prefill = step_time_fn(int(round(mean_input)), 0, 0)
+
+    def step(b: int) -> float:
+        return step_time_fn(0, b, int(round(b * per_request_tokens)))
+
+    kv_limit = int(kv_capacity_tokens // per_request_tokens) if per_request_tokens > 0 else max_num_seqs
+    upper = min(max_num_seqs, kv_limit)
+    if upper < 1:
+        return CapacityEstimate(0.0, 0, 0.0, prefill, math.inf, "infeasible: one request's KV does not fit")
+    if step(1) > tpot_target_s:
+        return CapacityEstimate(
+            0.0, 0, step(1), prefill, math.inf, "infeasible: TPOT target missed at batch 1"
+        )
+    if prefill >= ttft_target_s:
+        return CapacityEstimate(
+            0.0, 0, step(1), prefill, prefill, "infeasible: one prefill exceeds the TTFT target"
+        )
+    lo, hi = 1, upper  # invariant: step(lo) meets the target
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if step(mid) <= tpot_target_s:
+            lo = mid
+        else:
+            hi = mid - 1
+    batch = lo
+    limited = "tpot" if batch < upper else "kv" if kv_limit < max_num_seqs else "max_num_seqs"
+    t_step = step(batch)
+    rate = batch / (mean_output * t_step + batch * prefill)
+    ttft_cap = (1.0 - prefill / ttft_target_s) / prefill if prefill > 0 else math.inf
+    if rate > ttft_cap:
+        rate, limited = ttft_cap, "ttft"
+    rho = rate * prefill
+    ttft = prefill / (1.0 - rho) if rho < 1 else math.inf
+    return CapacityEstimate(rate, batch, t_step, prefill, ttft, limited)

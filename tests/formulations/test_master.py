@@ -1,0 +1,286 @@
+"""Master MILP: optimum vs brute-force enumeration, pyomo vs highspy, cuts, infeasibility reports."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+
+from formulations.master import (
+    OBJECTIVE_SENSE,
+    Budgets,
+    CapacityCut,
+    DomainPool,
+    MasterProblem,
+    MasterTemplate,
+    WorkloadClass,
+    pareto_front,
+    solve_lexicographic,
+    solve_master,
+    solve_master_highspy,
+    top_k_solutions,
+)
+from formulations.result import SolverOptions, Termination
+from formulations.templates import TemplateCoefficients
+
+OPTIONS = SolverOptions(time_limit_s=10, mip_rel_gap=1e-9, threads=1, seed=0)
+OBJECTIVES = sorted(OBJECTIVE_SENSE)
+
+
+def make_problem(seed: int, objective: str) -> MasterProblem:
+    rng = random.Random(seed)
+    classes = tuple(
+        WorkloadClass(f"c{i}", rng.uniform(1, 8), rng.randint(100, 2000)) for i in range(rng.randint(1, 2))
+    )
+    templates = []
+    for k in range(3):
+        gpu_type = rng.choice(["h100", "a100"])
+        gpus = rng.choice([2, 4, 8])
+        caps = {c.id: rng.uniform(0.5, 4) for c in classes if rng.random() < 0.85}
+        coeffs = TemplateCoefficients(
+            caps,
+            {c: rng.uniform(50, 500) for c in caps},
+            idle_w=gpus * rng.uniform(60, 120),
+            usd_per_hour=gpus * rng.uniform(1, 4),
+            latency_score={c: rng.uniform(0.5, 3) for c in caps},
+        )
+        templates.append(
+            MasterTemplate(f"t{k}", {gpu_type: gpus}, coeffs, {gpu_type: gpus}, max_count=rng.randint(1, 3))
+        )
+    pools = (
+        DomainPool("h100", 8, rng.randint(1, 2)),
+        DomainPool("h100", 4, rng.randint(0, 1)),
+        DomainPool("a100", 8, rng.randint(1, 2)),
+    )
+    budgets = Budgets(
+        usd_per_hour=rng.choice([None, rng.uniform(20, 80)]),
+        watts=rng.choice([None, rng.uniform(2000, 6000)]),
+        num_gpus=rng.choice([None, rng.randint(8, 24)]),
+        joules_per_token=rng.choice([None, rng.uniform(0.5, 3)]),
+    )
+    return MasterProblem(
+        tuple(templates), classes, pools, budgets, objective, headroom=rng.choice([0.8, 1.0])
+    )
+
+
+def lp_for_counts(problem: MasterProblem, counts: dict[str, int]) -> float | None:
+    """Best objective with the counts fixed (an independent scipy LP), or None when infeasible."""
+    routes = problem.routes()
+    tmpl = {t.id: t for t in problem.templates}
+    cls = {c.id: c for c in problem.classes}
+    nvar = len(routes) + 1  # last = throughput
+    a_ub, b_ub, a_eq, b_eq = [], [], [], []
+    total = sum(c.demand_rps for c in problem.classes)
+    for c in problem.classes:
+        row = np.zeros(nvar)
+        for j, (ci, _) in enumerate(routes):
+            row[j] = ci == c.id
+        if problem.objective == "max_goodput":
+            a_ub.append(row), b_ub.append(c.demand_rps)
+        elif problem.objective == "max_throughput":
+            row[-1] = -c.demand_rps / total
+            a_eq.append(row), b_eq.append(0.0)
+        else:
+            a_eq.append(row), b_eq.append(c.demand_rps)
+    for t in problem.templates:
+        row = np.zeros(nvar)
+        for j, (ci, ti) in enumerate(routes):
+            if ti == t.id:
+                row[j] = 1 / problem.capacity(t, ci)
+        a_ub.append(row), b_ub.append(problem.headroom * counts[t.id])
+    b = problem.budgets
+    idle = sum(counts[t] * tmpl[t].coefficients.idle_w for t in counts)
+    energy = np.array([tmpl[t].coefficients.energy_j(c) for c, t in routes] + [0.0])
+    tokens = np.array([cls[c].tokens_per_request for c, _ in routes] + [0.0])
+    if b.watts is not None:
+        a_ub.append(energy), b_ub.append(b.watts - idle)
+    if b.joules_per_token is not None:
+        a_ub.append(energy - b.joules_per_token * tokens), b_ub.append(-idle)
+    lat = np.array([tmpl[t].coefficients.latency(c) for c, t in routes] + [0.0]) / total
+    cost = sum(counts[t] * tmpl[t].coefficients.usd_per_hour for t in counts)
+    obj = problem.objective
+    c_vec = {
+        "max_goodput": -np.r_[np.ones(len(routes)), 0],
+        "max_throughput": -np.r_[np.zeros(len(routes)), 1],
+        "min_cost": np.zeros(nvar),
+        "min_energy": energy / 1000,
+        "min_latency": lat,
+    }[obj]
+    res = linprog(
+        c_vec,
+        A_ub=np.array(a_ub) if a_ub else None,
+        b_ub=b_ub or None,
+        A_eq=np.array(a_eq) if a_eq else None,
+        b_eq=b_eq or None,
+        bounds=[(0, None)] * nvar,
+        method="highs",
+    )
+    if res.status != 0:
+        return None
+    value = {
+        "max_goodput": -res.fun,
+        "max_throughput": -res.fun,
+        "min_cost": cost,
+        "min_energy": res.fun + idle / 1000,
+        "min_latency": res.fun,
+    }[obj]
+    return value
+
+
+def brute_force(problem: MasterProblem) -> float | None:
+    """Enumerate every count vector within bounds that meets inventory, domain, $/h and GPU rows."""
+    best = None
+    sign = 1 if OBJECTIVE_SENSE[problem.objective] == "min" else -1
+    ids = [t.id for t in problem.templates]
+    for combo in itertools.product(*(range(problem.max_count(t) + 1) for t in problem.templates)):
+        counts = dict(zip(ids, combo, strict=True))
+        if any(all(counts[t] == cut.get(t, 0) for t in ids) for cut in problem.no_good):
+            continue
+        ok = all(
+            sum(counts[t.id] * t.gpus_by_type.get(g, 0) for t in problem.templates) <= problem.available(g)
+            for g in problem.gpu_types()
+        )
+        ok &= all(
+            sum(
+                counts[t.id] * t.gpus_by_type.get(g, 0)
+                for t in problem.templates
+                if t.domain_need_by_type.get(g, 1) >= d
+            )
+            <= usable
+            for g, d, usable in problem.domain_rows()
+        )
+        b = problem.budgets
+        if b.usd_per_hour is not None:
+            ok &= sum(counts[t.id] * t.coefficients.usd_per_hour for t in problem.templates) <= b.usd_per_hour
+        if b.num_gpus is not None:
+            ok &= sum(counts[t.id] * sum(t.gpus_by_type.values()) for t in problem.templates) <= b.num_gpus
+        if not ok:
+            continue
+        value = lp_for_counts(problem, counts)
+        if value is not None and (best is None or sign * value < sign * best):
+            best = value
+    return best
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_master_optimum_equals_brute_force_random(objective):
+    """The MILP optimum equals enumeration of every count vector (with an LP for the rates) on 30 instances."""
+    feasible = 0
+    for seed in range(30):
+        problem = make_problem(seed, objective)
+        expected = brute_force(problem)
+        result = solve_master(problem, OPTIONS, explain_infeasible=False)
+        if expected is None:
+            assert result.termination == Termination.INFEASIBLE, seed
+            continue
+        feasible += 1
+        assert result.termination == Termination.OPTIMAL, seed
+        assert result.objective == pytest.approx(expected, rel=1e-6, abs=1e-7), seed
+        sense = OBJECTIVE_SENSE[objective]
+        assert (
+            (result.objective <= result.bound + 1e-6)
+            if sense == "max"
+            else (result.bound <= result.objective + 1e-6)
+        )
+    assert feasible >= 5
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_master_highspy_agrees_with_pyomo_random(objective):
+    """The highspy-direct builder reaches the same optimum as the pyomo builder, with cuts and capacity cuts."""
+    for seed in range(30):
+        problem = make_problem(seed, objective)
+        problem = problem.with_(capacity_cuts=(CapacityCut("t0", "c0", 1.0),), no_good=({"t0": 1},))
+        a = solve_master(problem, OPTIONS, explain_infeasible=False)
+        b = solve_master_highspy(problem, OPTIONS)
+        assert a.has_solution == b.has_solution, seed
+        if a.has_solution:
+            assert a.objective == pytest.approx(b.objective, rel=1e-6, abs=1e-7), seed
+
+
+@pytest.mark.solver
+def test_master_no_good_cuts_next_best_distinct_and_ordered():
+    """Top-k via no-good cuts gives distinct count vectors with non-decreasing cost, matching brute force."""
+    checked = 0
+    for seed in range(30):
+        problem = make_problem(seed, "min_cost")
+        results = top_k_solutions(problem, 4, OPTIONS)
+        vectors = [tuple(sorted(r.solution.counts.items())) for r in results]
+        assert len(set(vectors)) == len(vectors)
+        values = [r.objective for r in results]
+        assert values == sorted(values) or all(
+            b >= a - 1e-6 for a, b in zip(values, values[1:], strict=False)
+        )
+        if len(results) >= 2:
+            cut = {t.id: results[0].solution.counts.get(t.id, 0) for t in problem.templates}
+            assert results[1].objective == pytest.approx(brute_force(problem.with_(no_good=(cut,))), rel=1e-6)
+            checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.solver
+def test_master_infeasible_budget_is_named():
+    """A $/h budget below the cheapest plan that serves all demand is reported with the amount it lacks."""
+    coeffs = TemplateCoefficients({"chat": 2.0}, usd_per_hour=10.0)
+    problem = MasterProblem(
+        (MasterTemplate("tp4", {"h100": 4}, coeffs, {"h100": 4}),),
+        (WorkloadClass("chat", 5.0),),
+        (DomainPool("h100", 8, 4),),
+        Budgets(usd_per_hour=20.0),
+        "min_cost",
+    )
+    result = solve_master(problem, OPTIONS)
+    assert result.termination == Termination.INFEASIBLE
+    assert any("usd_per_hour" in r and "10" in r for r in result.explanation), result.explanation
+
+
+@pytest.mark.solver
+def test_master_infeasible_demand_is_named():
+    """Demand beyond what the inventory can serve is reported as the class and rate that cannot be served."""
+    coeffs = TemplateCoefficients({"chat": 2.0}, usd_per_hour=10.0)
+    problem = MasterProblem(
+        (MasterTemplate("tp8", {"h100": 8}, coeffs, {"h100": 8}),),
+        (WorkloadClass("chat", 5.0),),
+        (DomainPool("h100", 8, 2),),
+        Budgets(),
+        "min_cost",
+    )
+    result = solve_master(problem, OPTIONS)
+    assert result.termination == Termination.INFEASIBLE
+    assert any("chat" in r and "1" in r for r in result.explanation), result.explanation
+
+
+@pytest.mark.solver
+def test_master_domain_rows_keep_tp_groups_in_large_domains():
+    """A template needing 8-GPU domains cannot use GPUs from 4-GPU domains even when the type total allows."""
+    coeffs = TemplateCoefficients({"chat": 1.0}, usd_per_hour=1.0)
+    problem = MasterProblem(
+        (MasterTemplate("tp8", {"h100": 8}, coeffs, {"h100": 8}),),
+        (WorkloadClass("chat", 10),),
+        (DomainPool("h100", 8, 1), DomainPool("h100", 4, 4)),
+        objective="max_goodput",
+    )
+    assert solve_master(problem, OPTIONS).solution.counts == {"tp8": 1}
+
+
+@pytest.mark.solver
+def test_master_warm_start_lexicographic_and_pareto():
+    """Warm start keeps the optimum; lexicographic cost stays within 1% of max goodput; the front is monotone."""
+    problem = make_problem(3, "min_cost")
+    plain = solve_master(problem, OPTIONS)
+    if plain.has_solution:
+        warm = solve_master(problem, OPTIONS, warm_start=plain.solution.counts)
+        assert warm.objective == pytest.approx(plain.objective)
+    base = make_problem(1, "max_goodput")
+    best = solve_master(base, OPTIONS)
+    lex = solve_lexicographic(base, ["max_goodput", "min_cost"], OPTIONS, tolerance=0.01)
+    assert lex.solution.metrics["max_goodput"] >= 0.99 * best.objective - 1e-6
+    assert lex.objective <= best.solution.metrics["min_cost"] + 1e-6
+    front = pareto_front(base.with_(objective="min_cost"), "max_goodput", OPTIONS, num_points=5)
+    costs = [p.objective for p in front]
+    assert costs == sorted(costs)

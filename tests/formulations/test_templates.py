@@ -1,0 +1,141 @@
+"""Templates: enumeration pruning and the analytic capacity model."""
+
+from __future__ import annotations
+
+import pytest
+
+from formulations.templates import (
+    analytic_capacity,
+    cell_options,
+    enumerate_structures,
+    stage_weight_bytes_per_gpu,
+)
+from simulator.hardware import GPU, Cluster, NodeGroup, PeakRates
+from simulator.model import Model, MoEConfig
+
+
+def make_gpu(name: str, memory_gib: float) -> GPU:
+    return GPU(
+        name=name,
+        peak_tflops=PeakRates(bf16=989, fp16=989, fp8=1979),
+        memory_gib=memory_gib,
+        memory_bandwidth_tbps=3.35,
+        scale_up_bandwidth_gbps=450,
+        scale_up_fabric="nvlink4-nvswitch",
+        num_sms=132,
+        tdp_w=700,
+        idle_w=100,
+        price_usd_per_hour=3.0,
+    )
+
+
+def make_model(**kw) -> Model:
+    base = dict(
+        name="toy",
+        source="test",
+        num_layers=8,
+        hidden_size=1024,
+        num_heads=16,
+        num_kv_heads=4,
+        head_dim=64,
+        ffn_size=4096,
+        vocab_size=32000,
+    )
+    base.update(kw)
+    return Model(**base)
+
+
+def test_enumerate_structures_divisibility_and_memory():
+    """Every enumerated stage divides heads and FFN, fits its domain, and its weights fit GPU memory."""
+    model = make_model(num_heads=12, num_kv_heads=4)
+    gpus = {"g": make_gpu("g", 80)}
+    cluster = Cluster(node_groups=[NodeGroup(gpu="g", nodes=2, gpus_per_node=8)])
+    templates = enumerate_structures(model, cluster, gpus, max_pp=3)
+    assert templates
+    for t in templates:
+        for i, s in enumerate(t.stages):
+            assert model.num_heads % s.attention.tp == 0 and model.ffn_size % s.ffn.tp == 0
+            assert s.num_gpus <= 8 and s.attention.tp != 8  # 12 heads: tp 8 pruned
+            assert (
+                stage_weight_bytes_per_gpu(model, s, i == 0, i == len(t.stages) - 1, "bf16")
+                <= 80 * 2**30 * 0.72
+            )
+
+
+def test_enumerate_structures_memory_prunes_small_gpus():
+    """A model too large for one small GPU only appears split over enough GPUs."""
+    model = make_model(
+        hidden_size=8192, ffn_size=28672, num_layers=16, num_heads=64, num_kv_heads=8, head_dim=128
+    )
+    gpus = {"g": make_gpu("g", 24)}
+    cluster = Cluster(node_groups=[NodeGroup(gpu="g", nodes=1, gpus_per_node=8)])
+    templates = enumerate_structures(model, cluster, gpus, max_pp=2)
+    assert templates and all(t.num_gpus >= 2 for t in templates)
+
+
+def test_enumerate_structures_mixed_gpus_uneven_split():
+    """With mixed GPU types allowed, a bigger-memory GPU takes more layers in an uneven split."""
+    model = make_model(
+        num_layers=32, hidden_size=4096, ffn_size=14336, num_heads=32, num_kv_heads=8, head_dim=128
+    )
+    gpus = {"big": make_gpu("big", 141), "small": make_gpu("small", 8)}
+    cluster = Cluster(
+        node_groups=[NodeGroup(name="a", gpu="big", nodes=1), NodeGroup(name="b", gpu="small", nodes=1)]
+    )
+    templates = enumerate_structures(model, cluster, gpus, max_pp=2, allow_mixed_gpus=True)
+    mixed = [t for t in templates if len(t.gpus_by_type) == 2 and t.stages[0].num_gpus == 1]
+    assert mixed
+    for t in mixed:
+        big = next(s for s in t.stages if s.gpu == "big")
+        assert big.num_layers > model.num_layers // 2
+
+
+def test_cell_options_moe_expert_parallel():
+    """MoE models get expert-parallel and attention-data-parallel cells whose ep divides the experts."""
+    model = make_model(moe=MoEConfig(num_experts=8, top_k=2, expert_ffn_size=1024))
+    cells = cell_options(model, 8)
+    assert any(f.ep == 8 and a.dp > 1 for a, f in cells)
+    assert all(model.moe.num_experts % f.ep == 0 for _, f in cells)
+
+
+def test_analytic_capacity_matches_hand_computation():
+    """With a linear step time the batch, rate and M/M/1 TTFT match a hand computation."""
+
+    def step(prefill_tokens, num_decode, context):
+        return 0.01 + 0.0001 * num_decode + 1e-5 * prefill_tokens
+
+    est = analytic_capacity(
+        step,
+        kv_capacity_tokens=1e9,
+        mean_input=1000,
+        mean_output=100,
+        ttft_target_s=10.0,
+        tpot_target_s=0.02,
+        max_num_seqs=512,
+    )
+    assert est.decode_batch == 100 and est.limited_by == "tpot"
+    prefill = 0.01 + 0.01
+    rate = 100 / (100 * 0.02 + 100 * prefill)
+    assert est.requests_per_s == pytest.approx(rate)
+    assert est.ttft_s == pytest.approx(prefill / (1 - rate * prefill))
+
+
+def test_analytic_capacity_kv_and_ttft_limits():
+    """KV capacity bounds the batch, and a tight TTFT target lowers the rate to where M/M/1 TTFT meets it."""
+
+    def step(prefill_tokens, num_decode, context):
+        return 0.01 + 0.001 * prefill_tokens / 100
+
+    est = analytic_capacity(
+        step,
+        kv_capacity_tokens=10 * 150,
+        mean_input=100,
+        mean_output=100,
+        ttft_target_s=0.012,
+        tpot_target_s=1.0,
+        max_num_seqs=64,
+    )
+    assert est.decode_batch == 10
+    assert est.limited_by == "ttft" and est.ttft_s == pytest.approx(0.012)
+    none = analytic_capacity(step, 1e9, 100, 100, ttft_target_s=0.001, tpot_target_s=1.0, max_num_seqs=8)
+    assert none.requests_per_s == 0 and none.limited_by.startswith("infeasible")
