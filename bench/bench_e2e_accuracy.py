@@ -40,11 +40,11 @@ def scenario_for(point: dict, cap: int, calibration: str | None) -> dict:
         "model": MODELS[point["model"]],
         "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": point["num_gpus"]},
         "dtype": {"weights": "fp8", "kv_cache": "fp8", "activations": "bf16"},
-        # trtllm-bench sizes max_num_tokens to the workload; a prompt longer than the token budget could never run
+        # trtllm-bench sizes max_num_tokens to the workload: room for one whole prompt plus a full decode batch
         "engine": {
             "kind": "trtllm",
             "gpu_memory_fraction": 0.95,
-            "max_num_batched_tokens": max(8192, point["isl"]),
+            "max_num_batched_tokens": max(8192, point["isl"] + 2048),
         },
         "workload": {
             "requests": min(requests, cap),

@@ -24,7 +24,18 @@ class InputError(Exception):
         return InputError(self.detail, file=self.file or file, field=field)
 
 
-_UNION_TAGS = ("str", "int", "float", "bool", "list[", "dict[", "function-", "constrained-", "Fabric", "tagged-")
+_UNION_TAGS = (
+    "str",
+    "int",
+    "float",
+    "bool",
+    "list[",
+    "dict[",
+    "function-",
+    "constrained-",
+    "Fabric",
+    "tagged-",
+)
 
 
 def _field_path(loc, prefix: str | None) -> str:

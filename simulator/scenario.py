@@ -300,8 +300,11 @@ def _resolve_calibration(ref: str, *, file: str | None) -> str:
         path = Path(file).parent / path
     data = read_yaml(path)
     if not isinstance(data, dict) or "gpu" not in data or not isinstance(data.get("overrides"), dict):
-        raise InputError(f"{path} is not a calibration file written by `apex calibrate` (expected keys gpu, "
-                         "overrides)", file=file, field="calibration")
+        raise InputError(
+            f"{path} is not a calibration file written by `apex calibrate` (expected keys gpu, overrides)",
+            file=file,
+            field="calibration",
+        )
     return str(path.resolve())
 
 

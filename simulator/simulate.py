@@ -1,0 +1,93 @@
+"""`simulate(scenario)`: replay the scenario's workload on its plan, iteration by iteration (DESIGN §3.2).
+
+Builds one ReplicaCost per replica group with the cost model, generates (or reads) the requests, runs them
+through `simulator.engine` and returns a `SimulationResult` (`to_json()` gives DESIGN §6's keys). The same
+seed gives the same result. Requests that can never fit a replica are counted in `requests.rejected`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from simulator.engine.cluster import ReplicaSpec
+from simulator.engine.metrics import SimulationResult
+from simulator.engine.run import simulate_requests
+from simulator.errors import InputError
+from simulator.scenario import Scenario
+from simulator.workload import generate
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    until_s: float = math.inf,
+    max_requests: int | None = None,
+) -> SimulationResult:
+    """Simulate the scenario's plan; stop early at simulated time until_s or after max_requests completions."""
+    from simulator.costmodel import build_replica_cost
+
+    if scenario.plan is None:
+        raise InputError(
+            "simulate needs a plan: add `plan:` to the scenario (e.g. 'tp=8') or pass --plan",
+            file=scenario.file,
+            field="plan",
+        )
+    spec = scenario.spec
+    specs = []
+    for gi, group in enumerate(scenario.plan.replicas):
+        cost = build_replica_cost(
+            scenario.model,
+            group,
+            scenario.gpus,
+            scenario.cluster,
+            spec.dtype,
+            spec.engine,
+            calibration=spec.calibration,
+        )
+        if not getattr(cost, "fits", True) or cost.kv_capacity_tokens <= 0:
+            raise InputError(
+                f"replica group {gi} does not fit in GPU memory: weights and workspace leave no room "
+                "for the KV cache; use more GPUs per stage (tp/pp) or smaller dtypes",
+                file=scenario.file,
+                field=f"plan.replicas[{gi}]",
+            )
+        specs.append(ReplicaSpec(cost=cost, count=group.count, role=group.role))
+    requests = generate(spec.workload, file=scenario.file)
+    result, _ = simulate_requests(
+        requests,
+        specs,
+        spec.engine,
+        seed=spec.workload.seed,
+        slo=spec.goals.slo,
+        plan_label=scenario.plan.label(),
+        peak_flops=_plan_peak_flops(scenario),
+        unused_idle_watts=_unused_idle_watts(scenario),
+        until_s=until_s,
+        max_requests=max_requests,
+        progress=progress,
+    )
+    return result
+
+
+def _default_gpu(scenario: Scenario) -> str:
+    return next(iter(scenario.cluster.gpus_by_type()))
+
+
+def _plan_peak_flops(scenario: Scenario) -> float:
+    """Dense peak FLOP/s of all the plan's GPUs at the weights' compute dtype."""
+    dtype = scenario.spec.dtype.weights
+    return sum(
+        scenario.gpus[name].peak_flops(dtype) * count
+        for name, count in scenario.plan.gpus_by_type(_default_gpu(scenario)).items()
+    )
+
+
+def _unused_idle_watts(scenario: Scenario) -> float:
+    """Idle power of the cluster's GPUs that the plan leaves unused."""
+    used = scenario.plan.gpus_by_type(_default_gpu(scenario))
+    return sum(
+        scenario.gpus[name].idle_w * max(count - used.get(name, 0), 0)
+        for name, count in scenario.cluster.gpus_by_type().items()
+    )
