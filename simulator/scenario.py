@@ -52,7 +52,9 @@ class Engine(_Strict):
         description="vLLM: fraction of total memory for weights+KV; TensorRT-LLM: fraction of free memory after "
         "weights for KV; SGLang: mem_fraction_static",
     )
-    preemption_mode: Literal["recompute", "swap"] = "recompute"
+    preemption_mode: Literal["recompute"] = Field(
+        "recompute", description="how a preempted request gets its KV back; swap to CPU memory is not modelled"
+    )
     cuda_graphs: bool = True
     router: Literal["round-robin", "least-outstanding", "power-of-two"] = "least-outstanding"
 
