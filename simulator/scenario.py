@@ -53,7 +53,8 @@ class Engine(_Strict):
         "weights for KV; SGLang: mem_fraction_static",
     )
     preemption_mode: Literal["recompute"] = Field(
-        "recompute", description="how a preempted request gets its KV back; swap to CPU memory is not modelled"
+        "recompute",
+        description="how a preempted request gets its KV back; swap to CPU memory is not modelled",
     )
     cuda_graphs: bool = True
     router: Literal["round-robin", "least-outstanding", "power-of-two"] = "least-outstanding"
