@@ -21,12 +21,12 @@ class BatchShape:
     Decode requests: request j generates one token attending to `context_j` cached tokens.
     """
 
-    num_prefill_tokens: int = 0          # sum_i new_i
-    num_prefill_seqs: int = 0            # number of prefill chunks
+    num_prefill_tokens: int = 0  # sum_i new_i
+    num_prefill_seqs: int = 0  # number of prefill chunks
     prefill_attention_pairs: float = 0.0  # sum_i new_i * (cached_i + (new_i + 1) / 2): causal query-key pairs
-    prefill_context_tokens: int = 0      # sum_i (cached_i + new_i): KV entries the prefill chunks touch
-    num_decode: int = 0                  # decode requests (one new token each)
-    decode_context_tokens: int = 0       # sum_j context_j: KV entries decode reads
+    prefill_context_tokens: int = 0  # sum_i (cached_i + new_i): KV entries the prefill chunks touch
+    num_decode: int = 0  # decode requests (one new token each)
+    decode_context_tokens: int = 0  # sum_j context_j: KV entries decode reads
 
     @property
     def num_tokens(self) -> int:
@@ -38,8 +38,11 @@ class BatchShape:
         return self.num_prefill_seqs + self.num_decode
 
     @staticmethod
-    def from_requests(prefill_new: Sequence[int] = (), prefill_cached: Sequence[int] = (),
-                      decode_context: Sequence[int] = ()) -> BatchShape:
+    def from_requests(
+        prefill_new: Sequence[int] = (),
+        prefill_cached: Sequence[int] = (),
+        decode_context: Sequence[int] = (),
+    ) -> BatchShape:
         """Build the aggregates from per-request lengths (each request with its own length, never a mean)."""
         pairs = sum(n * (c + (n + 1) / 2) for n, c in zip(prefill_new, prefill_cached, strict=True))
         return BatchShape(
@@ -85,7 +88,7 @@ class ReplicaCost(Protocol):
     """One replica: its stages in pipeline order, its memory plan and its transfer times."""
 
     stages: Sequence[StageCost]
-    kv_capacity_tokens: int       # tokens of KV cache the replica can hold (the tightest stage decides)
+    kv_capacity_tokens: int  # tokens of KV cache the replica can hold (the tightest stage decides)
     weights_bytes_per_gpu: float  # the largest over its GPUs
     num_gpus: int
     usd_per_hour: float
