@@ -18,10 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from simulator.dtypes import bytes_per_element
+from simulator.costmodel.memory import edge_weight_bytes, layer_weight_bytes, stage_weight_bytes
 from simulator.hardware import GPU, Cluster
 from simulator.model import Model
 from simulator.plan import AttentionSplit, FFNSplit, ReplicaGroup, Stage, even_layer_split
+from simulator.scenario import DTypes
 
 Role = Literal["colocated", "prefill", "decode"]
 
@@ -105,28 +106,26 @@ def _stage_label(s: Stage) -> str:
 def layer_weight_bytes_per_gpu(
     model: Model, layer: int, attention: AttentionSplit, ffn: FFNSplit, dtype: str
 ) -> float:
-    """Weights of one layer on one GPU: attention split by attention tp (replicated over attention dp), the
-    FFN (dense, routed and shared experts, router) split over all the stage's GPUs (ffn tp × ep)."""
-    attn = model.attention_params + 2 * model.hidden_size
-    rest = model.layer_params(layer) - attn
-    return (attn / attention.tp + rest / (ffn.tp * ffn.ep)) * bytes_per_element(dtype)
+    """Weights of one layer on one GPU (the cost model's memory rule)."""
+    return layer_weight_bytes(model, layer, attention, ffn, dtype)
 
 
 def stage_fixed_bytes_per_gpu(model: Model, first: bool, last: bool, tp: int, dtype: str) -> float:
-    """Embedding (first stage) and LM head + final norm (last stage), vocab-parallel over the attention tp."""
-    params = (model.embedding_params if first else 0) + (
-        model.lm_head_params + model.hidden_size if last else 0
+    """Embedding (first stage) and LM head + final norm (last stage) on one GPU (the cost model's memory rule)."""
+    return edge_weight_bytes(
+        model, first=first, last=last, attention_tp=tp, activations_dtype=_activation_dtype(dtype)
     )
-    if last and model.tied_embeddings and not first:
-        params += model.embedding_params
-    return params / tp * bytes_per_element(dtype)
 
 
 def stage_weight_bytes_per_gpu(model: Model, stage: Stage, first: bool, last: bool, dtype: str) -> float:
-    layers = sum(
-        layer_weight_bytes_per_gpu(model, i, stage.attention, stage.ffn, dtype) for i in range(*stage.layers)
+    """All weights of a stage on one GPU, every tensor stored in `dtype`."""
+    return stage_weight_bytes(
+        model, stage, DTypes(weights=dtype, activations=_activation_dtype(dtype)), first=first, last=last
     )
-    return layers + stage_fixed_bytes_per_gpu(model, first, last, stage.attention.tp, dtype)
+
+
+def _activation_dtype(weights_dtype: str) -> str:
+    return weights_dtype if weights_dtype in ("bf16", "fp16") else "bf16"
 
 
 # ---- enumeration -------------------------------------------------------------------------------------------

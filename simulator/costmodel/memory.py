@@ -20,7 +20,7 @@ from simulator.costmodel.build import kv_bytes_per_token_per_layer_per_gpu
 from simulator.dtypes import bytes_per_element
 from simulator.hardware import GPU
 from simulator.model import Model
-from simulator.plan import Stage
+from simulator.plan import AttentionSplit, FFNSplit, Stage
 from simulator.scenario import DTypes, Engine, engine_setting
 
 # Live hidden-size activations per token in the profile run (residual, normed input, attention out, FFN out),
@@ -44,10 +44,12 @@ class StageMemory:
     over_bytes: float
 
 
-def stage_weight_bytes(model: Model, stage: Stage, dtypes: DTypes, *, first: bool, last: bool) -> float:
-    """Weight bytes on one GPU of the stage."""
-    start, stop = stage.layers
-    ta, tf, ep = stage.attention.tp, stage.ffn.tp, stage.ffn.ep
+def layer_weight_bytes(
+    model: Model, layer: int, attention: AttentionSplit, ffn: FFNSplit, weights_dtype: str
+) -> float:
+    """Weight bytes of one layer on one GPU: attention by attention tp (KV heads replicated beyond their count),
+    routed experts by ep then ffn tp, dense FFN and shared experts by ffn tp, the router and norms replicated."""
+    ta, tf, ep = attention.tp, ffn.tp, ffn.ep
     h = model.hidden_size
     if model.attention == "mla":
         attn = model.attention_params / ta
@@ -56,22 +58,37 @@ def stage_weight_bytes(model: Model, stage: Stage, dtypes: DTypes, *, first: boo
         kv_local = math.ceil(model.num_kv_heads / ta)
         bias = (model.num_heads / ta + 2 * kv_local) * hd if model.qkv_bias else 0
         attn = 2 * h * model.num_heads * hd / ta + 2 * h * kv_local * hd + bias
-    params = 0.0
-    for layer in range(start, stop):
-        if model.is_moe_layer(layer):
-            ffn = (model.moe.num_experts / ep * model.expert_params + model.shared_expert_params) / tf
-            ffn += model.router_params
-        else:
-            ffn = model.dense_ffn_params / tf
-        params += attn + ffn + 2 * h
-    wb = bytes_per_element(dtypes.weights)
-    ab = bytes_per_element(dtypes.activations)  # embedding / LM head stay in the activation dtype
+    if model.is_moe_layer(layer):
+        ffn_params = (model.moe.num_experts / ep * model.expert_params + model.shared_expert_params) / tf
+        ffn_params += model.router_params
+    else:
+        ffn_params = model.dense_ffn_params / tf
+    return (attn + ffn_params + 2 * h) * bytes_per_element(weights_dtype)
+
+
+def edge_weight_bytes(
+    model: Model, *, first: bool, last: bool, attention_tp: int, activations_dtype: str
+) -> float:
+    """Embedding (first stage) and LM head + final norm (last stage) on one GPU, vocab-parallel over attention tp;
+    they stay in the activation dtype. A tied LM head on a later stage than the embedding holds its own copy."""
     edge = 0.0
     if first:
-        edge += model.embedding_params / ta
+        edge += model.embedding_params / attention_tp
     if last:
-        edge += (model.lm_head_params or (0 if first else model.embedding_params)) / ta + h
-    return params * wb + edge * ab
+        edge += (model.lm_head_params or (0 if first else model.embedding_params)) / attention_tp
+        edge += model.hidden_size
+    return edge * bytes_per_element(activations_dtype)
+
+
+def stage_weight_bytes(model: Model, stage: Stage, dtypes: DTypes, *, first: bool, last: bool) -> float:
+    """Weight bytes on one GPU of the stage."""
+    layers = sum(
+        layer_weight_bytes(model, layer, stage.attention, stage.ffn, dtypes.weights)
+        for layer in range(*stage.layers)
+    )
+    return layers + edge_weight_bytes(
+        model, first=first, last=last, attention_tp=stage.attention.tp, activations_dtype=dtypes.activations
+    )
 
 
 def activation_bytes(model: Model, stage: Stage, dtypes: DTypes, engine: Engine, *, last: bool) -> float:
