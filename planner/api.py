@@ -14,6 +14,8 @@ from simulator.scenario import Scenario, load_scenario
 
 ScenarioLike = str | Path | dict | Scenario
 
+__all__ = ["check", "simulate", "plan", "study", "estimate", "calibrate", "load"]
+
 
 @dataclass(frozen=True)
 class StageMemoryRow:
@@ -128,3 +130,7 @@ def estimate(scenario: ScenarioLike, *, plan: str | dict | None = None, batch_si
             "the scenario has no plan to estimate: add 'plan:' or pass --plan", file=sc.file, field="plan"
         )
     return estimate_plan(sc, batch_sizes=batch_sizes)
+
+
+from planner.plan_api import plan  # noqa: E402  (re-exported: plan search, DESIGN §6)
+from planner.study_api import study  # noqa: E402  (re-exported: what-if studies)

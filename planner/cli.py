@@ -16,7 +16,9 @@ from rich.console import Console
 
 from planner import api, render
 from planner.errors import InputError, NoPlanError
+from planner.plan_command import plan_command
 from planner.progress import DelayedProgress
+from planner.study_command import report_command, study_command
 
 app = typer.Typer(
     add_completion=False,
@@ -137,6 +139,11 @@ def calibrate(
 
         write_calibration(result, out)
         render.console.print(f"wrote {out}")
+
+
+app.command("plan")(plan_command)
+app.command("study")(study_command)
+app.command("report")(report_command)
 
 
 def main(argv: list[str] | None = None) -> int:

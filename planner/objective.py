@@ -1,0 +1,164 @@
+"""How a simulated plan is scored against the goals: one objective function, one feasibility function.
+
+Both read a simulation result's JSON (DESIGN §6 keys) and the scenario's `Goals`:
+
+* `objective_value(metrics, goals)` — the number the objective optimizes, in the simulation's own units
+  (min_cost: $/h, max_goodput: requests/s meeting every SLO, min_energy: J per output token, min_latency:
+  E2E latency at p99 in s, max_throughput: output tokens/s);
+* `violations(metrics, goals, num_gpus)` — every SLO (at its percentile) and budget the plan breaks, with the
+  measured value, the target and how far off it is. For max_goodput the SLOs are already inside the objective
+  (goodput counts only the requests that meet every SLO), so only budgets decide feasibility there.
+
+`rank_key` orders scored plans (feasible first, then the objective, then $/h, GPUs, label) so the exhaustive
+baseline and the loop break ties the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from simulator.scenario import Goals
+
+SENSE: dict[str, str] = {
+    "max_goodput": "max",
+    "max_throughput": "max",
+    "min_cost": "min",
+    "min_energy": "min",
+    "min_latency": "min",
+}
+UNIT: dict[str, str] = {
+    "max_goodput": "req/s",
+    "max_throughput": "tok/s",
+    "min_cost": "$/h",
+    "min_energy": "J/tok",
+    "min_latency": "s",
+}
+_SLO_NAMES = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "E2E"}
+_STATS = ("mean", "p50", "p90", "p99")
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One goal a simulated plan misses: `value` was measured, `target` is the limit (both in `unit`)."""
+
+    goal: str  # e.g. "ttft_s.p99" or "budget.usd_per_hour"
+    value: float
+    target: float
+    unit: str
+
+    @property
+    def excess(self) -> float:
+        """How far over the limit, relative to it (0.4 = 40 % over)."""
+        return (self.value - self.target) / self.target if self.target > 0 else math.inf
+
+    def describe(self) -> str:
+        """E.g. "TTFT p99 2.8 s > 2.0 s target (+40%)"."""
+        if self.goal.startswith("budget."):
+            name = f"budget {self.goal.removeprefix('budget.')}"
+        else:
+            metric, stat = self.goal.split(".")
+            name = f"{_SLO_NAMES.get(metric, metric)} {stat}"
+        return (
+            f"{name} {self.value:.3g} {self.unit} > {self.target:.3g} {self.unit} target "
+            f"(+{100 * self.excess:.0f}%)"
+        )
+
+
+def _get(metrics: dict, *path: str) -> float | None:
+    node = metrics
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return float(node) if isinstance(node, (int, float)) else None
+
+
+def objective_value(metrics: dict, goals: Goals) -> float:
+    """The objective of one simulated plan in the simulation's units (see the module docstring)."""
+    obj = goals.objective
+    if obj == "min_cost":
+        value = _get(metrics, "cost", "usd_per_hour")
+    elif obj == "max_goodput":
+        value = _get(metrics, "slo", "goodput_rps")
+    elif obj == "min_energy":
+        value = _get(metrics, "energy", "joules_per_output_token")
+    elif obj == "min_latency":
+        value = _get(metrics, "e2e_s", "p99")
+    elif obj == "max_throughput":
+        value = _get(metrics, "throughput", "output_tokens_per_s")
+    else:
+        raise ValueError(f"unknown objective {obj!r}")
+    if value is None or math.isnan(value):
+        return -math.inf if SENSE[obj] == "max" else math.inf
+    return value
+
+
+def violations(metrics: dict, goals: Goals, num_gpus: int | None = None) -> list[Violation]:
+    """Every SLO at its percentile and every budget the simulated plan breaks (empty = it meets the goals)."""
+    out: list[Violation] = []
+    if goals.objective != "max_goodput":
+        for metric in ("ttft_s", "tpot_s", "e2e_s"):
+            target = getattr(goals.slo, metric)
+            if target is None:
+                continue
+            for stat in _STATS:
+                limit = getattr(target, stat)
+                value = _get(metrics, metric, stat)
+                if limit is not None and value is not None and value > limit:
+                    out.append(Violation(f"{metric}.{stat}", value, limit, "s"))
+    b = goals.budget
+    makespan = _get(metrics, "makespan_s")
+    joules = _get(metrics, "energy", "joules")
+    watts = joules / makespan if joules is not None and makespan else None
+    measured = {
+        "usd_per_hour": (_get(metrics, "cost", "usd_per_hour"), "$/h"),
+        "watts": (watts, "W"),
+        "num_gpus": (float(num_gpus) if num_gpus is not None else None, "GPUs"),
+        "joules_per_token": (_get(metrics, "energy", "joules_per_output_token"), "J/tok"),
+    }
+    for name, (value, unit) in measured.items():
+        limit = getattr(b, name)
+        if limit is not None and value is not None and value > limit * (1 + 1e-9):
+            out.append(Violation(f"budget.{name}", value, float(limit), unit))
+    return out
+
+
+def better(a: float, b: float, objective: str) -> bool:
+    """True when objective value `a` is strictly better than `b`."""
+    return a > b if SENSE[objective] == "max" else a < b
+
+
+def relative_gap(incumbent: float, bound: float, objective: str) -> float:
+    """How far the incumbent may be from the optimum, relative to the incumbent (0 when it meets the bound)."""
+    if not (math.isfinite(incumbent) and math.isfinite(bound)):
+        return math.inf
+    shortfall = bound - incumbent if SENSE[objective] == "max" else incumbent - bound
+    return max(shortfall, 0.0) / max(abs(incumbent), 1e-12)
+
+
+def gain(chosen: float, other: float, objective: str) -> float:
+    """Relative improvement of `chosen` over `other` (0.25 = 25 % better); inf when `other` is infeasible."""
+    if not math.isfinite(other):
+        return math.inf
+    if not math.isfinite(chosen):
+        return -math.inf
+    diff = chosen - other if SENSE[objective] == "max" else other - chosen
+    return diff / max(abs(other), 1e-12)
+
+
+def rank_key(
+    objective: str,
+    value: float,
+    feasible: bool,
+    usd_per_hour: float,
+    num_gpus: int,
+    e2e_p99_s: float,
+    label: str,
+):
+    """Sort key: feasible plans first, then the objective, then cheaper, fewer GPUs, lower p99 E2E, the label."""
+    signed = -value if SENSE[objective] == "max" else value
+    if math.isnan(signed):
+        signed = math.inf
+    usd = usd_per_hour if math.isfinite(usd_per_hour) else math.inf
+    return (not feasible, signed, usd, num_gpus, e2e_p99_s, label)

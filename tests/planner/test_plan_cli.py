@@ -1,0 +1,117 @@
+"""`apex plan` on the command line: exit codes, --json, --report and bad option values."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+
+from planner import cli
+from planner.plan_command import plan_command
+from simulator.scenario import load_scenario
+
+
+def _register_plan() -> None:
+    if not any(c.name == "plan" for c in cli.app.registered_commands):
+        cli.app.command("plan")(plan_command)
+
+
+def write_scenario(tmp_path, *, slo: dict | None = None, requests: int = 60):
+    """A tiny Llama-3.1-8B scenario on 4 H100s, written as YAML; returns its path."""
+    data = {
+        "name": "tiny",
+        "model": "llama-3.1-8b",
+        "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 4},
+        "workload": {
+            "requests": requests,
+            "arrival": {"process": "poisson", "rate": 5.0},
+            "input_tokens": {"dist": "lognormal", "mean": 512, "std": 256, "max": 2048},
+            "output_tokens": {"dist": "fixed", "value": 64},
+            "seed": 2,
+        },
+        "goals": {"objective": "min_cost", "slo": slo or {"ttft_s": {"p99": 1.0}, "tpot_s": {"p99": 0.05}}},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.fixture
+def run_plan(run_cli):
+    """Run `apex plan ARGS...` in-process; returns (exit_code, stdout, stderr)."""
+    _register_plan()
+
+    def run(*args: str):
+        return run_cli("plan", *args, "--workers", "1")
+
+    return run
+
+
+@pytest.mark.solver
+def test_plan_json_has_the_design_keys(run_plan, tmp_path):
+    """--json prints one line with best, candidates, baselines and search (DESIGN §6)."""
+    code, out, _ = run_plan(write_scenario(tmp_path), "--json")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    data = json.loads(lines[0])
+    assert {"best", "candidates", "baselines", "search"} <= set(data)
+    assert {"plan", "objective", "metrics"} <= set(data["best"])
+    assert {"solver", "rounds", "simulations", "bound", "gap", "wall_s"} <= set(data["search"])
+    assert data["candidates"][0]["plan"] == data["best"]["plan"]
+    assert "ttft_s" in data["best"]["metrics"] and "cost" in data["best"]["metrics"]
+    for entry in data["baselines"].values():
+        assert {"plan", "objective", "metrics"} <= set(entry)
+
+
+@pytest.mark.solver
+def test_plan_infeasible_slo_exits_1_naming_the_goal(run_plan, tmp_path):
+    """A 1 ms TTFT target exits 1 and says which goal the best plan misses and by how much."""
+    code, out, err = run_plan(write_scenario(tmp_path, slo={"ttft_s": {"p99": 0.001}}))
+    assert code == 1
+    assert "TTFT p99" in err and "0.001 s target" in err
+    assert out == ""
+
+
+@pytest.mark.solver
+def test_plan_table_shows_best_baselines_and_search(run_plan, tmp_path):
+    """The terminal output has the plans table, the baseline gains and the search figures."""
+    code, out, _ = run_plan(write_scenario(tmp_path))
+    assert code == 0
+    for text in ("Plans by min_cost", "heuristic baselines", "tp-in-node", "simulations", "gap"):
+        assert text in out
+
+
+@pytest.mark.solver
+def test_plan_report_writes_yaml_csv_and_plots(run_plan, tmp_path):
+    """--report writes a loadable plan.yaml, candidates.csv and the PNG plots."""
+    out_dir = tmp_path / "report"
+    code, _, _ = run_plan(write_scenario(tmp_path), "--report", str(out_dir), "--json")
+    assert code == 0
+    sc = load_scenario(out_dir / "plan.yaml")
+    assert sc.plan is not None
+    rows = list(csv.DictReader((out_dir / "candidates.csv").open()))
+    assert rows and rows[0]["source"] == "candidate" and rows[0]["objective"]
+    for png in ("pareto.png", "latency_cdf.png"):
+        data = (out_dir / png).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (("--objective", "fastest"), "--objective"),
+        (("--slo", "ttft_s=2"), "--slo"),
+        (("--slo", "ttft_s.p99=soon"), "--slo"),
+        (("--budget", "usd_per_hour=-1"), "--budget"),
+        (("--top-k", "0"), "--top-k"),
+        (("--time-limit", "0"), "--time-limit"),
+    ],
+)
+def test_plan_bad_option_values_exit_2_naming_the_flag(run_plan, tmp_path, args, flag):
+    """A bad option value exits 2 with a message naming the flag."""
+    code, _, err = run_plan(write_scenario(tmp_path), *args)
+    assert code == 2
+    assert flag in err
