@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from planner import api, render
 from planner.errors import InputError, NoPlanError
@@ -154,10 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except InputError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except NoPlanError as exc:
-        err.print(f"[bold red]no plan meets the goals:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]no plan meets the goals:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -6,7 +6,7 @@ Both read a simulation result's JSON (DESIGN §6 keys) and the scenario's `Goals
   (min_cost: $/h, max_goodput: requests/s meeting every SLO, min_energy: J per output token, min_latency:
   E2E latency at p99 in s, max_throughput: output tokens/s);
 * `violations(metrics, goals, num_gpus)` — every SLO (at its percentile) and budget the plan breaks, with the
-  measured value, the target and how far off it is. For max_goodput the SLOs are already inside the objective
+  measured value, the target and how far off it is, and requests the plan rejected (too long for its KV cache). For max_goodput the SLOs are already inside the objective
   (goodput counts only the requests that meet every SLO), so only budgets decide feasibility there.
 
 `rank_key` orders scored plans (feasible first, then the objective, then $/h, GPUs, label) so the exhaustive
@@ -54,6 +54,8 @@ class Violation:
 
     def describe(self) -> str:
         """E.g. "TTFT p99 2.8 s > 2.0 s target (+40%)"."""
+        if self.goal == "requests.rejected":
+            return f"{self.value:.0f} requests rejected (they never fit a replica's KV cache)"
         if self.goal.startswith("budget."):
             name = f"budget {self.goal.removeprefix('budget.')}"
         else:
@@ -107,6 +109,9 @@ def violations(metrics: dict, goals: Goals, num_gpus: int | None = None) -> list
                 value = _get(metrics, metric, stat)
                 if limit is not None and value is not None and value > limit:
                     out.append(Violation(f"{metric}.{stat}", value, limit, "s"))
+    rejected = _get(metrics, "requests", "rejected")
+    if rejected:
+        out.append(Violation("requests.rejected", rejected, 0.0, "requests"))
     b = goals.budget
     makespan = _get(metrics, "makespan_s")
     joules = _get(metrics, "energy", "joules")

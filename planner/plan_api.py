@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from planner.errors import NoPlanError
+from planner.placement_step import place_best
 from planner.search import PlanSearchResult, SearchOptions, run_search
 from simulator.errors import InputError, pydantic_error_to_input_error
 from simulator.scenario import Goals, Scenario, load_scenario
@@ -126,5 +128,13 @@ def plan(
     if exhaustive:
         from planner.baselines import exhaustive as run_exhaustive
 
-        return run_exhaustive(sc, options, progress=progress, simulate_fn=simulate_fn)
-    return run_search(sc, options, progress=progress, simulate_fn=simulate_fn)
+        result = run_exhaustive(sc, options, progress=progress, simulate_fn=simulate_fn)
+    else:
+        result = run_search(sc, options, progress=progress, simulate_fn=simulate_fn)
+    result.placement_notes = place_best(result)
+    if result.placement is None:
+        raise NoPlanError(
+            "no plan that meets the goals can be placed on the cluster's nodes: "
+            + "; ".join(result.placement_notes)
+        )
+    return result

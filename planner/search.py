@@ -279,6 +279,8 @@ class PlanSearchResult:
     baselines: dict[str, Candidate]
     search: SearchStats
     scenario: Scenario = field(repr=False)
+    placement: object | None = None  # planner.placement_step.PlanPlacement of the best plan, once placed
+    placement_notes: list[str] = field(default_factory=list)
 
     def gains(self) -> dict[str, float]:
         """Relative gain of the best plan over each baseline (inf when the baseline misses the goals)."""
@@ -292,8 +294,11 @@ class PlanSearchResult:
         return out
 
     def to_json(self) -> dict:
+        best = self.best.to_json()
+        if self.placement is not None:
+            best["placement"] = self.placement.to_json()
         return {
-            "best": self.best.to_json(),
+            "best": best,
             "candidates": [c.to_json() for c in self.candidates],
             "baselines": {name: c.to_json() for name, c in self.baselines.items()},
             "search": self.search.to_json(),

@@ -18,6 +18,19 @@ def _register_plan() -> None:
         cli.app.command("plan")(plan_command)
 
 
+def test_plan_json_places_best_plan_on_distinct_gpus(tmp_path, run_plan):
+    """The best plan is placed on concrete GPUs: one GPU per stage slot, none used twice, all in the cluster."""
+    code, out, _ = run_plan(write_scenario(tmp_path), "--json")
+    assert code == 0
+    best = json.loads(out)["best"]
+    placement = best["placement"]
+    slots = [gpu for stages in placement["replicas"].values() for stage in stages for gpu in stage]
+    plan = load_scenario(write_scenario(tmp_path)).with_plan(best["plan_spec"]).plan
+    assert len(slots) == plan.num_gpus
+    assert len(set(slots)) == len(slots)
+    assert all(s.startswith("main/node0/gpu") and int(s.rsplit("gpu", 1)[1]) < 4 for s in slots)
+
+
 def write_scenario(tmp_path, *, slo: dict | None = None, requests: int = 60):
     """A tiny Llama-3.1-8B scenario on 4 H100s, written as YAML; returns its path."""
     data = {

@@ -178,3 +178,10 @@ def test_shorthand_round_trips_homogeneous_plans():
     sc = load_scenario(EXAMPLES / "llama-70b-h100.yaml")
     for text in ("tp=4,pp=2", "tp=2,dp=4", "tp=8"):
         assert shorthand(sc.with_plan(text).plan) == text
+
+
+def test_violations_rejected_requests_miss_the_goals():
+    """A plan that rejects requests (too long for its KV cache) does not meet the goals."""
+    metrics = {**METRICS, "requests": {"completed": 90, "rejected": 10, "total": 100}}
+    (v,) = obj.violations(metrics, Goals(objective="max_throughput"))
+    assert v.goal == "requests.rejected" and "10 requests rejected" in v.describe()
