@@ -7,6 +7,7 @@ seed), reads the dual bound the same way and captures the solver log.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -23,6 +24,30 @@ class HighsRun:
     log: str
 
 
+_BANNER_SILENCED = False
+
+
+def silence_highs_banner() -> None:
+    """HiGHS prints a copyright banner to the C-level stdout the first time a `Highs` object is built in a
+    process, which would corrupt `--json` output and tables; build that first one with stdout on /dev/null."""
+    global _BANNER_SILENCED
+    if _BANNER_SILENCED:
+        return
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+    _BANNER_SILENCED = True
+
+
 def solve_pyomo_highs(model, options: SolverOptions, *, warmstart: bool = False) -> HighsRun:
     """Solve `model` with HiGHS; on an incumbent, its values are loaded into the model's variables.
 
@@ -31,6 +56,7 @@ def solve_pyomo_highs(model, options: SolverOptions, *, warmstart: bool = False)
     from pyomo.contrib.appsi.base import TerminationCondition as TC
     from pyomo.contrib.appsi.solvers import Highs
 
+    silence_highs_banner()
     solver = Highs()
     solver.config.time_limit = options.time_limit_s
     solver.config.mip_gap = options.mip_rel_gap

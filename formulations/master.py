@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from formulations.highs_util import solve_pyomo_highs
+from formulations.highs_util import silence_highs_banner, solve_pyomo_highs
 from formulations.result import SolutionStatus, SolveResult, SolverOptions, Termination, relative_gap
 from formulations.templates import TemplateCoefficients
 
@@ -606,6 +606,7 @@ def solve_master_highspy(
     import numpy as np
 
     t0 = time.perf_counter()
+    silence_highs_banner()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", options.time_limit_s)

@@ -29,12 +29,10 @@ simulated plan come from `planner.objective`; the baselines from `planner.baseli
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -527,8 +525,7 @@ class _Surrogate:
 
         out, problem, bound = [], self.problem, None
         for i in range(k):
-            with _stdout_to_stderr():  # HiGHS prints its banner on stdout, which --json keeps for the result
-                res = solve_master_highspy(problem, options)
+            res = solve_master_highspy(problem, options)
             if not res.has_solution:
                 if i == 0:
                     bound = None
@@ -802,21 +799,6 @@ def _explain(surrogate: _Surrogate, solver) -> str:
         log.info("could not explain the infeasible master: %s", exc)
         return ""
     return "; ".join(r.message for r in rows[:3])
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Send what C libraries write on file descriptor 1 to stderr for the duration."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):  # highspy also logs through Python's print
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _fmt(x: float | None) -> str:
