@@ -633,17 +633,7 @@ def solve_master_highspy(
         served = qsum(rate[r] for r in routes if r[0] == cid)
         if served is None:
             if problem.objective not in ("max_goodput", "max_throughput") and c.demand_rps > 0:
-                return SolveResult(
-                    Termination.INFEASIBLE,
-                    SolutionStatus.NO_SOLUTION,
-                    None,
-                    None,
-                    None,
-                    time.perf_counter() - t0,
-                    "",
-                    None,
-                    (f"no template serves class {cid}",),
-                )
+                return SolveResult.infeasible(time.perf_counter() - t0, f"no template serves class {cid}")
             continue
         if problem.objective == "max_goodput":
             h.addConstr(served <= c.demand_rps, name=f"demand_{cid}")
@@ -717,16 +707,8 @@ def solve_master_highspy(
                 h.addConstr(count[tid] + (upper - target + 1) * below <= upper)
                 terms.append(below)
         if not terms:
-            return SolveResult(
-                Termination.INFEASIBLE,
-                SolutionStatus.NO_SOLUTION,
-                None,
-                None,
-                None,
-                time.perf_counter() - t0,
-                "",
-                None,
-                ("a no-good cut excludes every count vector",),
+            return SolveResult.infeasible(
+                time.perf_counter() - t0, "a no-good cut excludes every count vector"
             )
         h.addConstr(h.qsum(terms) >= 1, name=f"nogood_{k}")
     objective = expressions[problem.objective]

@@ -176,17 +176,7 @@ def solve_placement(
     t0 = time.perf_counter()
     reasons = explain_placement_infeasibility(replicas, groups, unavailable)
     if reasons:
-        return SolveResult(
-            Termination.INFEASIBLE,
-            SolutionStatus.NO_SOLUTION,
-            None,
-            None,
-            None,
-            time.perf_counter() - t0,
-            "necessary conditions failed",
-            None,
-            reasons,
-        )
+        return SolveResult.infeasible(time.perf_counter() - t0, *reasons, log="necessary conditions failed")
     m, on = build_placement(replicas, groups, unavailable)
     run = solve_cpsat(m, options)
     wall = time.perf_counter() - t0

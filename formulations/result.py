@@ -77,6 +77,13 @@ class SolveResult(Generic[SolutionT]):
     solution: SolutionT | None = None
     explanation: tuple[str, ...] = field(default_factory=tuple)
 
+    @classmethod
+    def infeasible(cls, wall_s: float, *reasons: str, log: str = "") -> SolveResult:
+        """A solve that found no solution, with the human-readable reasons why."""
+        return cls(
+            Termination.INFEASIBLE, SolutionStatus.NO_SOLUTION, None, None, None, wall_s, log, None, reasons
+        )
+
     @property
     def has_solution(self) -> bool:
         return self.solution is not None and self.solution_status != SolutionStatus.NO_SOLUTION
