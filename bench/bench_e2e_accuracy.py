@@ -59,10 +59,72 @@ def scenario_for(point: dict, cap: int, calibration: str | None) -> dict:
     return scenario
 
 
+def serving_points(path: Path) -> list[dict]:
+    """The TensorRT-LLM online serving points (Triton, Llama-3.1-8B BF16, fixed lengths, 500 requests at a QPS)."""
+    points = yaml.safe_load(path.read_text())["points"]
+    return [p for p in points if "Triton" in p["engine"]]
+
+
+def serving_scenario(point: dict) -> dict:
+    """A scenario for one serving point: Poisson arrivals at the QPS (the source does not state the process),
+    all at t=0 for QPS=inf."""
+    qps = point["batch_or_concurrency_or_rate"].split("QPS=")[1].split(" ")[0]
+    arrival = {"process": "burst"} if qps == "inf" else {"process": "poisson", "rate": float(qps)}
+    return {
+        "name": point["id"],
+        "model": MODELS[point["model"]],
+        "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 1},
+        "dtype": {"weights": "bf16", "kv_cache": "bf16", "activations": "bf16"},
+        "engine": {"kind": "trtllm"},
+        "workload": {
+            "requests": 500,
+            "arrival": arrival,
+            "input_tokens": {"dist": "fixed", "value": point["isl"]},
+            "output_tokens": {"dist": "fixed", "value": point["osl"]},
+            "seed": 0,
+        },
+        "plan": "tp=1",
+    }
+
+
+SERVING_METRICS = {
+    "mean_ttft": lambda r: r["ttft_s"]["mean"] * 1e3,
+    "mean_itl": lambda r: r["itl_s"]["mean"] * 1e3,
+    "output_token_throughput": lambda r: r["throughput"]["output_tokens_per_s"],
+}
+
+
+def serving_table() -> None:
+    """Mean TTFT, mean ITL and throughput against request rate, simulated vs measured."""
+    results: dict[str, dict] = {}
+    errors: dict[str, list[float]] = {m: [] for m in SERVING_METRICS}
+    print(
+        f"\n{'id':6} {'metric':24} {'isl/osl':>8} {'rate':>14} {'measured':>10} {'simulated':>10} {'error':>7}"
+    )
+    for point in serving_points(REFERENCE):
+        key = (point["isl"], point["osl"], point["batch_or_concurrency_or_rate"])
+        if key not in results:
+            results[key] = api.simulate(serving_scenario(point)).to_json()
+        predicted = SERVING_METRICS[point["metric"]](results[key])
+        error = (predicted - point["value"]) / point["value"]
+        errors[point["metric"]].append(abs(error))
+        rate = point["batch_or_concurrency_or_rate"].split(" (")[0].replace("request rate ", "")
+        print(
+            f"{point['id']:6} {point['metric']:24} {point['isl']:>4}/{point['osl']:<3} {rate:>14} "
+            f"{point['value']:>10.4g} {predicted:>10.4g} {error:>+7.1%}"
+        )
+    for metric, errs in errors.items():
+        print(
+            f"{metric}: {len(errs)} points, median absolute error {statistics.median(errs):.1%}, "
+            f"max {max(errs):.1%}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap", type=int, default=REQUEST_CAP, help="max requests per point")
     parser.add_argument("--calibration", default=None, help="calibration file from `apex calibrate`")
+    parser.add_argument("--serving", action="store_true", help="also the online serving TTFT/ITL points")
     args = parser.parse_args()
     rows, errors = [], []
     start = time.perf_counter()
