@@ -40,6 +40,7 @@ class StageCostModel:
     attn_flops_per_pair: float  # model attention FLOPs per query-key pair over the stage's layers
     lm_flops_per_seq: float
     _cache: dict = field(default_factory=dict, repr=False)
+    _last_attention: tuple = field(default=(None, None), repr=False)  # (shape, its attention OpCosts)
 
     # ---- static part (cached by num_tokens, num_seqs) -------------------------------------------------------
     def _static(self, num_tokens: int, num_seqs: int) -> tuple[float, float, float, Load]:
@@ -57,6 +58,15 @@ class StageCostModel:
             self._cache[key] = hit
         return hit
 
+    def _attention(self, shape: BatchShape, load: Load) -> list[OpCost]:
+        """Attention costs of `shape`; the simulator asks for time, energy and FLOPs of the same shape in a
+        row, so the last answer is kept."""
+        last_shape, costs = self._last_attention
+        if last_shape is not shape:
+            costs = price_attention(self.ops.prefill, self.ops.decode, shape, load.dp_fraction, self.gpu)
+            self._last_attention = (shape, costs)
+        return costs
+
     def _overhead(self, shape: BatchShape) -> float:
         eff = self.gpu.efficiency
         per_layer = (
@@ -70,7 +80,7 @@ class StageCostModel:
         if shape.num_tokens == 0:
             return 0.0
         t, _, _, load = self._static(shape.num_tokens, shape.num_seqs)
-        for c in price_attention(self.ops.prefill, self.ops.decode, shape, load.dp_fraction, self.gpu):
+        for c in self._attention(shape, load):
             t += c.time_s
         return t + self._overhead(shape)
 
@@ -88,7 +98,7 @@ class StageCostModel:
         if shape.num_tokens == 0:
             return 0.0, 0.0
         _, f, b, load = self._static(shape.num_tokens, shape.num_seqs)
-        for c in price_attention(self.ops.prefill, self.ops.decode, shape, load.dp_fraction, self.gpu):
+        for c in self._attention(shape, load):
             f += c.flops
             b += c.bytes
         return f, b
