@@ -84,6 +84,11 @@ def simulate(
     """Replay each scenario's workload on its plan and report latency, throughput, energy and cost."""
     if requests_out and len(scenarios) > 1:
         raise InputError("--requests-out takes one scenario at a time", field="--requests-out")
+    if requests_out and Path(requests_out).exists():
+        raise InputError(
+            f"{requests_out} exists; choose another path or delete it first (nothing is overwritten)",
+            field="--requests-out",
+        )
     names, results = [], []
     for path in scenarios:
         with DelayedProgress(f"simulating {path}", enabled=not as_json or sys.stderr.isatty()) as progress:

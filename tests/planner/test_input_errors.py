@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "configs" / "examples"
 
 BASE = {
     "model": "llama-3.1-70b",
@@ -148,3 +151,24 @@ def test_cli_unknown_option_exits_2(run_cli):
     """A misspelt flag is a usage error with exit code 2."""
     code, _, _ = run_cli("check", "--plann", "tp=2", "x.yaml")
     assert code == 2
+
+
+def test_simulate_requests_out_never_overwrites(tmp_path, run_cli):
+    """`--requests-out` refuses a path that exists instead of overwriting what is there."""
+    target = tmp_path / "mine.csv"
+    target.write_text("precious\n")
+    code, _, err = run_cli("simulate", str(EXAMPLES / "llama-70b-h100.yaml"), "--requests-out", str(target))
+    assert code == 2 and "--requests-out" in err
+    assert target.read_text() == "precious\n"
+
+
+def test_simulate_writes_per_request_parquet(tmp_path, run_cli):
+    """`--requests-out FILE.parquet` writes one row per request."""
+    import pyarrow.parquet as pq
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(_set(BASE, "workload.requests", 40)))
+    target = tmp_path / "requests.parquet"
+    code, _, _ = run_cli("simulate", str(scenario), "--requests-out", str(target))
+    assert code == 0
+    assert pq.read_table(target).num_rows == 40
