@@ -21,7 +21,7 @@ from typing import Literal
 from simulator.costmodel.memory import edge_weight_bytes, layer_weight_bytes, stage_weight_bytes
 from simulator.hardware import GPU, Cluster
 from simulator.model import Model
-from simulator.plan import AttentionSplit, FFNSplit, ReplicaGroup, Stage, even_layer_split
+from simulator.plan import AttentionSplit, FFNSplit, ReplicaGroup, Stage, even_layer_split, stage_label
 from simulator.scenario import DTypes
 
 Role = Literal["colocated", "prefill", "decode"]
@@ -62,7 +62,7 @@ class Template:
 
     @property
     def id(self) -> str:
-        stages = "|".join(_stage_label(s) for s in self.stages)
+        stages = "|".join(f"L{s.layers[0]}-{s.layers[1]} {stage_label(s)}" for s in self.stages)
         return f"{self.role}:[{stages}] seqs{self.max_num_seqs} tok{self.max_num_batched_tokens}"
 
     @property
@@ -87,17 +87,6 @@ class Template:
 
     def replica_group(self, count: int = 1) -> ReplicaGroup:
         return ReplicaGroup(count=count, role=self.role, stages=list(self.stages))
-
-
-def _stage_label(s: Stage) -> str:
-    text = f"L{s.layers[0]}-{s.layers[1]} tp{s.attention.tp}"
-    if s.attention.dp > 1:
-        text += f" adp{s.attention.dp}"
-    if s.ffn.ep > 1:
-        text += f" ep{s.ffn.ep}"
-    if s.ffn.tp != s.attention.tp:
-        text += f" ftp{s.ffn.tp}"
-    return f"{text} @{s.gpu}"
 
 
 # ---- memory per GPU from the model's derived numbers -------------------------------------------------------

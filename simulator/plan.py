@@ -110,13 +110,14 @@ class Plan(_Strict):
         """A compact human-readable signature, e.g. `2x[tp4|tp4]` or `1x[tp8] + 1x[tp4 ep8]`."""
         parts = []
         for g in self.replicas:
-            stages = "|".join(_stage_label(s) for s in g.stages)
+            stages = "|".join(stage_label(s) for s in g.stages)
             role = "" if g.role == "colocated" else f"{g.role}:"
             parts.append(f"{role}{g.count}x[{stages}]")
         return " + ".join(parts)
 
 
-def _stage_label(s: Stage) -> str:
+def stage_label(s: Stage) -> str:
+    """A stage's parallelism in a few characters, e.g. `tp2 adp4 ep8 ftp1 @h200-sxm`."""
     text = f"tp{s.attention.tp}"
     if s.attention.dp > 1:
         text += f" adp{s.attention.dp}"

@@ -226,18 +226,25 @@ class Scheduler:
     def update_from_output(self, batch: Batch, now_s: float) -> np.ndarray:
         """Requests whose chunk completed their tokens emit one token; returns those that reached their stop
         length here (their KV is freed and they leave the running queue)."""
+        done = self._sample(batch, now_s)
+        if done is None:
+            return _EMPTY
+        if len(done):
+            self._release(done)
+        return done
+
+    def _sample(self, batch: Batch, now_s: float) -> np.ndarray | None:
+        """Record one token for each request whose chunk reached its token count; returns the requests that hit
+        their stop length (None when no request sampled a token)."""
         table = self.table
         reqs = batch.reqs
         if self.track_in_flight:
             self.in_flight[reqs] = False
         sampled = reqs[batch.end_tokens == table.num_tokens[reqs]]
         if len(sampled) == 0:
-            return _EMPTY
+            return None
         table.record_tokens(sampled, now_s)
-        done = sampled[table.num_tokens[sampled] >= table.stop_tokens[sampled]]
-        if len(done):
-            self._release(done)
-        return done
+        return sampled[table.num_tokens[sampled] >= table.stop_tokens[sampled]]
 
     def _release(self, done: np.ndarray) -> None:
         self.kv.free(done)

@@ -37,15 +37,11 @@ class StaticScheduler(Scheduler):
         return Batch(batch.reqs, batch.num_new_tokens, batch.end_tokens, shape)
 
     def update_from_output(self, batch: Batch, now_s: float) -> np.ndarray:
-        table = self.table
-        reqs = batch.reqs
-        if self.track_in_flight:
-            self.in_flight[reqs] = False
-        sampled = reqs[batch.end_tokens == table.num_tokens[reqs]]
-        if len(sampled) == 0:
+        """Like every engine, but a static batch frees its KV only when all of its requests have finished."""
+        done = self._sample(batch, now_s)
+        if done is None:
             return _EMPTY
-        table.record_tokens(sampled, now_s)
-        done = sampled[table.num_tokens[sampled] >= table.stop_tokens[sampled]]
+        table = self.table
         if bool((table.num_tokens[self.running] >= table.stop_tokens[self.running]).all()):
             self._release(self.running.copy())
         return done
