@@ -1,5 +1,5 @@
 """End-to-end accuracy: `apex simulate` against the TensorRT-LLM offline throughput points of
-../shared/reference/calibration.yaml (metric output_token_throughput, TRT engine flow, H100, FP8).
+data/reference/calibration.yaml (metric output_token_throughput, TRT engine flow, H100, FP8).
 
 None of these points is used to fit anything (the cost model is calibrated on kernel/step points only),
 so every error printed here is a held-out error. Each point becomes a scenario: the catalog model, 1 node of
@@ -21,7 +21,7 @@ import yaml
 
 from planner import api
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "calibration.yaml"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference" / "calibration.yaml"
 MODELS = {"Llama-3.1-8B": "llama-3.1-8b", "Llama-3.1-70B": "llama-3.1-70b"}
 REQUEST_CAP = 1000
 

@@ -1,4 +1,4 @@
-"""The math programs of APEX (DESIGN §4): exact models over aggregates, fed plain data, never the simulator.
+"""The math programs of APEX (docs/design.md §4): exact models over aggregates, fed plain data, never the simulator.
 
 Reading guide — open these first:
 

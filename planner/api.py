@@ -113,7 +113,7 @@ def calibrate(measurements: str | Path, *, gpu: str = "h100-sxm"):
     data = read_yaml(measurements)
     if not isinstance(data, dict) or not isinstance(data.get("points"), list):
         raise InputError(
-            "expected a mapping with a 'points' list (see ../shared/reference/calibration.yaml)",
+            "expected a mapping with a 'points' list (see data/reference/calibration.yaml)",
             file=str(measurements),
             field="points",
         )
@@ -132,5 +132,5 @@ def estimate(scenario: ScenarioLike, *, plan: str | dict | None = None, batch_si
     return estimate_plan(sc, batch_sizes=batch_sizes)
 
 
-from planner.plan_api import plan  # noqa: E402  (re-exported: plan search, DESIGN §6)
+from planner.plan_api import plan  # noqa: E402  (re-exported: plan search, docs/design.md §6)
 from planner.study_api import study  # noqa: E402  (re-exported: what-if studies)

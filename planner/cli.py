@@ -118,7 +118,7 @@ def estimate(
 @app.command()
 def calibrate(
     measurements: Annotated[
-        str, typer.Argument(help="measured points (format of shared/reference/calibration.yaml)")
+        str, typer.Argument(help="measured points (format of data/reference/calibration.yaml)")
     ],
     gpu: Annotated[str, typer.Option(help="GPU catalog name whose coefficients are fitted")] = "h100-sxm",
     report: Annotated[

@@ -1,6 +1,6 @@
 """How a simulated plan is scored against the goals: one objective function, one feasibility function.
 
-Both read a simulation result's JSON (DESIGN §6 keys) and the scenario's `Goals`:
+Both read a simulation result's JSON (docs/design.md §6 keys) and the scenario's `Goals`:
 
 * `objective_value(metrics, goals)` — the number the objective optimizes, in the simulation's own units
   (min_cost: $/h, max_goodput: requests/s meeting every SLO, min_energy: J per output token, min_latency:

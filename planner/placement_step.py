@@ -1,4 +1,4 @@
-"""Placement of the chosen plan on concrete GPUs (DESIGN §5: solve → place → simulate).
+"""Placement of the chosen plan on concrete GPUs (docs/design.md §5: solve → place → simulate).
 
 `place_best(result)` maps the best simulated plan's replicas onto (node group, node, GPU index) with the CP-SAT
 placement model; when the best plan cannot be placed (its stages do not pack into the nodes), the next

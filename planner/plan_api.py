@@ -104,7 +104,7 @@ def plan(
     progress: Callable[[int, int], None] | None = None,
     simulate_fn: Callable | None = None,
 ) -> PlanSearchResult:
-    """Find the plan that serves the scenario's workload best under its goals (DESIGN §5).
+    """Find the plan that serves the scenario's workload best under its goals (docs/design.md §5).
 
     Raises NoPlanError (exit 1) when no plan meets the goals, saying which goal the closest plan misses and
     by how much; InputError (exit 2) for bad arguments.

@@ -216,7 +216,7 @@ def _stats(d: dict, scale: float = 1.0) -> str:
 
 
 def simulation_table(names: list[str], results: list[dict]) -> Table:
-    """Side-by-side summary of simulation results (the JSON of DESIGN §6), one column per scenario."""
+    """Side-by-side summary of simulation results (the JSON of docs/design.md §6), one column per scenario."""
     table = Table(title="Simulation", title_justify="left")
     table.add_column("metric")
     for name in names:

@@ -1,4 +1,4 @@
-"""The solve–simulate loop behind `apex plan` (DESIGN §5).
+"""The solve–simulate loop behind `apex plan` (docs/design.md §5).
 
 ```
 templates ← formulations.templates.enumerate_structures (pruned by divisibility and memory), each priced by the
@@ -23,7 +23,7 @@ ratio among plans that served every request within the SLOs (finite workloads dr
 which the rate-based surrogate does not see) and capped by what the workload allows (nothing finishes before
 it arrives). The bound is as valid as the surrogate is optimistic: a stopping rule, not a proof.
 
-Results: `PlanSearchResult` (`to_json()` gives DESIGN §6's plan-search keys). Objective and feasibility of a
+Results: `PlanSearchResult` (`to_json()` gives docs/design.md §6's plan-search keys). Objective and feasibility of a
 simulated plan come from `planner.objective`; the baselines from `planner.baselines`.
 """
 

@@ -1,4 +1,4 @@
-"""What-if studies: run one scenario many times with some of its fields varied (DESIGN §5, §8).
+"""What-if studies: run one scenario many times with some of its fields varied (docs/design.md §5, §8).
 
 A study file names a `base` scenario, the axes to `vary` (their full grid), axes to `zip` (moving together,
 crossed with the grid), and whether each point is simulated on its plan or planned from scratch:
@@ -38,7 +38,7 @@ from simulator.errors import InputError, pydantic_error_to_input_error
 from simulator.scenario import Objective, load_scenario
 from simulator.yamlio import read_yaml
 
-# The metrics every row carries, in this order (dotted paths into a simulation's JSON, DESIGN §6).
+# The metrics every row carries, in this order (dotted paths into a simulation's JSON, docs/design.md §6).
 METRICS: tuple[str, ...] = (
     "throughput.output_tokens_per_s",
     "throughput.total_tokens_per_s",
@@ -85,7 +85,7 @@ class PlanOptions(_Strict):
 
 
 class StudySpec(_Strict):
-    """A study file as written (DESIGN §8)."""
+    """A study file as written (docs/design.md §8)."""
 
     name: str | None = Field(None, description="title of the plots and tables (default: the file's stem)")
     base: str | dict = Field(description="a scenario path relative to the study file, or a scenario mapping")

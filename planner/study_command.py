@@ -17,7 +17,7 @@ from planner.render import console
 
 
 def study_command(
-    study: Annotated[str, typer.Argument(help="study YAML file (DESIGN §8)")],
+    study: Annotated[str, typer.Argument(help="study YAML file (docs/design.md §8)")],
     workers: Annotated[int, typer.Option(help="points run in parallel on local processes")] = 1,
     ray: Annotated[
         str | None, typer.Option(help="run points on a Ray cluster at this address ('local' starts one here)")

@@ -1,4 +1,4 @@
-"""The parallel execution plan (DESIGN §2): replica groups of pipelines of stages, each with per-cell parallelism.
+"""The parallel execution plan (docs/design.md §2): replica groups of pipelines of stages, each with per-cell parallelism.
 
 `parse_plan(spec, model, cluster)` accepts the shorthand `tp=4,pp=2,dp=2,ep=8` or the full form, and
 `check_plan` verifies it against the model and the cluster. Layer ranges are half-open `[start, stop)`.

@@ -1,4 +1,4 @@
-"""Scenario files (DESIGN §7): model + cluster + workload + engine + dtypes + optional plan + goals.
+"""Scenario files (docs/design.md §7): model + cluster + workload + engine + dtypes + optional plan + goals.
 
 `load_scenario(path_or_dict)` validates everything at the border and returns a `Scenario` whose
 catalog references are resolved (`scenario.model`, `scenario.cluster`, `scenario.gpus`, `scenario.plan`).

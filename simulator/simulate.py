@@ -1,7 +1,7 @@
-"""`simulate(scenario)`: replay the scenario's workload on its plan, iteration by iteration (DESIGN §3.2).
+"""`simulate(scenario)`: replay the scenario's workload on its plan, iteration by iteration (docs/design.md §3.2).
 
 Builds one ReplicaCost per replica group with the cost model, generates (or reads) the requests, runs them
-through `simulator.engine` and returns a `SimulationResult` (`to_json()` gives DESIGN §6's keys). The same
+through `simulator.engine` and returns a `SimulationResult` (`to_json()` gives docs/design.md §6's keys). The same
 seed gives the same result. Requests that can never fit a replica are counted in `requests.rejected`.
 """
 

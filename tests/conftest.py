@@ -1,4 +1,4 @@
-"""Shared test helpers: paths to the repo, the shared reference data, and a CLI runner."""
+"""Test helpers: paths to the repo, its reference data (data/), the examples, and a CLI runner."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+DATA = REPO / "data"
 EXAMPLES = REPO / "configs" / "examples"
 
 

@@ -1,4 +1,4 @@
-"""The cost model: seconds, bytes and joules of one iteration of one pipeline stage (DESIGN §3.1).
+"""The cost model: seconds, bytes and joules of one iteration of one pipeline stage (docs/design.md §3.1).
 
 Reading guide, in order:
 1. `interface.py` — the contract: `BatchShape` (batch aggregates), `OpCost`, `StageCost`, `ReplicaCost`.

@@ -1,7 +1,7 @@
 """Calibration: fit a few global efficiency coefficients of one GPU to measured kernel/step points.
 
 `calibrate(measurements_path, gpu="h100-sxm")` reads a measurements YAML (format of
-shared/reference/calibration.yaml), keeps the points the cost model alone can predict (best-shape matmul
+data/reference/calibration.yaml), keeps the points the cost model alone can predict (best-shape matmul
 TFLOP/s, NCCL all-reduce times, Splitwise prompt/token phase latencies of Llama-2-70B FP16), predicts each,
 and fits `FIT_PARAMS` with `scipy.optimize.least_squares` on log(predicted / measured) over a fit split,
 reporting MdAPE on the fit and on the held-out points. Points needing the simulator (throughput, TTFT, ITL under

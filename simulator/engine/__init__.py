@@ -1,4 +1,4 @@
-"""The iteration-level serving simulator (DESIGN §3.2).
+"""The iteration-level serving simulator (docs/design.md §3.2).
 
 Read first: `schedulers/common.py` (the token-budget model and the schedule() / update_from_output()
 contract), `replica.py` (a replica's pipeline of stages) and `cluster.py` (routing, arrivals,

@@ -1,4 +1,4 @@
-"""Metrics, computed after the run from the recorded request columns (DESIGN §3.2 definitions).
+"""Metrics, computed after the run from the recorded request columns (docs/design.md §3.2 definitions).
 
 * TTFT = first token time - arrival (queueing included); E2E = finish - arrival.
 * TPOT = (E2E - TTFT) / (output tokens - 1) per request; requests with one output token have no TPOT.
@@ -57,7 +57,7 @@ class RunTotals:
 
 @dataclass
 class SimulationResult:
-    """A simulation's metrics (to_json gives DESIGN §6's keys) and its per-request records."""
+    """A simulation's metrics (to_json gives docs/design.md §6's keys) and its per-request records."""
 
     summary: dict
     table: RequestTable = field(repr=False)

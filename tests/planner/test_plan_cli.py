@@ -64,7 +64,7 @@ def run_plan(run_cli):
 
 @pytest.mark.solver
 def test_plan_json_has_the_design_keys(run_plan, tmp_path):
-    """--json prints one line with best, candidates, baselines and search (DESIGN §6)."""
+    """--json prints one line with best, candidates, baselines and search (docs/design.md §6)."""
     code, out, _ = run_plan(write_scenario(tmp_path), "--json")
     assert code == 0
     lines = out.strip().splitlines()

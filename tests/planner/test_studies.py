@@ -196,6 +196,7 @@ def test_study_api_rows_carry_axes_status_and_metrics():
         assert rows[0][metric] > 0
 
 
+@pytest.mark.slow
 def test_run_study_ray_local_matches_local_workers(tmp_path):
     """--ray local gives the same rows as local worker processes."""
     pytest.importorskip("ray")

@@ -12,9 +12,7 @@ from simulator.errors import InputError
 from simulator.scenario import Arrival, LengthDist, WorkloadSpec
 from simulator.workload import check_preset, generate, read_trace, sample_arrivals, sample_lengths
 
-TRACE = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "traces" / "apex-vllm" / "lmsys_05-run-tp8.jsonl"
-)
+TRACE = Path(__file__).resolve().parents[2] / "data" / "traces" / "apex-vllm" / "lmsys_05-run-tp8.jsonl"
 
 
 def _rng(seed=0):
@@ -86,7 +84,6 @@ def test_check_preset_unknown_lists_known():
         check_preset("nope", file="s.yaml", field="workload.preset")
 
 
-@pytest.mark.skipif(not TRACE.exists(), reason="shared APEX traces not present")
 def test_trace_apex_lmsys_imports_sorted_from_zero():
     """The APEX lmsys trace imports 1023 requests, times in seconds from zero, and `requests` caps it."""
     requests = read_trace(TRACE)

@@ -1,4 +1,4 @@
-"""Calibration against the shared reference points: MdAPE, held-out error, and the file round trip."""
+"""Calibration against the reference points in data/reference: MdAPE, held-out error, and the file round trip."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ import pytest
 from simulator import catalog
 from simulator.costmodel import apply_calibration, calibrate, load_calibration, write_calibration
 
-REFERENCE = Path(__file__).parents[3] / ".." / "shared" / "reference" / "calibration.yaml"
+REFERENCE = Path(__file__).parents[3] / "data" / "reference" / "calibration.yaml"
 
 
 @pytest.fixture(scope="module")
 def result():
-    if not REFERENCE.exists():
-        pytest.skip("shared reference calibration.yaml absent")
     return calibrate(REFERENCE, "h100-sxm")
 
 

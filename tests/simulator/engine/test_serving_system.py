@@ -95,7 +95,7 @@ def test_queue_md1_mean_wait_matches_formula():
 
 
 def test_result_json_has_design_keys_and_writes_records(tmp_path):
-    """to_json() carries DESIGN §6's keys and write_requests writes one row per request (CSV and Parquet)."""
+    """to_json() carries docs/design.md §6's keys and write_requests writes one row per request (CSV and Parquet)."""
     result, _ = run(make_requests(3, prompt=10, output=3))
     out = result.to_json()
     for key in (
