@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from planner import api, render
+from planner.emit_command import emit_command
 from planner.errors import InputError, NoPlanError
 from planner.plan_command import plan_command
 from planner.progress import DelayedProgress
@@ -150,6 +151,7 @@ def calibrate(
 app.command("plan")(plan_command)
 app.command("study")(study_command)
 app.command("report")(report_command)
+app.command("emit")(emit_command)
 
 
 def main(argv: list[str] | None = None) -> int:
