@@ -16,7 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from planner import api, render
+from planner.emit_command import emit_command
 from planner.errors import InputError, NoPlanError
+from planner.ingest_command import ingest_command
 from planner.plan_command import plan_command
 from planner.progress import DelayedProgress
 from planner.study_command import report_command, study_command
@@ -150,6 +152,8 @@ def calibrate(
 app.command("plan")(plan_command)
 app.command("study")(study_command)
 app.command("report")(report_command)
+app.command("emit")(emit_command)
+app.command("ingest")(ingest_command)
 
 
 def main(argv: list[str] | None = None) -> int:
