@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from simulator.costmodel.kernels import KernelTime, streaming_bandwidth
-from simulator.hardware import GPU
+from simulator.hardware import GPU, REFERENCE_CLOCK_GHZ
 
 QUERY_BLOCK = 128  # query rows per flash-attention CTA (FA2/FA3 forward block M)
 REFERENCE_HEAD_DIM = 128.0  # head dim of the published flash-attention throughput tables
@@ -79,8 +79,9 @@ def decode_attention(
     sms = gpu.num_sms
     t_memory = nbytes / streaming_bandwidth(gpu)
     t_compute = flops / (gpu.peak_flops("bf16") * eff.attention_max)
-    t_latency = calls * math.ceil(seqs * kv_heads / sms) * eff.attention_decode_cta_s
-    rows = calls * seqs * heads / sms * eff.attention_decode_row_s
-    fixed = calls * eff.attention_decode_floor_s
+    cycles = REFERENCE_CLOCK_GHZ / gpu.clock_ghz  # the dependent page-load chain runs in SM cycles
+    t_latency = calls * math.ceil(seqs * kv_heads / sms) * eff.attention_decode_cta_s * cycles
+    rows = calls * seqs * heads / sms * eff.attention_decode_row_s * cycles
+    fixed = calls * eff.attention_decode_floor_s * cycles
     body = max(t_memory, t_compute, t_latency) + rows
     return KernelTime(fixed + body, flops, nbytes, _label(body, fixed, t_compute > t_memory), fixed)

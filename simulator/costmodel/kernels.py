@@ -8,8 +8,8 @@ slower of compute and HBM streaming:
   the CTAs run in waves over the SMs. Two decompositions are tried and the faster kept, as cuBLAS / CUTLASS
   heuristics do: output tiles only, or split-K (K cut into s slices of at least `gemm_min_k_per_split`, which
   fills the machine when there are few output tiles; it pays `gemm_split_k_s` and the fp32 partial sums).
-* **Memory**: bytes / the streaming bandwidth `min(memory_max x datasheet, SMs x clock x
-  stream_bytes_per_sm_cycle)`, scaled down when fewer CTAs run than `saturating_sm_fraction` of the SMs.
+* **Memory**: bytes / the streaming bandwidth `memory_max x datasheet` (the fraction serving kernels reach,
+  fitted per generation), scaled down when fewer CTAs run than `saturating_sm_fraction` of the SMs.
 * **FP8 / INT8 GEMMs** run at `gemm_fp8_max` of their own peak, and when the activations arrive in a wider
   format they first pay an activation-quantization pass (read rows x K, write them narrow: its own kernel).
 
@@ -63,9 +63,7 @@ ZERO = KernelTime(0.0, 0.0, 0.0, "memory", 0.0)
 
 def streaming_bandwidth(gpu: GPU) -> float:
     """Bytes/s a memory-bound kernel streams with every SM busy."""
-    eff = gpu.efficiency
-    per_sm = gpu.num_sms * gpu.clock_ghz * 1e9 * eff.stream_bytes_per_sm_cycle
-    return min(gpu.memory_bandwidth_bytes_per_s * eff.memory_max, per_sm)
+    return gpu.memory_bandwidth_bytes_per_s * gpu.efficiency.memory_max
 
 
 def active_bandwidth(gpu: GPU, ctas: float) -> float:

@@ -14,10 +14,10 @@ def test_cost_functions_accept_names_and_objects():
 
 
 def test_cost_fp8_gemm_faster_than_bf16():
-    """A large FP8 GEMM runs at the FP8 tensor-core rate."""
-    assert cost.gemm_time("h100-sxm", 8192, 8192, 8192, "fp8") < 0.6 * cost.gemm_time(
-        "h100-sxm", 8192, 8192, 8192
-    )
+    """A large FP8 GEMM runs at the FP8 rate but at its own, lower best-shape fraction (H100: 71% vs 80%) and
+    after quantizing its bf16 activations: between half and 0.7 of the BF16 time."""
+    ratio = cost.gemm_time("h100-sxm", 8192, 8192, 8192, "fp8") / cost.gemm_time("h100-sxm", 8192, 8192, 8192)
+    assert 0.5 * 0.80 / 0.71 < ratio < 0.7
 
 
 def test_cost_attention_prefill_grows_quadratically_efficiency_rising():
