@@ -129,6 +129,7 @@ def test_sizes_and_gpus_match_the_plan(tmp_path):
         assert int(cmd.option("--tp_size")) * int(cmd.option("--pp_size")) == rep["gpus"]
         assert cmd.option("--max_batch_size") == "256" and cmd.option("--max_num_tokens") == "8192"
     for path in (out / "kubernetes").glob("*.yaml"):
+        assert "&id" not in path.read_text()  # plain YAML, no anchors
         deployments = [d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "Deployment"]
         assert len(deployments) == 2
         for d in deployments:
