@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from planner.outputs import REPORT_MARKER
+from planner.errors import InputError
+from planner.outputs import REPORT_MARKER, check_report_dir
 
 
 def write_scenario(tmp_path) -> str:
@@ -86,16 +87,21 @@ def test_plan_report_with_missing_parent_exits_2_before_the_search(run_plan, tmp
 
 
 @pytest.mark.solver
-def test_plan_report_replaces_an_earlier_report_only(run_plan, tmp_path):
-    """An earlier report may be replaced (and is, whole); once the user adds a file there it is refused."""
+def test_plan_report_may_replace_an_earlier_report_only(run_plan, tmp_path):
+    """An earlier report's directory is accepted again; once the user adds a file there it is refused."""
     scenario, out_dir = write_scenario(tmp_path), tmp_path / "report"
     assert run_plan(scenario, "--report", str(out_dir), "--json")[0] == 0
     marker = json.loads((out_dir / REPORT_MARKER).read_text())
     assert set(marker["files"]) >= {"plan.yaml", "candidates.csv", "pareto.png"}
-    (out_dir / "plan.yaml").write_text("# stale\n")
-    code, _, err = run_plan(scenario, "--report", str(out_dir), "--json")
-    assert code == 0, err
-    assert (out_dir / "plan.yaml").read_text() != "# stale\n"
+    assert set(marker["files"]) | {REPORT_MARKER} == {p.name for p in out_dir.iterdir()}
+    assert check_report_dir(out_dir) == out_dir  # what a second `--report` there checks first
     (out_dir / "my-notes.md").write_text("keep\n")
     code, _, err = run_plan(scenario, "--report", str(out_dir), "--json")
     assert code == 2 and "my-notes.md" in err and (out_dir / "my-notes.md").read_text() == "keep\n"
+
+
+def test_report_dir_with_a_damaged_marker_is_not_an_earlier_report(tmp_path):
+    (tmp_path / REPORT_MARKER).write_text("{not json")
+    (tmp_path / "plan.yaml").write_text("mine\n")
+    with pytest.raises(InputError, match="not an earlier APEX report"):
+        check_report_dir(tmp_path)

@@ -63,7 +63,7 @@ def _run_and_signal(args: list[str], signum: int, after_cpu_s: float) -> tuple[i
 def test_signal_exits_with_its_code_and_one_line(tmp_path, command, signum, code, word):
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(LONG))
-    rc, out, err = _run_and_signal([command[0], str(path), *command[1:]], signum, after_cpu_s=2.5)
+    rc, out, err = _run_and_signal([command[0], str(path), *command[1:]], signum, after_cpu_s=1.8)
     assert rc == code, err
     lines = err.strip().splitlines()  # (a progress bar on a pipe leaves an empty line)
     assert len(lines) == 1 and lines[0].startswith(word), err
