@@ -20,7 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from planner import api, render
+from planner.emit_command import emit_command
 from planner.errors import InputError, NoPlanError, Terminated
+from planner.ingest_command import ingest_command
 from planner.outputs import check_new_file
 from planner.plan_command import plan_command
 from planner.progress import DelayedProgress
@@ -174,6 +176,8 @@ def calibrate(
 app.command("plan")(plan_command)
 app.command("study")(study_command)
 app.command("report")(report_command)
+app.command("emit")(emit_command)
+app.command("ingest")(ingest_command)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -17,6 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from planner import objective as obj
+from planner.emit.emitter import ENGINES, emit_plan, preflight
+from planner.emit_command import print_emit_summary
 from planner.errors import InputError
 from planner.outputs import check_report_dir
 from planner.progress import DelayedProgress
@@ -42,6 +44,10 @@ def plan_command(
     workers: Annotated[
         int | None, typer.Option(help="simulations run in parallel (default min(2, CPUs))")
     ] = None,
+    emit: Annotated[
+        str | None,
+        typer.Option(help="write launch files and benchmark scripts of the best plan here (see `apex emit`)"),
+    ] = None,
 ):
     """Search for the parallel plan that best meets the scenario's goals; show it, the runners-up and baselines."""
     from planner.plan_api import plan
@@ -49,6 +55,8 @@ def plan_command(
     check_flags(objective=objective, top_k=top_k, time_limit=time_limit, workers=workers)
     if report:
         check_report_dir(report)  # before the search: a report that cannot be written stops nothing late
+    if emit:
+        preflight(scenario, emit, flag="--emit")  # before the search: refuse a directory holding user files
     if verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
         logging.getLogger("apex.plan").setLevel(logging.INFO)
@@ -70,6 +78,11 @@ def plan_command(
         written = write_report(result, report)
         if not as_json:
             console.print(f"report: {', '.join(str(p) for p in written)}")
+    emitted = None
+    if emit:
+        emitted = emit_plan(
+            result.scenario, result.best.plan, result.placement, engines=ENGINES, out_dir=emit, flag="--emit"
+        )
     if as_json:
         print(json_line(result.to_json()), flush=True)
         return
@@ -79,6 +92,8 @@ def plan_command(
         console.print(f"placement of the best plan (CP-SAT): {result.placement.summary()}", highlight=False)
     for note in result.placement_notes:
         console.print(f"note: {escape(note)}", highlight=False)
+    if emitted is not None:
+        print_emit_summary(emitted)
 
 
 MAX_TIME_LIMIT_S = 7 * 24 * 3600.0

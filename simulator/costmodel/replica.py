@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulator.costmodel import comm
+from simulator.costmodel import comm, host
 from simulator.costmodel.build import StageOps, build_stage_ops
 from simulator.costmodel.calibration import Calibration, apply_calibration, load_calibration
 from simulator.costmodel.energy import gpu_energy, usd_per_hour
@@ -39,6 +39,7 @@ class StageCostModel:
     useful_flops_per_token: float  # 2 x active weights of the stage (all GPUs)
     attn_flops_per_pair: float  # model attention FLOPs per query-key pair over the stage's layers
     lm_flops_per_seq: float
+    engine_kind: str = "vllm-v1"
     _cache: dict = field(default_factory=dict, repr=False)
     _last_attention: tuple = field(default=(None, None), repr=False)  # (shape, its attention OpCosts)
 
@@ -74,7 +75,8 @@ class StageCostModel:
             if (self.cuda_graphs and not shape.num_prefill_tokens)
             else eff.layer_overhead_eager_s
         )
-        return self.ops.num_layers * per_layer + (eff.iteration_overhead_s if self.first else 0.0)
+        engine = host.iteration_seconds(self.engine_kind, shape.num_seqs) if self.first else 0.0
+        return self.ops.num_layers * per_layer + engine
 
     def iteration_time(self, shape: BatchShape) -> float:
         if shape.num_tokens == 0:
@@ -195,6 +197,7 @@ def build_stage_cost(
         intra=intra,
         inter=inter,
         domain_gpus=group.domain_gpus,
+        block_size=engine.block_size,
     )
     mem = stage_memory(model, stage, gpu, dtypes, engine, first=first, last=last)
     attn = model.attention_flops_per_token(1) / model.num_layers * stage.num_layers
@@ -210,6 +213,7 @@ def build_stage_cost(
         useful_flops_per_token=2.0 * _active_params(model, stage),
         attn_flops_per_pair=attn,
         lm_flops_per_seq=2.0 * model.vocab_size * model.hidden_size,
+        engine_kind=engine.kind,
     )
 
 
