@@ -12,12 +12,13 @@ import math
 from collections.abc import Callable
 
 from simulator.admission import ReplicaLimit, enforce, length_field, screen
+from simulator.costmodel.calibration import Calibration, host_overhead, load_calibration
 from simulator.engine.cluster import ReplicaSpec
 from simulator.engine.metrics import SimulationResult
 from simulator.engine.run import simulate_requests
 from simulator.errors import InputError
 from simulator.scenario import Scenario
-from simulator.workload import generate
+from simulator.workload import Requests, generate
 
 
 def simulate(
@@ -26,8 +27,13 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     until_s: float = math.inf,
     max_requests: int | None = None,
+    requests: Requests | None = None,
+    calibration: Calibration | None = None,
 ) -> SimulationResult:
-    """Simulate the scenario's plan; stop early at simulated time until_s or after max_requests completions."""
+    """Simulate the scenario's plan; stop early at simulated time until_s or after max_requests completions.
+
+    `requests` replaces the scenario's workload (a benchmark run replayed by `apex calibrate`) and `calibration`
+    its calibration file (trial coefficients of a fit)."""
     from simulator.costmodel import build_replica_cost
 
     if scenario.plan is None:
@@ -37,6 +43,8 @@ def simulate(
             field="plan",
         )
     spec = scenario.spec
+    if calibration is None and spec.calibration is not None:
+        calibration = load_calibration(spec.calibration)
     specs = []
     for gi, group in enumerate(scenario.plan.replicas):
         cost = build_replica_cost(
@@ -46,7 +54,7 @@ def simulate(
             scenario.cluster,
             spec.dtype,
             spec.engine,
-            calibration=spec.calibration,
+            calibration=calibration,
         )
         if not getattr(cost, "fits", True) or cost.kv_capacity_tokens <= 0:
             raise InputError(
@@ -56,7 +64,8 @@ def simulate(
                 field=f"plan.replicas[{gi}]",
             )
         specs.append(ReplicaSpec(cost=cost, count=group.count, role=group.role))
-    requests = generate(spec.workload, file=scenario.file)
+    if requests is None:
+        requests = generate(spec.workload, file=scenario.file)
     limits = [ReplicaLimit(s.role, s.cost.kv_capacity_tokens) for s in specs]
     admission = screen(
         requests.input_tokens,
@@ -80,6 +89,7 @@ def simulate(
         max_requests=max_requests,
         progress=progress,
         max_model_len=scenario.model.max_context,
+        frontend_s=host_overhead(spec.engine.kind, calibration).frontend_s,
     )
     return result
 

@@ -7,12 +7,20 @@ Per engine kind, two figures:
   detokenization, Python objects per request).
 
 The figures are engine properties, not GPU ones; each row names its public source and how the number follows.
-The per-request frontend (HTTP server, tokenizer) is not modelled: no public per-request measurement was found.
+
+A third figure, `frontend_s`, is paid once per request before the engine sees it: the HTTP server, request parsing
+and tokenization of the prompt. It lengthens each request's TTFT and E2E as the client measures them, not its ITL.
+Its default is 0 for every engine: no public measurement of that path on its own was found (the vLLM v0.6.0 blog
+gives the API server's share of a profiled step loop, not a latency per request), so without a measurement TTFT is
+the engine's own; `apex calibrate RESULTS --scenario` fits it from the user's benchmark runs, and a calibration
+file's `host` section replaces any of the three figures for the engine it names (`for_engine`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+FIELDS = ("per_iteration_s", "per_sequence_s", "frontend_s")  # what a calibration file's `host` may set
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +28,11 @@ class HostOverhead:
     per_iteration_s: float
     per_sequence_s: float
     source: str
+    frontend_s: float = 0.0  # per request, before the engine (module docstring)
+
+    def step_seconds(self, num_seqs: int) -> float:
+        """Un-overlapped CPU seconds of one engine step with `num_seqs` running sequences."""
+        return self.per_iteration_s + self.per_sequence_s * num_seqs
 
 
 ENGINES: dict[str, HostOverhead] = {
@@ -69,5 +82,12 @@ def host_overhead(engine_kind: str) -> HostOverhead:
 
 def iteration_seconds(engine_kind: str, num_seqs: int) -> float:
     """Un-overlapped CPU seconds of one engine step with `num_seqs` running sequences."""
-    h = ENGINES[engine_kind]
-    return h.per_iteration_s + h.per_sequence_s * num_seqs
+    return ENGINES[engine_kind].step_seconds(num_seqs)
+
+
+def for_engine(engine_kind: str, overrides: dict[str, float] | None = None, source: str = "") -> HostOverhead:
+    """The engine kind's figures with `overrides` (keys of FIELDS, e.g. from a calibration file) applied."""
+    base = ENGINES[engine_kind]
+    if not overrides:
+        return base
+    return replace(base, **{k: float(v) for k, v in overrides.items()}, source=source or base.source)

@@ -13,6 +13,7 @@ from pathlib import Path
 from simulator.costmodel import comm, host
 from simulator.costmodel.build import StageOps, build_stage_ops
 from simulator.costmodel.calibration import Calibration, apply_calibration, load_calibration
+from simulator.costmodel.calibration import host_overhead as calibrated_host
 from simulator.costmodel.energy import gpu_energy, usd_per_hour
 from simulator.costmodel.interface import BatchShape, OpCost
 from simulator.costmodel.memory import StageMemory, stage_memory
@@ -41,6 +42,7 @@ class StageCostModel:
     attn_flops_per_pair: float  # model attention FLOPs per query-key pair over the stage's layers
     lm_flops_per_seq: float
     engine_kind: str = "vllm-v1"
+    host: host.HostOverhead | None = None  # None: the engine kind's catalog figures (costmodel/host.py)
     _cache: dict = field(default_factory=dict, repr=False)
     _last_attention: tuple = field(default=(None, None), repr=False)  # (shape, its attention OpCosts)
 
@@ -76,7 +78,8 @@ class StageCostModel:
             if (self.cuda_graphs and not shape.num_prefill_tokens)
             else eff.layer_overhead_eager_s
         )
-        engine = host.iteration_seconds(self.engine_kind, shape.num_seqs) if self.first else 0.0
+        figures = self.host or host.host_overhead(self.engine_kind)
+        engine = figures.step_seconds(shape.num_seqs) if self.first else 0.0
         return self.ops.num_layers * per_layer + engine
 
     def iteration_time(self, shape: BatchShape) -> float:
@@ -185,6 +188,7 @@ def build_stage_cost(
     *,
     first: bool,
     last: bool,
+    host_overhead: host.HostOverhead | None = None,
 ) -> StageCostModel:
     group = _group_of(cluster, gpu.name)
     intra, inter = _fabrics(cluster, group, gpu)
@@ -215,6 +219,7 @@ def build_stage_cost(
         attn_flops_per_pair=attn,
         lm_flops_per_seq=2.0 * model.vocab_size * model.hidden_size,
         engine_kind=engine.kind,
+        host=host_overhead,
     )
 
 
@@ -237,12 +242,23 @@ def build_replica_cost(
             field="calibration.gpu",
         )
     default = next(iter(gpus)) if len(gpus) == 1 else None
+    figures = calibrated_host(engine.kind, calibration)
     stages = []
     n = len(group.stages)
     for i, stage in enumerate(group.stages):
         gpu = apply_calibration(gpus[stage.gpu or default], calibration)
         stages.append(
-            build_stage_cost(model, stage, gpu, cluster, dtypes, engine, first=i == 0, last=i == n - 1)
+            build_stage_cost(
+                model,
+                stage,
+                gpu,
+                cluster,
+                dtypes,
+                engine,
+                first=i == 0,
+                last=i == n - 1,
+                host_overhead=figures,
+            )
         )
     first_gpu = stages[0].gpu
     node = _group_of(cluster, first_gpu.name)

@@ -43,9 +43,14 @@ def simulate_requests(
     max_requests: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_model_len: int | None = None,
+    frontend_s: float = 0.0,
 ) -> tuple[SimulationResult, ServingSystem]:
     """Simulate `requests` (a workload.Requests) on the replicas; returns the result and the final system
-    state (for invariant checks). The router's RNG stream is spawned from `seed`, apart from the workload's."""
+    state (for invariant checks). The router's RNG stream is spawned from `seed`, apart from the workload's.
+
+    `frontend_s` (costmodel/host.py): every request reaches the engine that long after the client sent it. The
+    same delay for every request is a translation in time of the engine's whole run, so it is added to the
+    token and finish times the client observes instead of shifting the arrivals (TTFT and E2E grow, ITL not)."""
     table = RequestTable(requests.arrival_s, requests.input_tokens, requests.output_tokens)
     router_ss = np.random.SeedSequence(seed).spawn(4)[3]
     system = ServingSystem(
@@ -58,6 +63,9 @@ def simulate_requests(
     )
     system.progress = progress
     system.run(until_s=until_s, max_requests=max_requests)
+    if frontend_s:
+        for column in (table.first_token_s, table.last_token_s, table.finish_s):
+            column += frontend_s
     return SimulationResult(
         compute_metrics(table, _totals(system, plan_label, peak_flops, unused_idle_watts), slo),
         table,
