@@ -128,8 +128,8 @@ def gemm_kernel(
     base_bytes = groups * (n * k * weight_bytes + m * k * in_bytes + m * n * act_bytes)
     best = None
     for s in SPLITS:
-        if s > 1 and (k / s < eff.gemm_min_k_per_split or tiles * (s // 2) >= sms):
-            break  # K too short to slice, or the previous split already filled every SM
+        if s > 1 and k / s < eff.gemm_min_k_per_split:
+            break
         ctas = tiles * s
         t_compute = math.ceil(ctas / sms) * 2.0 * tm * tn * math.ceil(k / s) / per_sm
         nbytes = base_bytes + (2.0 * s * groups * m * n * PARTIAL_BYTES if s > 1 else 0.0)
