@@ -370,7 +370,7 @@ def run_point(run: str, scenario: dict, plan_options: dict | None) -> dict:
             return {
                 "status": "ok",
                 "plan": best.get("plan"),
-                "objective": best.get("objective"),
+                "objective": best.get("objective") if is_number(best.get("objective")) else None,
                 **_flatten(best.get("metrics") or {}),
             }
         from planner.api import simulate
@@ -678,6 +678,17 @@ class _Journal:
 
     def write_parquet(self) -> Path:
         return write_parquet(self.out)
+
+
+def count_finished(out: str | Path) -> int:
+    """How many complete rows out/results.csv holds (what a resume will not run again)."""
+    path = Path(out) / RESULTS_CSV
+    if not path.is_file():
+        return 0
+    with path.open(newline="", errors="replace") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        return sum(1 for cells in reader if len(cells) == len(header) and cells[:1] and cells[0].isdigit())
 
 
 def _read_stored(path: Path) -> dict:

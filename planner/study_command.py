@@ -32,7 +32,7 @@ def study_command(
     ] = False,
 ):
     """Run a what-if study: every point of the grid is simulated (or planned); table, CSV/Parquet and plots."""
-    from planner.studies import load_study
+    from planner.studies import count_finished, load_study
     from planner.study_api import study as run
     from planner.study_report import summary_table, write_plots
 
@@ -46,8 +46,8 @@ def study_command(
         # the workers are stopped and every finished row is in the journal: say how to go on, in one line
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
         kept = (
-            f"; {len(rows)} of {len(loaded.points)} points are in {out}/results.csv: run the same command "
-            "with --resume to finish"
+            f"; {count_finished(out)} of {len(loaded.points)} points are in {out}/results.csv: run the same "
+            "command with --resume to finish"
             if out
             else f" after {len(rows)} of {len(loaded.points)} points (pass --out DIR to keep finished points)"
         )

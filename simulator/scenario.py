@@ -335,6 +335,12 @@ def _resolve_calibration(ref: str, *, file: str | None) -> str:
     path = Path(ref)
     if file and not path.is_absolute():
         path = Path(file).parent / path
+    if not path.is_file():
+        raise InputError(
+            f"calibration file {str(path)!r} not found; expected a file written by `apex calibrate --out`",
+            file=file,
+            field="calibration",
+        )
     data = read_yaml(path)
     if not isinstance(data, dict) or "gpu" not in data or not isinstance(data.get("overrides"), dict):
         raise InputError(
@@ -377,9 +383,7 @@ def load_scenario(
         gpus[group.gpu] = catalog.get_gpu(group.gpu, file=file, field=f"cluster.node_groups[{gi}].gpu")
     _resolve_fabrics(cluster, gpus, file=file)
     if spec.workload.preset is not None:
-        from simulator.workload import check_preset
-
-        check_preset(spec.workload.preset, file=file, field="workload.preset")
+        catalog.check_preset(spec.workload.preset, file=file, field="workload.preset")
     if spec.calibration is not None:
         spec = spec.model_copy(update={"calibration": _resolve_calibration(spec.calibration, file=file)})
     plan_spec = plan_override if plan_override is not None else spec.plan

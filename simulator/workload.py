@@ -15,12 +15,12 @@ import io
 import math
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from pydantic import ValidationError
 
+from simulator.catalog import check_preset, preset_path
 from simulator.errors import InputError, pydantic_error_to_input_error
 from simulator.scenario import MAX_TOKENS, Arrival, LengthDist, WorkloadSpec
 from simulator.yamlio import parse_json, read_text, read_yaml
@@ -53,30 +53,10 @@ class Requests:
 
 
 # ---------------------------------------------------------------------------------------------------- presets
-def _preset_dir() -> Path:
-    return Path(str(resources.files("configs").joinpath("workloads")))
-
-
-def preset_names() -> tuple[str, ...]:
-    """Names of the shipped workload presets."""
-    return tuple(sorted(p.stem for p in _preset_dir().glob("*.yaml")))
-
-
-def check_preset(name: str, file: str | None = None, field: str | None = "workload.preset") -> None:
-    """Raise InputError (listing the known presets) unless `name` is a shipped preset."""
-    if name not in preset_names():
-        raise InputError(
-            f"unknown workload preset {name!r}; known presets: {', '.join(preset_names())}",
-            file=file,
-            field=field,
-        )
-
-
 @cache
 def load_preset(name: str) -> dict:
     """The preset's fields as a dict (lengths, arrival, requests), without its documentation keys."""
-    check_preset(name)
-    data = read_yaml(_preset_dir() / f"{name}.yaml")
+    data = read_yaml(preset_path(name))
     return {k: v for k, v in data.items() if k in ("input_tokens", "output_tokens", "arrival", "requests")}
 
 
