@@ -83,16 +83,20 @@ def explain_placement_infeasibility(
 
 
 def _explain(layout: Layout, replicas: Sequence[PlacementReplica]) -> tuple[str, ...]:
-    reasons = []
+    first: dict[str, tuple[str, int]] = {}  # reason -> (first replica id, stage), in first-seen order
+    count: dict[str, int] = {}  # reason -> stages it applies to
     need_by_type: dict[str, int] = {}
     for t in templates_of(replicas):
-        rid = replicas[t.replicas[0]].id
-        others = f" (and {len(t.replicas) - 1} replica(s) like it)" if len(t.replicas) > 1 else ""
         for k, s in enumerate(t.stages):
             need_by_type[s.gpu_type] = need_by_type.get(s.gpu_type, 0) + s.num_gpus * len(t.replicas)
             why = _stage_reason(layout, s)
             if why:
-                reasons.append(f"replica {rid} stage {k}{others}{why}")
+                first.setdefault(why, (replicas[t.replicas[0]].id, k))
+                count[why] = count.get(why, 0) + len(t.replicas)
+    reasons = []
+    for why, (rid, k) in first.items():
+        more = f" (and {count[why] - 1} more stage(s) like it)" if count[why] > 1 else ""
+        reasons.append(f"replica {rid} stage {k}{why}{more}")
     for gpu_type, need in need_by_type.items():
         have = sum(d.free for d in layout.domains if layout.groups[d.group].gpu_type == gpu_type)
         if need > have:
@@ -152,6 +156,19 @@ def solve_placement(
     CONSTRUCTIVE) with no fallback, for tests and benchmarks.
     """
     t0 = time.monotonic()
+    result = _solve(replicas, groups, options, unavailable, deadline, method, t0)
+    return replace(result, wall_s=time.monotonic() - t0)  # the whole call, whichever answer is returned
+
+
+def _solve(
+    replicas: Sequence[PlacementReplica],
+    groups: Sequence[PlacementNodeGroup],
+    options: SolverOptions,
+    unavailable: frozenset[GpuSlot],
+    deadline: float | None,
+    method: str | None,
+    t0: float,
+) -> SolveResult[Placement]:
     budget = options.time_limit_s if deadline is None else min(options.time_limit_s, deadline - t0)
     layout = Layout(groups, unavailable)
     reasons = _explain(layout, replicas)
@@ -221,7 +238,6 @@ def solve_placement(
     end = t0 + budget if incumbent is not None else time.monotonic() + max(left, MIN_SOLVE_S)
     outcome, chosen, size = None, None, 0
     if method in (None, AGGREGATE):
-        limits = {} if method is None else {"pattern_limit": 10**7, "count_limit": 10**9}
         outcome = solve_aggregate(
             layout,
             templates,
@@ -230,7 +246,6 @@ def solve_placement(
             lower_bound=lower,
             hint=constructive,
             deadline=end,
-            **limits,
         )
         chosen = AGGREGATE
     if outcome is None and method in (None, DIRECT):
@@ -259,21 +274,23 @@ def solve_placement(
                 "although every stage fits some node and the totals suffice)",
                 run.log,
             )
-        why = (
-            f"CP-SAT ({chosen}) found no placement in {solve_options.time_limit_s:.2f} s ({run.termination})"
-        )
+        why = f"CP-SAT ({chosen}) found no placement in {run.wall_s:.2f} s ({run.termination})"
         if incumbent is None:
             return no_solution(run.termination, why + " and the constructive packing found none", run.log)
-        return _with_note(incumbent, why + "; constructive placement")
+        return _with_note(replace(incumbent, termination=run.termination), why + "; constructive placement")
     bound = math.ceil(run.bound - 1e-6) if run.bound is not None else lower
     exact = finish(outcome.sites, chosen, run.termination, bound, run.log)
     if incumbent is not None and incumbent.objective < exact.objective:
         return _with_note(
             finish(constructive, CONSTRUCTIVE, run.termination, bound, run.log),
-            f"CP-SAT ({chosen}) stopped at {run.termination} with a worse placement; constructive placement",
+            f"CP-SAT ({chosen}) stopped after {run.wall_s:.2f} s ({run.termination}) with a worse placement; "
+            "constructive placement",
         )
     if not exact.is_optimal:
-        return _with_note(exact, f"CP-SAT ({chosen}) stopped at {run.termination} before proving optimality")
+        return _with_note(
+            exact,
+            f"CP-SAT ({chosen}) stopped after {run.wall_s:.2f} s ({run.termination}) before proving optimality",
+        )
     return exact
 
 

@@ -20,7 +20,7 @@ run sizes).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +29,7 @@ from formulations.placement_layout import INSIDE, WHOLE, Layout, Site, Template
 from formulations.result import SolverOptions
 
 PATTERN_LIMIT = 20_000  # packing patterns over all domain classes
-COUNT_LIMIT = 200_000  # domain × run-size variables of the per-domain packing
+COUNT_LIMIT = 20_000  # domain × run-size variables of the per-domain packing
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,16 +154,21 @@ def solve_aggregate(
 
     m = cp_model.CpModel()
     flow = [m.new_int_var(0, len(templates[a.template].replicas), f"w{n}") for n, a in enumerate(arcs)]
+    into, out = defaultdict(list), defaultdict(list)  # (template, stage position) -> arcs ending / starting
+    demand: dict[tuple[str, int], list] = defaultdict(list)  # (gpu type, run size) -> arcs
+    whole_demand: dict[int, list] = defaultdict(list)  # group -> node-weighted arcs
+    for n, a in enumerate(arcs):
+        into[a.template, a.stop].append(flow[n])
+        out[a.template, a.start].append(flow[n])
+        if a.kind == INSIDE:
+            demand[a.gpu_type, a.size].append(flow[n])
+        else:
+            whole_demand[a.group].append(a.nodes * flow[n])
     for ti, t in enumerate(templates):
-        for p in range(len(t.stages) + 1):
-            into = [flow[n] for n, a in enumerate(arcs) if a.template == ti and a.stop == p]
-            out = [flow[n] for n, a in enumerate(arcs) if a.template == ti and a.start == p]
-            if p == 0:
-                m.add(sum(out) == len(t.replicas))
-            elif p == len(t.stages):
-                m.add(sum(into) == len(t.replicas))
-            else:
-                m.add(sum(into) == sum(out))
+        m.add(sum(out[ti, 0]) == len(t.replicas))
+        m.add(sum(into[ti, len(t.stages)]) == len(t.replicas))
+        for p in range(1, len(t.stages)):
+            m.add(sum(into[ti, p]) == sum(out[ti, p]))
     # supply[(gpu type, size)] / whole_supply[group]: linear expressions of the packing variables.
     supply: dict[tuple[str, int], list] = defaultdict(list)
     whole_supply: dict[int, list] = defaultdict(list)
@@ -171,17 +176,10 @@ def solve_aggregate(
         use = _pattern_packing(m, layout, classes, patterns, supply, whole_supply, known)
     else:
         use = _count_packing(m, layout, classes, fits, supply, whole_supply, known)
-    for gpu_type, sizes in sizes_by_type.items():
-        for size in sizes:
-            demand = [
-                flow[n]
-                for n, a in enumerate(arcs)
-                if a.kind == INSIDE and a.gpu_type == gpu_type and a.size == size
-            ]
-            m.add(sum(supply[gpu_type, size]) >= sum(demand))
-    for gi in whole_groups:
-        demand = [a.nodes * flow[n] for n, a in enumerate(arcs) if a.kind == WHOLE and a.group == gi]
-        m.add(sum(whole_supply[gi]) >= sum(demand))
+    for key, arcs_of_size in demand.items():
+        m.add(sum(supply[key]) >= sum(arcs_of_size))
+    for gi, arcs_of_group in whole_demand.items():
+        m.add(sum(whole_supply[gi]) >= sum(arcs_of_group))
     boundaries = sum(flow) - num_replicas
     m.add(boundaries >= lower_bound)
     m.minimize(boundaries)
@@ -235,11 +233,11 @@ def _known(layout: Layout, templates: Sequence[Template], arcs: Sequence[_Arc], 
 
 def _pattern_packing(m, layout, classes, patterns, supply, whole_supply, known):
     """z[class, pattern] domains of a class use a pattern; the known placement's contents join the patterns."""
+    used: dict[tuple[int, int, int], Counter] = {}
     if known is not None:
         for key, doms in classes.items():
-            for d in doms:
-                if known.contents[d] not in patterns[key]:
-                    patterns[key].append(known.contents[d])
+            used[key] = Counter(known.contents[d] for d in doms)
+            patterns[key] += [pat for pat in used[key] if pat not in set(patterns[key])]
     use = {}
     for key, pats in patterns.items():
         gi = key[0]
@@ -251,7 +249,7 @@ def _pattern_packing(m, layout, classes, patterns, supply, whole_supply, known):
             if pat.whole:
                 whole_supply[gi].append(pat.whole * z)
             if known is not None:
-                m.add_hint(z, sum(known.contents[d] == pat for d in classes[key]))
+                m.add_hint(z, used[key][pat])
         m.add(sum(use[key, pi] for pi in range(len(pats))) == len(classes[key]))
 
     def contents(solver) -> dict[int, _Pattern]:
@@ -294,13 +292,14 @@ def _count_packing(m, layout, classes, fits, supply, whole_supply, known):
             m.add_hint(v, known.contents[d].whole)
 
     def contents(solver) -> dict[int, _Pattern]:
-        out = {}
-        for d in layout.domains:
-            sizes = tuple(
-                (size, solver.value(x[d.id, size])) for size in sorted({s for dd, s in x if dd == d.id})
-            )
-            out[d.id] = _Pattern(tuple(p for p in sizes if p[1]), solver.value(y[d.id]) if d.id in y else 0)
-        return out
+        sizes: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for (d, size), v in sorted(x.items(), key=lambda item: (item[0][0], -item[0][1])):
+            if solver.value(v):
+                sizes[d].append((size, solver.value(v)))
+        return {
+            d.id: _Pattern(tuple(sizes[d.id]), solver.value(y[d.id]) if d.id in y else 0)
+            for d in layout.domains
+        }
 
     return contents
 

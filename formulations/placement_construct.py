@@ -4,8 +4,10 @@ time.
 Each replica is cut into the fewest runs of consecutive stages that fit the freest domain of their GPU type
 (`min_segments`); stages larger than a domain take whole free nodes first; then the runs are packed best-fit
 decreasing into domains (the tightest domain that holds the run, lowest index on ties). A run that fits no
-domain is split at the longest prefix that fits the freest domain (each split costs one boundary). Its quality
-is stated against `boundary_lower_bound`; when the two meet the placement is optimal.
+domain is split at the longest prefix that fits the freest domain (each split costs one boundary). Should that
+get stuck (a stage fits no domain's remainder), it packs single stages best-fit decreasing instead (more
+boundaries, more packings found). Its quality is stated against `boundary_lower_bound`; when the two meet the
+placement is optimal.
 """
 
 from __future__ import annotations
@@ -21,16 +23,24 @@ def construct_sites(
     layout: Layout, templates: Sequence[Template], num_replicas: int
 ) -> list[list[Site]] | None:
     """A domain per stage of every replica (indexed like the replica list), or None when the greedy packing
-    fails (the exact models may still find one)."""
+    fails both ways (the exact models may still find one)."""
+    return _pack(layout, templates, num_replicas, runs=True) or _pack(
+        layout, templates, num_replicas, runs=False
+    )
+
+
+def _pack(layout: Layout, templates: Sequence[Template], num_replicas: int, *, runs: bool):
     free = [d.free for d in layout.domains]
     whole_free = [d.whole_free for d in layout.domains]
     sites: list[list[Site | None]] = [[] for _ in range(num_replicas)]
-    runs: list[tuple[int, int, int, int, str]] = []  # (-size, replica, start, stop, gpu type)
+    items: list[tuple[int, int, int, int, str]] = []  # (-size, replica, start, stop, gpu type)
     wholes: list[tuple[int, int, PlacementStage]] = []
     for t in templates:
         cuts = _greedy_runs(t.stages, layout)
         if cuts is None:
             return None
+        if not runs:
+            cuts = [(k, k + 1, kind) for start, stop, kind in cuts for k in range(start, stop)]
         for ri in t.replicas:
             sites[ri] = [None] * len(t.stages)
             for start, stop, kind in cuts:
@@ -38,7 +48,7 @@ def construct_sites(
                     wholes.append((ri, start, t.stages[start]))
                 else:
                     size = sum(s.num_gpus for s in t.stages[start:stop])
-                    runs.append((-size, ri, start, stop, t.stages[start].gpu_type))
+                    items.append((-size, ri, start, stop, t.stages[start].gpu_type))
     for ri, k, stage in sorted(wholes, key=lambda w: -w[2].num_gpus):
         taken = _take_whole_nodes(layout, free, whole_free, stage)
         if taken is None:
@@ -53,7 +63,7 @@ def construct_sites(
     for t in templates:
         for ri in t.replicas:
             stages_of[ri] = t.stages
-    for _, ri, start, stop, gpu_type in sorted(runs):
+    for _, ri, start, stop, gpu_type in sorted(items):
         stages = stages_of[ri]
         by_free = buckets.get(gpu_type, {})
         while start < stop:

@@ -19,7 +19,7 @@ from formulations.placement_layout import INSIDE, WHOLE, Layout, Site, Template
 from formulations.placement_types import PlacementReplica
 from formulations.result import SolverOptions
 
-DIRECT_LIMIT = 50_000  # stage × domain literals
+DIRECT_LIMIT = 20_000  # stage × domain literals
 
 
 @dataclass(frozen=True)

@@ -134,18 +134,31 @@ def simulate(scenario: ScenarioLike, *, plan: str | dict | None = None, progress
 
 
 def calibrate(measurements: str | Path, *, gpu: str = "h100-sxm"):
-    """Fit the cost model's global efficiency coefficients of `gpu` to measured points (a CalibrationResult)."""
+    """Fit the cost model's global coefficients of `gpu` to measured points.
+
+    A kernel-times file (points with `op`, format of data/reference/kernels.yaml) gives a `KernelFit` with the
+    error on every other GPU of the file (leave-one-GPU-out); a step/serving file (format of
+    data/reference/calibration.yaml) gives a `CalibrationResult`."""
+    from simulator import catalog
     from simulator.costmodel import calibrate as fit
+    from simulator.costmodel.kernel_fit import fit_kernels
     from simulator.yamlio import read_yaml
 
     data = read_yaml(measurements)
-    if not isinstance(data, dict) or not isinstance(data.get("points"), list):
+    if not isinstance(data, dict) or not isinstance(data.get("points"), list) or not data["points"]:
         raise InputError(
-            "expected a mapping with a 'points' list (see data/reference/calibration.yaml)",
+            "expected a mapping with a non-empty 'points' list (see data/reference/calibration.yaml or "
+            "data/reference/kernels.yaml)",
             file=str(measurements),
             field="points",
         )
-    return fit(measurements, gpu=gpu)
+    catalog.get_gpu(gpu, field="--gpu")
+    if all(isinstance(p, dict) and "op" in p for p in data["points"]):
+        return fit_kernels(measurements, gpu)
+    try:
+        return fit(measurements, gpu=gpu)
+    except InputError as exc:
+        raise exc.within(file=str(measurements)) from None
 
 
 def estimate(scenario: ScenarioLike, *, plan: str | dict | None = None, batch_sizes=(1, 8, 32, 128)):

@@ -154,23 +154,48 @@ def calibrate(
         str | None, typer.Option(help="write the calibration file that scenarios can name")
     ] = None,
 ):
-    """Fit the cost model's efficiency coefficients of one GPU to measured kernel and step times."""
-    if out and Path(out).exists():
-        raise InputError(
-            f"{out} exists; choose another path or delete it first (nothing is overwritten)", field="--out"
-        )
-    result = api.calibrate(measurements, gpu=gpu)
-    render.console.print(render.calibration_params_table(result))
-    table = render.calibration_table(result)
-    if report:
-        render.console.print(table)
-    else:
-        render.console.print(table.caption)
+    """Fit the cost model's coefficients of one GPU to measured kernel or step times; report held-out errors."""
     if out:
-        from simulator.costmodel import write_calibration
+        target = Path(out)
+        if target.exists():
+            raise InputError(
+                f"{out} exists; choose another path or delete it first (nothing is overwritten)",
+                field="--out",
+            )
+        if not target.parent.is_dir():
+            raise InputError(f"the folder {target.parent} does not exist; create it first", field="--out")
+    result = api.calibrate(measurements, gpu=gpu)
+    from simulator.costmodel import write_calibration
+    from simulator.costmodel.kernel_fit import KernelFit
 
+    if isinstance(result, KernelFit):
+        render.console.print(render.calibration_params_table(result))
+        render.console.print(_kernel_fit_table(result))
+    else:
+        render.console.print(render.calibration_params_table(result))
+        table = render.calibration_table(result)
+        render.console.print(table if report else table.caption)
+    if out:
         write_calibration(result, out)
         render.console.print(f"wrote {out}")
+
+
+def _kernel_fit_table(fit):
+    """Median absolute error per op kind on the fitted GPU and on each GPU left out of the fit."""
+    from rich.table import Table
+
+    table = Table(title=f"Kernel fit on {fit.gpu}: median absolute error per op kind", title_justify="left")
+    kinds = sorted({k for e in fit.errors.values() for k in e})
+    table.add_column("GPU")
+    table.add_column("role")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    for gpu, errors in fit.errors.items():
+        role = "fitted" if gpu == fit.gpu else "held out"
+        cells = [f"{errors[k]:.1%} ({fit.counts[gpu][k]})" if k in errors else "-" for k in kinds]
+        table.add_row(gpu, role, *cells)
+    table.caption = fit.method
+    return table
 
 
 app.command("plan")(plan_command)

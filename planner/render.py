@@ -272,13 +272,22 @@ def estimate_tables(report) -> list[Table]:
             cells = []
             for phase in st.phases:
                 op = next((o for o in phase.ops if o.name == name), None)
-                cells.append("-" if op is None else f"{op.time_s * 1e3:.3f} ({op.bound[0]})")
+                if op is None:
+                    cells.append("-")
+                else:
+                    fixed = op.time_s if op.bound == "overhead" and not op.fixed_s else op.fixed_s
+                    share = f", {fixed / op.time_s:.0%} fixed" if op.time_s > 0 and fixed > 0 else ""
+                    cells.append(f"{op.time_s * 1e3:.3f} ({op.bound[0]}{share})")
             table.add_row(name, *cells)
         table.add_section()
         table.add_row("[bold]total[/]", *[f"[bold]{p.time_s * 1e3:.2f}[/]" for p in st.phases])
         table.add_row("MFU", *[f"{p.mfu:.1%}" for p in st.phases])
         table.add_row("MBU (busiest GPU)", *[f"{p.mbu:.1%}" for p in st.phases])
-        table.caption = "bound: c = compute, m = memory, n = network, o = fixed overhead"
+        table.add_row("fixed-cost share", *[f"{p.fixed_share:.0%}" for p in st.phases])
+        table.caption = (
+            "bound: c = compute, m = memory, n = network, o = fixed overhead; 'fixed' = launch floors, collective "
+            "latency and engine host time, the part that does not shrink with a smaller batch"
+        )
         tables.append(table)
     return tables
 

@@ -43,25 +43,12 @@ class GPUEfficiency(_Strict):
         128, gt=0, description="GEMM CTA tile rows (CUTLASS/cuBLAS Hopper 128x128/128x256 tiles)"
     )
     gemm_tile_n: int = Field(128, gt=0, description="GEMM CTA tile columns; tiles fill num_sms per wave")
-    memory_half_bytes: float = Field(
-        4e6,
-        gt=0,
-        description="transfer size at which HBM efficiency is half of memory_max: eff(b) = max*b/(b+half); "
-        "~1 us kernel latency x ~3 TB/s (hardware.md: 'a few us fixed latency')",
-    )
     attention_max: float = Field(
         0.5,
         gt=0,
         le=1,
         description="flash-attention prefill throughput / dense peak (FlashAttention-2 reaches "
         "35-50% of H100 BF16 peak, FlashAttention-3 up to 75%: Shah et al. 2024, arXiv:2407.08608)",
-    )
-    attention_memory_max: float = Field(
-        0.7,
-        gt=0,
-        le=1,
-        description="paged-KV decode attention HBM bandwidth / datasheet (hardware.md: paged-KV "
-        "reads reach noticeably less than streaming; vLLM paged-attention kernel benchmarks)",
     )
     layer_overhead_eager_s: float = Field(
         60e-6,

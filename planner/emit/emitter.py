@@ -94,7 +94,7 @@ def _hosts_env(layout: Layout) -> str:
         if single:
             lines.append(f': "${{{var}:=127.0.0.1}}"  # {n.label}')
         else:
-            lines.append(f': "${{{var}:?set the address of {n.label} in hosts.env}}"')
+            lines.append(f': "${{{var}:?set {var} to the address of {n.label} (environment or hosts.env)}}"')
         lines.append(f"export {var}")
     return "\n".join(lines) + "\n"
 

@@ -90,12 +90,12 @@ def _manifests(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": name, "labels": labels},
+            "metadata": {"name": name, "labels": dict(labels)},
             "spec": {
                 "replicas": 1,
                 "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {"labels": dict(labels)},
                     "spec": {"affinity": affinity, "containers": [container], "volumes": volumes},
                 },
             },
@@ -105,7 +105,7 @@ def _manifests(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": name, "labels": labels},
+            "metadata": {"name": name, "labels": dict(labels)},
             "spec": {
                 "selector": {"app.kubernetes.io/name": name},
                 "ports": [{"port": replica.port, "targetPort": replica.port}],

@@ -55,6 +55,12 @@ def llm_api_options(layout: Layout, replica: ReplicaLayout) -> tuple[list, dict,
             f"replica group g{replica.group} splits layers unevenly over its pipeline stages "
             f"({layer_counts(replica)}); TensorRT-LLM 1.0 documents no per-stage layer split",
         )
+    if d > 1 and sc.model.moe is None:
+        raise Unexpressible(
+            ENGINE,
+            f"replica group g{replica.group} uses attention dp{d} on the dense model {sc.model.name}; TensorRT-LLM "
+            "documents enable_attention_dp for MoE models (attention data-parallel, experts across ranks)",
+        )
     if d > 1 and a != 1:
         raise Unexpressible(
             ENGINE,

@@ -18,6 +18,7 @@ from simulator.costmodel.interface import BatchShape, OpCost
 from simulator.costmodel.memory import StageMemory, stage_memory
 from simulator.costmodel.ops import Load, price_attention, price_op
 from simulator.dtypes import bytes_per_element, compute_dtype
+from simulator.errors import InputError
 from simulator.hardware import GPU, Cluster, Fabric, NodeGroup
 from simulator.model import Model
 from simulator.plan import ReplicaGroup, Stage
@@ -229,6 +230,12 @@ def build_replica_cost(
     """Price one replica of `group`: its stages, memory plan, cost and transfer times."""
     if isinstance(calibration, (str, Path)):
         calibration = load_calibration(calibration)
+    if calibration is not None and calibration.gpu not in gpus:
+        raise InputError(
+            f"the calibration is for {calibration.gpu!r}, which the cluster does not have "
+            f"(its GPUs: {', '.join(sorted(gpus))}); fit one for these GPUs with `apex calibrate --gpu`",
+            field="calibration.gpu",
+        )
     default = next(iter(gpus)) if len(gpus) == 1 else None
     stages = []
     n = len(group.stages)

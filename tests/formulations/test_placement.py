@@ -259,6 +259,37 @@ def test_placement_found_by_exact_model_when_greedy_fails_even_past_deadline():
     assert check_placement(replicas, groups, result.solution, down) == []
 
 
+def _full_nvl72_racks():
+    """14 NVL72 racks 99.9% filled by long pipelines of 1-4 GPU stages, 3% of GPUs down: an exact answer takes
+    CP-SAT longer than a second."""
+    rng = random.Random(3)
+    groups = (PlacementNodeGroup("nvl", "gb200", 256, 4, 72),)
+    down = frozenset(("nvl", n, i) for n in range(256) for i in range(4) if rng.random() < 0.03)
+    shapes = [[(rng.choice([1, 2, 3, 4]), "gb200") for _ in range(rng.randint(2, 16))] for _ in range(30)]
+    chosen, used = [], 0
+    while True:
+        shape = rng.choice(shapes)
+        if used + sum(n for n, _ in shape) > 0.999 * (1024 - len(down)):
+            return _replicas(chosen), groups, down
+        chosen.append(shape)
+        used += sum(n for n, _ in shape)
+
+
+@pytest.mark.solver
+def test_time_limit_holds_and_the_best_placement_found_is_returned():
+    """Asked for 1 s on an instance CP-SAT cannot finish in that time, the call returns within the limit (plus
+    model-building slack) a valid placement, not proven optimal, with its lower bound and why."""
+    replicas, groups, down = _full_nvl72_racks()
+    solve_placement(replicas[:2], groups, OPTIONS, method=DIRECT)  # import ortools outside the timing
+    t0 = time.monotonic()
+    result = solve_placement(replicas, groups, SolverOptions(time_limit_s=1.0), unavailable=down)
+    assert time.monotonic() - t0 < 1.5
+    p = result.solution
+    assert check_placement(replicas, groups, p, down) == []
+    assert not p.optimal and p.lower_bound <= p.cross_domain_boundaries and "CP-SAT" in p.note
+    assert result.termination in (Termination.TIME_LIMIT, Termination.FEASIBLE)
+
+
 # ---- scale ----------------------------------------------------------------------------------------------------
 
 

@@ -129,6 +129,7 @@ def test_sizes_and_gpus_match_the_plan(tmp_path):
         assert int(cmd.option("--tp_size")) * int(cmd.option("--pp_size")) == rep["gpus"]
         assert cmd.option("--max_batch_size") == "256" and cmd.option("--max_num_tokens") == "8192"
     for path in (out / "kubernetes").glob("*.yaml"):
+        assert "&id" not in path.read_text()  # plain YAML, no anchors
         deployments = [d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "Deployment"]
         assert len(deployments) == 2
         for d in deployments:
@@ -285,7 +286,7 @@ def test_multi_node_replica_uses_ray_on_vllm_and_node_ranks_on_sglang(tmp_path):
     ranks = [c.option("--node-rank") for c in _commands(manifest, "python -m sglang.launch_server")]
     assert ranks == ["0", "1"]
     hosts = (out / "hosts.env").read_text()
-    assert ":?set the address of main/node1" in hosts
+    assert ":?set APEX_HOST_main_1 to the address of main/node1" in hosts
     assert any("multi-node replicas need" in w for w in result.warnings)
 
 
@@ -377,3 +378,18 @@ def test_plan_emit_on_the_llama_70b_example(tmp_path, run_cli):
         assert list((out / engine).glob("*.sh")), engine
     for tool in ("vllm-bench", "genai-perf", "aiperf"):
         assert (out / "bench" / f"{tool}.sh").is_file()
+
+
+def test_a_plan_no_engine_can_express_exits_2_with_every_reason(tmp_path, run_cli):
+    """Attention dp on a dense model: vLLM, SGLang and TensorRT-LLM each refuse, and `all` says why for each."""
+    plan = {
+        "replicas": [{"stages": [{"layers": [0, 80], "attention": {"tp": 2, "dp": 2}, "ffn": {"tp": 4}}]}]
+    }
+    path = tmp_path / "adp.yaml"
+    path.write_text(yaml.safe_dump(_scenario(plan=plan)))
+    code, _, err = run_cli("emit", str(path), "--out", str(tmp_path / "x"))
+    assert code == 2 and "no engine can express this plan" in err
+    for engine in ENGINES:
+        assert f"{engine}:" in err
+    assert err.count("dense model") >= 3
+    assert not (tmp_path / "x").exists()
