@@ -89,7 +89,7 @@ def plan_command(
     for table in plan_tables(result):
         console.print(table)
     if result.placement is not None:
-        console.print(f"placement of the best plan (CP-SAT): {result.placement.summary()}", highlight=False)
+        console.print(f"placement of the best plan: {result.placement.summary()}", highlight=False)
     for note in result.placement_notes:
         console.print(f"note: {escape(note)}", highlight=False)
     if emitted is not None:
