@@ -62,6 +62,7 @@ class SimulationResult:
     summary: dict
     table: RequestTable = field(repr=False)
     ids: np.ndarray = field(repr=False)
+    num_steps: int = 0  # engine iterations, summed over replicas
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(self.summary, default=float))

@@ -60,6 +60,7 @@ def simulate_requests(
         compute_metrics(table, _totals(system, plan_label, peak_flops, unused_idle_watts), slo),
         table,
         requests.ids,
+        num_steps=sum(r.num_iterations for r in system.replicas),
     ), system
 
 
