@@ -111,7 +111,7 @@ def plan(
     """
     if top_k < 1:
         raise InputError(f"top_k must be at least 1, got {top_k}", field="--top-k")
-    if time_limit_s <= 0:
+    if not time_limit_s > 0 or time_limit_s == float("inf"):  # NaN and infinity too
         raise InputError(f"the time limit must be positive seconds, got {time_limit_s}", field="--time-limit")
     if workers is not None and workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}", field="--workers")

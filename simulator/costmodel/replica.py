@@ -1,17 +1,19 @@
 """Concrete StageCost / ReplicaCost: `build_replica_cost(model, group, gpus, cluster, dtypes, engine)`.
 
 The fused price (`StageCostModel.price`, `price_decode`): time, energy and FLOPs of one iteration in one pass,
-**exact** — equal to the per-operator `breakdown` summed (tests/simulator/costmodel/test_fused_price.py), so any
-bound computed from `iteration_time` is a bound on the breakdown too. It is fast because
-* the static ops (GEMMs, elementwise, collectives) each read one row count of the `Load`: ops on token rows are
-  cached by `num_tokens`, ops on sequence rows by `num_seqs`, and (only with attention dp > 1, where the busiest
-  dp group's rows mix both) the attention-side ops by the pair. Every cache key is the exact count, so a cached
-  value is the value, not an approximation; at most max_num_batched_tokens + max_num_seqs entries per stage;
-* attention is linear in the batch's aggregates: decode attention time is `max(kc·ctx, km·ctx + cm)` and prefill
-  attention `max(kp·pairs, kn·new + kx·ctx + cx)` (the roofline of `ops.price_attention`, whose HBM efficiency
-  `max·b/(b+half)` makes memory time affine in bytes). The coefficients come from the cost model's own functions
-  and are checked at build time; if the check fails the attention is priced op by op (same value, slower);
-* energy is `gpu_energy`'s rule on the summed FLOPs and bytes of the busiest GPU, FLOPs linear in the aggregates.
+**exact** — equal to the per-operator `breakdown` summed (tests/simulator/costmodel/test_fused_price.py), so a
+bound computed from `iteration_time` is a bound on the breakdown too; there is no bucket grid. It is fast because
+* each static op (GEMMs, elementwise, collectives) reads one row count of the `Load`: ops on token rows are cached
+  by `num_tokens`, ops on sequence rows by `num_seqs`, and (only with attention dp > 1, where the busiest dp
+  group's rows mix both) the attention-side ops by the pair. Every key is the exact count, so a cached value is
+  the value; at most max_num_batched_tokens + max_num_seqs entries per stage;
+* decode attention of n sequences is, in their context tokens, `base + max(mem·ctx + mem0, comp·ctx, lat)`
+  (`attention.decode_attention`: streaming bytes, FLOPs, a latency floor, per-row and per-call fixed costs).
+  The coefficients per n are read off the kernel function itself and checked on probe points when first
+  needed; if the check fails the decode attention is priced op by op (same value, slower);
+* prefill attention (a few per-request chunks) is priced by `ops.price_attention` directly;
+* energy is `energy.gpu_energy`'s rule on the summed FLOPs and bytes of the busiest GPU; FLOPs are linear in the
+  aggregates; the per-iteration overhead (per-layer launch + `host.iteration_seconds`) is cached by sequences.
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulator.costmodel import comm
+from simulator.costmodel import attention, comm, host
 from simulator.costmodel.build import StageOps, build_stage_ops
 from simulator.costmodel.calibration import Calibration, apply_calibration, load_calibration
 from simulator.costmodel.energy import energy_coefficients, gpu_energy, usd_per_hour
 from simulator.costmodel.interface import BatchShape, OpCost
 from simulator.costmodel.memory import StageMemory, stage_memory
 from simulator.costmodel.ops import Load, MoEExperts, price_attention, price_op
-from simulator.costmodel.roofline import memory_efficiency, price
 from simulator.dtypes import bytes_per_element, compute_dtype
+from simulator.errors import InputError
 from simulator.hardware import GPU, Cluster, Fabric, NodeGroup
 from simulator.model import Model
 from simulator.plan import ReplicaGroup, Stage
@@ -36,11 +38,11 @@ from simulator.scenario import DTypes, Engine
 
 # Which count of the iteration each static op's rows follow (ops.Load): tokens, sequences, or — the rows of the
 # busiest attention-dp group, ceil(tokens * ceil(seqs/dp)/seqs) — both when attention dp > 1.
-_TOKEN_ROWS = frozenset({"tokens", "ffn_tokens"})
+_TOKEN_ROWS = frozenset({"tokens", "ffn_tokens", "moe_tokens", "moe_rows", "moe_touched"})
 _ATTN_TOKEN_ROWS = frozenset({"attn_tokens", "a2a_tokens"})
 _SEQ_ROWS = frozenset({"seqs"})
 _ATTN_SEQ_ROWS = frozenset({"attn_seqs"})
-_AFFINE_RTOL = 1e-9  # how straight a line must be to be priced as one
+_PROBE_RTOL = 1e-10  # how closely the decode-attention form must reproduce the kernel function
 
 
 def _rows_follow(op, attn_dp: int) -> str:
@@ -67,72 +69,70 @@ def _price_ops(ops: tuple, load: Load, gpu: GPU) -> tuple[float, float, float]:
     return t, f, b
 
 
-def _affine(fn, x1: float, x2: float) -> tuple[float, float] | None:
-    """(slope, intercept) of fn on [x1, x2] when fn is affine there (checked at a third point), else None."""
-    y1, y2 = fn(x1), fn(x2)
-    slope = (y2 - y1) / (x2 - x1)
-    intercept = y1 - slope * x1
-    x3 = math.sqrt(x1 * x2) * 1.37
-    if not math.isclose(fn(x3), slope * x3 + intercept, rel_tol=_AFFINE_RTOL, abs_tol=1e-300):
-        return None
-    return slope, intercept
-
-
 @dataclass(frozen=True, slots=True)
-class _AttentionLines:
-    """Attention of one stage as lines in the aggregates (see the module docstring); None when not affine."""
+class _DecodeAttention:
+    """Decode attention of a fixed number of sequences as a function of their (dp-scaled) context tokens:
+    seconds `base + max(mem·ctx + mem0, comp·ctx, lat)`, FLOPs `flops·ctx`, bytes `nbytes·ctx + nbytes0`."""
 
-    decode_flops: float  # per context token (after the dp fraction)
-    decode_bytes: float
-    decode_compute_s: float  # kc: seconds per context token, compute bound
-    decode_memory_s: float  # km
-    decode_memory_fixed_s: float  # cm
-    prefill_flops: float  # per query-key pair
-    prefill_bytes_new: float  # per new token
-    prefill_bytes_ctx: float  # per context token
-    prefill_compute_s: float  # per pair
-    prefill_memory_s_per_byte: float
-    prefill_memory_fixed_s: float
+    base_s: float
+    mem_s: float
+    mem0_s: float
+    comp_s: float
+    lat_s: float
+    flops: float
+    nbytes: float
+    nbytes0: float
+
+    def seconds(self, ctx: float) -> float:
+        t = self.mem_s * ctx + self.mem0_s
+        c = self.comp_s * ctx
+        if c > t:
+            t = c
+        return self.base_s + (t if t > self.lat_s else self.lat_s)
 
     @staticmethod
-    def of(ops: StageOps, gpu: GPU) -> _AttentionLines | None:
-        """The lines of `ops.price_attention` on `gpu`, or None when its roofline is not affine in bytes."""
-        eff, bw = gpu.efficiency, gpu.memory_bandwidth_bytes_per_s
-        dec, pre = ops.decode, ops.prefill
-        d_f, d_b = dec.flops_of(1.0), dec.bytes_of(1.0)
-        p_f, p_bn, p_bc = pre.flops_of(1.0), pre.bytes_of(1.0, 0.0), pre.bytes_of(0.0, 1.0)
-        linear = (
-            math.isclose(dec.flops_of(3.0), 3 * d_f, rel_tol=_AFFINE_RTOL)
-            and math.isclose(dec.bytes_of(3.0), 3 * d_b, rel_tol=_AFFINE_RTOL)
-            and math.isclose(pre.flops_of(3.0), 3 * p_f, rel_tol=_AFFINE_RTOL)
-            and math.isclose(pre.bytes_of(2.0, 3.0), 2 * p_bn + 3 * p_bc, rel_tol=_AFFINE_RTOL)
+    def of(ops: StageOps, gpu: GPU, seqs: float) -> _DecodeAttention | None:
+        """The form of `attention.decode_attention` for `seqs` sequences, read off the function and checked on
+        probe points; None when the function is not of that form."""
+        dec = ops.decode
+
+        def kernel(flops: float, nbytes: float) -> float:
+            return attention.decode_attention(
+                gpu,
+                flops=flops,
+                nbytes=nbytes,
+                seqs=seqs,
+                heads=dec.heads,
+                kv_heads=dec.kv_heads,
+                calls=dec.count,
+            ).seconds
+
+        big_b = gpu.memory_bandwidth_bytes_per_s  # about a second of streaming: dwarfs every fixed part
+        big_f = gpu.peak_flops("bf16")
+        t0, t1, t2 = kernel(0.0, 0.0), kernel(0.0, big_b), kernel(0.0, 2 * big_b)
+        mem = (t2 - t1) / big_b
+        base = t1 - mem * big_b
+        comp = (kernel(big_f, 0.0) - base) / big_f
+        lat = t0 - base
+        nbytes0 = dec.bytes_of(0.0, seqs)
+        nbytes = dec.bytes_of(1.0, seqs) - nbytes0
+        line = _DecodeAttention(
+            base,
+            mem * nbytes,
+            mem * nbytes0,
+            comp * dec.flops_of(1.0),
+            lat,
+            dec.flops_of(1.0),
+            nbytes,
+            nbytes0,
         )
-        peak_d, peak_p = gpu.peak_flops("bf16"), gpu.peak_flops(pre.compute_dtype)
-
-        def decode_memory(b):
-            e_m = memory_efficiency(eff, b / dec.count, eff.attention_memory_max)
-            return price(0.0, b, peak_d, eff.attention_max, bw, e_m)[0]
-
-        def prefill_memory(b):
-            return price(0.0, b, peak_p, eff.attention_max, bw, memory_efficiency(eff, b / pre.count))[0]
-
-        big = 1e9
-        d_mem, p_mem = _affine(decode_memory, big, 4 * big), _affine(prefill_memory, big, 4 * big)
-        if not linear or d_mem is None or p_mem is None or d_b <= 0 or p_bc <= 0:
-            return None
-        return _AttentionLines(
-            decode_flops=d_f,
-            decode_bytes=d_b,
-            decode_compute_s=price(d_f, 0.0, peak_d, eff.attention_max, bw, 1.0)[0],
-            decode_memory_s=d_mem[0] * d_b,
-            decode_memory_fixed_s=d_mem[1],
-            prefill_flops=p_f,
-            prefill_bytes_new=p_bn,
-            prefill_bytes_ctx=p_bc,
-            prefill_compute_s=price(p_f, 0.0, peak_p, eff.attention_max, bw, 1.0)[0],
-            prefill_memory_s_per_byte=p_mem[0],
-            prefill_memory_fixed_s=p_mem[1],
-        )
+        for ctx in (1.0, 37.0, 1e3, 3.3e4, 1e6, 2.9e7):
+            exact = kernel(dec.flops_of(ctx), dec.bytes_of(ctx, seqs))
+            if not math.isclose(line.seconds(ctx), exact, rel_tol=_PROBE_RTOL):
+                return None
+            if not math.isclose(dec.bytes_of(ctx, seqs), nbytes * ctx + nbytes0, rel_tol=_PROBE_RTOL):
+                return None
+        return line
 
 
 @dataclass
@@ -150,10 +150,11 @@ class StageCostModel:
     useful_flops_per_token: float  # 2 x active weights of the stage (all GPUs)
     attn_flops_per_pair: float  # model attention FLOPs per query-key pair over the stage's layers
     lm_flops_per_seq: float
+    engine_kind: str = "vllm-v1"
     _by_tokens: dict = field(default_factory=dict, repr=False)
     _by_seqs: dict = field(default_factory=dict, repr=False)
     _by_both: dict = field(default_factory=dict, repr=False)
-    _by_decode: dict = field(default_factory=dict, repr=False)  # num_decode -> coefficients of price_decode
+    _by_decode: dict = field(default_factory=dict, repr=False)  # num_decode -> price_decode's coefficients
 
     def __post_init__(self):
         dp = self.ops.split.attn_dp
@@ -161,23 +162,28 @@ class StageCostModel:
         self._token_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "tokens")
         self._seq_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "seqs")
         self._both_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "both")
-        self._lines = _AttentionLines.of(self.ops, self.gpu)
         self._e_flop, self._e_byte = energy_coefficients(self.gpu, self.compute_dtype)
-        self._graph_overhead_s = self._overhead(BatchShape(num_decode=1))
-        self._eager_overhead_s = self._overhead(BatchShape(num_prefill_tokens=1, num_prefill_seqs=1))
+        self._fused_decode = True  # False: price decode attention op by op (set by tests of the fallback)
 
     # ---- static part: exact caches by the count each op's rows follow --------------------------------------
-    def _static(self, num_tokens: int, num_seqs: int) -> tuple[float, float, float, float]:
-        """(seconds, FLOPs, HBM bytes) of the static ops on the busiest GPU, and the attention-dp fraction."""
+    def _seq_part(self, num_seqs: int) -> tuple:
+        """(seconds, FLOPs, bytes, dp fraction, overhead without prefill, overhead with) for num_seqs."""
+        load = Load.of(1, num_seqs, self.ops.split)
+        t, f, b = _price_ops(self._seq_ops, load, self.gpu)
+        decode_only = BatchShape(num_decode=num_seqs)
+        mixed = BatchShape(num_prefill_tokens=1, num_prefill_seqs=1, num_decode=num_seqs - 1)
+        part = (t, f, b, load.dp_fraction, self._overhead(decode_only), self._overhead(mixed))
+        self._by_seqs[num_seqs] = part
+        return part
+
+    def _static(self, num_tokens: int, num_seqs: int) -> tuple[float, float, float, tuple]:
+        """(seconds, FLOPs, HBM bytes) of the static ops on the busiest GPU, and the sequence part."""
         tok = self._by_tokens.get(num_tokens)
         if tok is None:
             tok = self._by_tokens[num_tokens] = _price_ops(
                 self._token_ops, Load.of(num_tokens, max(num_seqs, 1), self.ops.split), self.gpu
             )
-        seq = self._by_seqs.get(num_seqs)
-        if seq is None:
-            load = Load.of(max(num_tokens, 1), num_seqs, self.ops.split)
-            seq = self._by_seqs[num_seqs] = (*_price_ops(self._seq_ops, load, self.gpu), load.dp_fraction)
+        seq = self._by_seqs.get(num_seqs) or self._seq_part(num_seqs)
         t, f, b = tok[0] + seq[0], tok[1] + seq[1], tok[2] + seq[2]
         if self._both_ops:
             key = (num_tokens, num_seqs)
@@ -186,7 +192,7 @@ class StageCostModel:
                 load = Load.of(num_tokens, num_seqs, self.ops.split)
                 both = self._by_both[key] = _price_ops(self._both_ops, load, self.gpu)
             t, f, b = t + both[0], f + both[1], b + both[2]
-        return t, f, b, seq[3]
+        return t, f, b, seq
 
     def _overhead(self, shape: BatchShape) -> float:
         eff = self.gpu.efficiency
@@ -195,73 +201,65 @@ class StageCostModel:
             if (self.cuda_graphs and not shape.num_prefill_tokens)
             else eff.layer_overhead_eager_s
         )
-        return self.ops.num_layers * per_layer + (eff.iteration_overhead_s if self.first else 0.0)
+        engine = host.iteration_seconds(self.engine_kind, shape.num_seqs) if self.first else 0.0
+        return self.ops.num_layers * per_layer + engine
+
+    def _decode_attention(self, num_decode: int, frac: float) -> _DecodeAttention | None:
+        k = self._by_decode.get(num_decode)
+        if k is None:
+            k = self._by_decode[num_decode] = (
+                _DecodeAttention.of(self.ops, self.gpu, max(1.0, num_decode * frac))
+                if self._fused_decode
+                else None,
+            )
+        return k[0]
 
     # ---- the fused price -------------------------------------------------------------------------------------
     def price(self, shape: BatchShape) -> tuple[float, float, float]:
         """(seconds, joules, useful FLOPs) of one iteration over `shape`: iteration_time, energy and flops
         in one pass."""
-        num_tokens = shape.num_prefill_tokens + shape.num_decode
+        num_decode = shape.num_decode
+        num_tokens = shape.num_prefill_tokens + num_decode
         if num_tokens == 0:
             return 0.0, 0.0, 0.0
-        num_seqs = shape.num_prefill_seqs + shape.num_decode
-        t, f, b, frac = self._static(num_tokens, num_seqs)
-        lines = self._lines
-        if lines is None:
-            for c in price_attention(self.ops.prefill, self.ops.decode, shape, frac, self.gpu):
+        t, f, b, seq = self._static(num_tokens, shape.num_prefill_seqs + num_decode)
+        frac = seq[3]
+        if shape.num_prefill_tokens:
+            for c in price_attention(self.ops.prefill, None, shape, frac, self.gpu):
                 t += c.time_s
                 f += c.flops
                 b += c.bytes
+            t += seq[5]
         else:
-            if shape.num_prefill_tokens:
-                pairs = shape.prefill_attention_pairs * frac
-                pb = (
-                    lines.prefill_bytes_new * shape.num_prefill_tokens
-                    + lines.prefill_bytes_ctx * shape.prefill_context_tokens
-                ) * frac
-                tc = lines.prefill_compute_s * pairs
-                tm = lines.prefill_memory_s_per_byte * pb + lines.prefill_memory_fixed_s
-                t += tc if tc >= tm else tm
-                f += lines.prefill_flops * pairs
-                b += pb
-            if shape.num_decode:
+            t += seq[4]
+        if num_decode:
+            line = self._decode_attention(num_decode, frac)
+            if line is None:
+                for c in price_attention(None, self.ops.decode, shape, frac, self.gpu):
+                    t += c.time_s
+                    f += c.flops
+                    b += c.bytes
+            else:
                 ctx = shape.decode_context_tokens * frac
-                if ctx > 0:
-                    tc = lines.decode_compute_s * ctx
-                    tm = lines.decode_memory_s * ctx + lines.decode_memory_fixed_s
-                    t += tc if tc >= tm else tm
-                    f += lines.decode_flops * ctx
-                    b += lines.decode_bytes * ctx
-        t += self._eager_overhead_s if shape.num_prefill_tokens else self._graph_overhead_s
+                t += line.seconds(ctx)
+                f += line.flops * ctx
+                b += line.nbytes * ctx + line.nbytes0
         return t, self._energy(t, f, b), self.flops(shape)
 
     def price_decode(self, num_decode: int, context_tokens: int) -> tuple[float, float, float]:
         """`price` of a decode-only iteration: num_decode sequences reading context_tokens cached tokens."""
-        k = self._by_decode.get(num_decode)
-        if k is None:
-            k = self._decode_coefficients(num_decode)
-        if k[0] is None:
+        t, f, b, seq = self._static(num_decode, num_decode)
+        frac = seq[3]
+        line = self._decode_attention(num_decode, frac)
+        if line is None:
             return self.price(BatchShape(num_decode=num_decode, decode_context_tokens=context_tokens))
-        lines, base_s, frac, f0, b0, flops0 = k
         ctx = context_tokens * frac
-        t, f, b = base_s, f0, b0
-        if ctx > 0:
-            tc = lines.decode_compute_s * ctx
-            tm = lines.decode_memory_s * ctx + lines.decode_memory_fixed_s
-            t += tc if tc >= tm else tm
-            f += lines.decode_flops * ctx
-            b += lines.decode_bytes * ctx
-        return t, self._energy(t, f, b), flops0 + self.attn_flops_per_pair * context_tokens
-
-    def _decode_coefficients(self, n: int) -> tuple:
-        if self._lines is None or n <= 0:
-            k = (None,)
-        else:
-            t, f, b, frac = self._static(n, n)
-            lm = self.lm_flops_per_seq * n if self.last else 0.0
-            k = (self._lines, t + self._graph_overhead_s, frac, f, b, self.useful_flops_per_token * n + lm)
-        self._by_decode[n] = k
-        return k
+        t += seq[4] + line.seconds(ctx)
+        f += line.flops * ctx
+        b += line.nbytes * ctx + line.nbytes0
+        lm = self.lm_flops_per_seq * num_decode if self.last else 0.0
+        flops = self.useful_flops_per_token * num_decode + self.attn_flops_per_pair * context_tokens + lm
+        return t, self._energy(t, f, b), flops
 
     def _energy(self, time_s: float, flops: float, nbytes: float) -> float:
         """`num_gpus x energy.gpu_energy(...)` with the coefficients computed once."""
@@ -290,8 +288,8 @@ class StageCostModel:
         """(FLOPs, HBM bytes) of the busiest GPU in this iteration."""
         if shape.num_tokens == 0:
             return 0.0, 0.0
-        _, f, b, frac = self._static(shape.num_tokens, shape.num_seqs)
-        for c in price_attention(self.ops.prefill, self.ops.decode, shape, frac, self.gpu):
+        _, f, b, seq = self._static(shape.num_tokens, shape.num_seqs)
+        for c in price_attention(self.ops.prefill, self.ops.decode, shape, seq[3], self.gpu):
             f += c.flops
             b += c.bytes
         return f, b
@@ -332,10 +330,13 @@ class ReplicaCostModel:
             return 0.0
         t = self._send.get(num_tokens)
         if t is None:
-            t = self._send[num_tokens] = comm.send_seconds(
-                self.link, self.link_eff.efficiency, num_tokens * self.hidden_bytes_per_token
-            )
+            t = self._send[num_tokens] = self._send_seconds(num_tokens)
         return t
+
+    def _send_seconds(self, num_tokens: int) -> float:
+        return comm.send_seconds(
+            self.link, self.link_eff.efficiency, num_tokens * self.hidden_bytes_per_token
+        )
 
     def kv_transfer_time(self, num_tokens: int, to: ReplicaCostModel) -> float:
         """KV of num_tokens over the replicas' link, every GPU of the smaller side sending its shard in parallel."""
@@ -392,6 +393,7 @@ def build_stage_cost(
         intra=intra,
         inter=inter,
         domain_gpus=group.domain_gpus,
+        block_size=engine.block_size,
     )
     mem = stage_memory(model, stage, gpu, dtypes, engine, first=first, last=last)
     attn = model.attention_flops_per_token(1) / model.num_layers * stage.num_layers
@@ -407,6 +409,7 @@ def build_stage_cost(
         useful_flops_per_token=2.0 * _active_params(model, stage),
         attn_flops_per_pair=attn,
         lm_flops_per_seq=2.0 * model.vocab_size * model.hidden_size,
+        engine_kind=engine.kind,
     )
 
 
@@ -422,6 +425,12 @@ def build_replica_cost(
     """Price one replica of `group`: its stages, memory plan, cost and transfer times."""
     if isinstance(calibration, (str, Path)):
         calibration = load_calibration(calibration)
+    if calibration is not None and calibration.gpu not in gpus:
+        raise InputError(
+            f"the calibration is for {calibration.gpu!r}, which the cluster does not have "
+            f"(its GPUs: {', '.join(sorted(gpus))}); fit one for these GPUs with `apex calibrate --gpu`",
+            field="calibration.gpu",
+        )
     default = next(iter(gpus)) if len(gpus) == 1 else None
     stages = []
     n = len(group.stages)

@@ -143,7 +143,7 @@ class ServingSystem:
             loop.num_events += 1
 
     def _prefill_done(self, replica: Replica, done: list[int], now_s: float) -> None:
-        output = self.table.output_tokens
+        output = self.table.output
         finished = [req for req in done if output[req] <= 1]
         self._finish(finished, now_s)
         for req in done:
@@ -168,7 +168,7 @@ class ServingSystem:
         table = self.table
         table.status[req] = RequestStatus.TRANSFERRING
         decode = self.decode[self.decode_router.choose(self.outstanding, self._decode_index)]
-        table.stop[req] = table.prompt[req] + int(table.output_tokens[req])
+        table.stop[req] = table.prompt[req] + table.output[req]
         self.outstanding[decode.index] += 1  # counted from the handoff so routing sees transfers in flight
         arrive_s = now_s + prefill.cost.kv_transfer_time(table.computed[req], decode.cost)
         self.loop.schedule(arrive_s, PRIORITY_KV_ARRIVAL, self._on_kv_arrival, (decode, req))

@@ -56,6 +56,7 @@ class RequestTable:
         self.output_tokens = np.asarray(output_tokens, dtype=np.int64)
         n = self.num_requests = len(self.arrival_s)
         self.prompt: list[int] = self.input_tokens.tolist()
+        self.output: list[int] = self.output_tokens.tolist()
         # The request leaves its current replica once num_tokens reaches stop (a prefill replica stops after
         # the first token).
         self.stop: list[int] = (self.input_tokens + self.output_tokens).tolist()

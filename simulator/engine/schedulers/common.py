@@ -36,6 +36,7 @@ class SchedulerConfig:
     max_num_batched_tokens: int
     enable_chunked_prefill: bool
     block_size: int
+    max_model_len: int | None = None  # prompt + output longer than this is refused (the model's context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +76,11 @@ class Scheduler:
 
     def can_ever_fit(self, req: int) -> bool:
         """False when the request could never run here (it would wait forever): too big for the KV cache, or
-        a prompt over the token budget on an engine that cannot split prompts."""
+        a prompt over the token budget on an engine that cannot split prompts, or longer than the model's context."""
         table = self.table
+        limit = self.config.max_model_len
+        if limit is not None and table.prompt[req] + table.output[req] > limit:
+            return False
         if self.kv.blocks_for(table.stop[req]) > self.kv.num_blocks:
             return False
         if not self.config.enable_chunked_prefill:

@@ -87,14 +87,24 @@ def test_price_decode_equals_price_of_decode_shape(case, n, context):
     assert stage.price_decode(n, context) == pytest.approx(_by_operator(stage, shape), rel=1e-9)
 
 
-def test_fused_price_without_attention_lines_prices_op_by_op():
-    """When the attention lines are unavailable the fused path falls back to the operators, same value."""
+def test_fused_price_without_decode_form_prices_op_by_op():
+    """When decode attention is not of the fused form the price falls back to the operators, same value."""
     stage = _stage(CASES[0])
     slow = dataclasses.replace(stage)
-    slow._lines = None
+    slow._fused_decode = False
     shape = BatchShape.from_requests([700], [300], [1200] * 40)
     assert slow.price(shape) == pytest.approx(stage.price(shape), rel=1e-9)
     assert slow.price_decode(40, 48_000) == pytest.approx(stage.price_decode(40, 48_000), rel=1e-9)
+    assert slow._by_decode[40] == (None,)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_decode_attention_takes_the_fused_form_on_shipped_models(case):
+    """The fast decode path is in use (not its op-by-op fallback) for every case above."""
+    stage = _stage(case)
+    for n in (1, 7, 64, 256):
+        stage.price_decode(n, 1000 * n)
+        assert stage._by_decode[n][0] is not None
 
 
 def test_static_cache_keys_are_exact_counts():

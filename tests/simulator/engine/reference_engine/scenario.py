@@ -19,4 +19,5 @@ def simulate_reference(scenario):
         plan_label=scenario.plan.label(),
         peak_flops=_plan_peak_flops(scenario),
         unused_idle_watts=_unused_idle_watts(scenario),
+        max_model_len=scenario.model.max_context,
     )
