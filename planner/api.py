@@ -31,6 +31,10 @@ class StageMemoryRow:
     capacity_gib: float
     kv_cache_tokens: int
     fits: bool
+    needed_gib: float = 0.0  # weights + activation workspace + runtime reserve, before any KV cache
+    usable_gib: float = (
+        0.0  # what the engine's memory rule lets them use (gpu_memory_fraction; all for trtllm)
+    )
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,11 @@ def load(scenario: ScenarioLike, *, plan: str | dict | None = None) -> Scenario:
 def check(scenario: ScenarioLike, *, plan: str | dict | None = None) -> CheckReport:
     """Validate a scenario; with a plan, report for each stage whether its weights fit on its GPUs."""
     sc = load(scenario, plan=plan)
+    from simulator.admission import ReplicaLimit, enforce, length_field, screen
+    from simulator.scenario import engine_setting
     from simulator.workload import generate
 
-    generate(sc.spec.workload, file=sc.file)  # a bad trace or preset is a user error found here, not later
+    requests = generate(sc.spec.workload, file=sc.file)  # a bad trace or preset is found here, not later
     rows: list[StageMemoryRow] = []
     if sc.plan is not None:
         from simulator.costmodel import stage_memory
@@ -79,8 +85,30 @@ def check(scenario: ScenarioLike, *, plan: str | dict | None = None) -> CheckRep
                         capacity_gib=gpu.memory_gib,
                         kv_cache_tokens=mem.kv_capacity_tokens,
                         fits=mem.fits,
+                        needed_gib=(mem.weights_bytes + mem.activation_bytes + mem.reserve_bytes) / 2**30,
+                        usable_gib=gpu.memory_gib
+                        * (
+                            1.0
+                            if sc.spec.engine.kind == "trtllm"
+                            else engine_setting(sc.spec.engine, "gpu_memory_fraction")
+                        ),
                     )
                 )
+    limits = None
+    if rows and all(r.fits for r in rows):  # a plan that does not fit is reported by its rows
+        limits = [
+            ReplicaLimit(g.role, min(r.kv_cache_tokens for r in rows if r.replica_group == gi))
+            for gi, g in enumerate(sc.plan.replicas)
+        ]
+    admission = screen(
+        requests.input_tokens,
+        requests.output_tokens,
+        sc.model,
+        sc.spec.engine,
+        limits,
+        workload_field=length_field(sc.spec.workload),
+    )
+    enforce(admission, file=sc.file, plan_label=sc.plan.label() if sc.plan else None)
     return CheckReport(scenario=sc, rows=rows)
 
 
@@ -106,18 +134,31 @@ def simulate(scenario: ScenarioLike, *, plan: str | dict | None = None, progress
 
 
 def calibrate(measurements: str | Path, *, gpu: str = "h100-sxm"):
-    """Fit the cost model's global efficiency coefficients of `gpu` to measured points (a CalibrationResult)."""
+    """Fit the cost model's global coefficients of `gpu` to measured points.
+
+    A kernel-times file (points with `op`, format of data/reference/kernels.yaml) gives a `KernelFit` with the
+    error on every other GPU of the file (leave-one-GPU-out); a step/serving file (format of
+    data/reference/calibration.yaml) gives a `CalibrationResult`."""
+    from simulator import catalog
     from simulator.costmodel import calibrate as fit
+    from simulator.costmodel.kernel_fit import fit_kernels
     from simulator.yamlio import read_yaml
 
     data = read_yaml(measurements)
-    if not isinstance(data, dict) or not isinstance(data.get("points"), list):
+    if not isinstance(data, dict) or not isinstance(data.get("points"), list) or not data["points"]:
         raise InputError(
-            "expected a mapping with a 'points' list (see data/reference/calibration.yaml)",
+            "expected a mapping with a non-empty 'points' list (see data/reference/calibration.yaml or "
+            "data/reference/kernels.yaml)",
             file=str(measurements),
             field="points",
         )
-    return fit(measurements, gpu=gpu)
+    catalog.get_gpu(gpu, field="--gpu")
+    if all(isinstance(p, dict) and "op" in p for p in data["points"]):
+        return fit_kernels(measurements, gpu)
+    try:
+        return fit(measurements, gpu=gpu)
+    except InputError as exc:
+        raise exc.within(file=str(measurements)) from None
 
 
 def estimate(scenario: ScenarioLike, *, plan: str | dict | None = None, batch_sizes=(1, 8, 32, 128)):

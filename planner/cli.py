@@ -1,13 +1,17 @@
 """The `apex` command line: parse → planner.api → render → exit code.
 
 Exit codes: 0 success, 1 no plan meets the goals, 2 bad input (the message names the file, the field,
-the bad value and what was expected; no traceback).
+the bad value and what was expected; no traceback), 130 interrupted (Ctrl-C / SIGINT), 143 terminated (SIGTERM).
+Input that runs but not entirely as written (e.g. requests that can never be served) prints one `warning:` line
+on stderr per problem. Output paths are checked before any work starts (`planner.outputs`).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +20,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from planner import api, render
-from planner.errors import InputError, NoPlanError
+from planner.emit_command import emit_command
+from planner.errors import InputError, NoPlanError, Terminated
+from planner.ingest_command import ingest_command
+from planner.outputs import check_new_file
 from planner.plan_command import plan_command
 from planner.progress import DelayedProgress
 from planner.study_command import report_command, study_command
+from simulator.errors import InputWarning
 
 app = typer.Typer(
     add_completion=False,
@@ -66,10 +74,31 @@ def check(
     scenarios: Annotated[list[str], typer.Argument(help="scenario YAML files")],
     plan: Annotated[str | None, typer.Option(help="plan override, e.g. 'tp=4,pp=2'")] = None,
 ):
-    """Validate scenario files and report, per GPU of the plan, whether the weights fit."""
+    """Validate scenario files and report, per GPU of the plan, whether the weights fit (exit 2 if not)."""
     for path in scenarios:
         report = api.check(path, plan=plan)
         render.console.print(render.check_table(report))
+        misfit = next((r for r in report.rows if not r.fits), None)
+        if misfit is not None:
+            raise _does_not_fit(report, misfit, plan_flag=plan is not None)
+
+
+def _does_not_fit(report, row, *, plan_flag: bool) -> InputError:
+    """The error of `apex check` for a stage whose weights leave no room for the KV cache."""
+    engine = report.scenario.spec.engine
+    if engine.kind == "trtllm":
+        rule = f"all {row.capacity_gib:.0f} GiB (trtllm's memory fraction applies to what is left for the KV cache)"
+    else:
+        fraction = row.usable_gib / row.capacity_gib
+        rule = f"gpu_memory_fraction {fraction:g} of {row.capacity_gib:.0f} GiB under {engine.kind}"
+    return InputError(
+        f"the weights do not fit: stage {row.stage} of replica group {row.replica_group} (layers "
+        f"[{row.layers[0]}, {row.layers[1]}), {row.parallelism}) needs {row.needed_gib:.1f} GiB per GPU for weights "
+        f"({row.weights_gib:.1f} GiB), workspace and runtime reserve before any KV cache, but a {row.gpu} offers "
+        f"{row.usable_gib:.1f} GiB ({rule}); use more GPUs per stage (tp, pp), a larger GPU or smaller dtypes",
+        file=report.scenario.file,
+        field=f"{'--plan' if plan_flag else 'plan'}.replicas[{row.replica_group}].stages[{row.stage}]",
+    )
 
 
 @app.command()
@@ -84,11 +113,8 @@ def simulate(
     """Replay each scenario's workload on its plan and report latency, throughput, energy and cost."""
     if requests_out and len(scenarios) > 1:
         raise InputError("--requests-out takes one scenario at a time", field="--requests-out")
-    if requests_out and Path(requests_out).exists():
-        raise InputError(
-            f"{requests_out} exists; choose another path or delete it first (nothing is overwritten)",
-            field="--requests-out",
-        )
+    if requests_out:  # before the simulation, so that a bad path does not cost a run
+        check_new_file(requests_out, "--requests-out", suffixes=(".csv", ".parquet"))
     names, results = [], []
     for path in scenarios:
         with DelayedProgress(f"simulating {path}", enabled=not as_json or sys.stderr.isatty()) as progress:
@@ -97,7 +123,7 @@ def simulate(
             result.write_requests(requests_out)
         data = result.to_json()
         if as_json:
-            print(json.dumps(data), flush=True)
+            print(render.json_line(data), flush=True)
         names.append(path)
         results.append(data)
     if not as_json:
@@ -128,36 +154,112 @@ def calibrate(
         str | None, typer.Option(help="write the calibration file that scenarios can name")
     ] = None,
 ):
-    """Fit the cost model's efficiency coefficients of one GPU to measured kernel and step times."""
-    if out and Path(out).exists():
-        raise InputError(
-            f"{out} exists; choose another path or delete it first (nothing is overwritten)", field="--out"
-        )
-    result = api.calibrate(measurements, gpu=gpu)
-    render.console.print(render.calibration_params_table(result))
-    table = render.calibration_table(result)
-    if report:
-        render.console.print(table)
-    else:
-        render.console.print(table.caption)
+    """Fit the cost model's coefficients of one GPU to measured kernel or step times; report held-out errors."""
     if out:
-        from simulator.costmodel import write_calibration
+        target = Path(out)
+        if target.exists():
+            raise InputError(
+                f"{out} exists; choose another path or delete it first (nothing is overwritten)",
+                field="--out",
+            )
+        if not target.parent.is_dir():
+            raise InputError(f"the folder {target.parent} does not exist; create it first", field="--out")
+    result = api.calibrate(measurements, gpu=gpu)
+    from simulator.costmodel import write_calibration
+    from simulator.costmodel.kernel_fit import KernelFit
 
+    if isinstance(result, KernelFit):
+        render.console.print(render.calibration_params_table(result))
+        render.console.print(_kernel_fit_table(result))
+    else:
+        render.console.print(render.calibration_params_table(result))
+        table = render.calibration_table(result)
+        render.console.print(table if report else table.caption)
+    if out:
         write_calibration(result, out)
         render.console.print(f"wrote {out}")
+
+
+def _kernel_fit_table(fit):
+    """Median absolute error per op kind on the fitted GPU and on each GPU left out of the fit."""
+    from rich.table import Table
+
+    table = Table(title=f"Kernel fit on {fit.gpu}: median absolute error per op kind", title_justify="left")
+    kinds = sorted({k for e in fit.errors.values() for k in e})
+    table.add_column("GPU")
+    table.add_column("role")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    for gpu, errors in fit.errors.items():
+        role = "fitted" if gpu == fit.gpu else "held out"
+        cells = [f"{errors[k]:.1%} ({fit.counts[gpu][k]})" if k in errors else "-" for k in kinds]
+        table.add_row(gpu, role, *cells)
+    table.caption = fit.method
+    return table
 
 
 app.command("plan")(plan_command)
 app.command("study")(study_command)
 app.command("report")(report_command)
+app.command("emit")(emit_command)
+app.command("ingest")(ingest_command)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Input warnings as one `warning:` line (no source location); others as Python prints them."""
+    if issubclass(category, InputWarning):
+        err.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated("terminated (SIGTERM)")
+
+
+@contextlib.contextmanager
+def _cli_boundary():
+    """While a command runs: SIGTERM raises Terminated (so `finally` blocks run and workers are stopped) and
+    input warnings print as `warning:` lines. Restored afterwards (main() is also called in-process by tests)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", InputWarning)
+        warnings.showwarning = _show_warning
+        try:
+            yield
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of `kind` in the chain that led to `exc` (its causes and contexts)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     try:
-        # standalone mode: typer reports usage errors itself (exit 2) and raises SystemExit with the code
-        app(args=argv, prog_name="apex")
+        with _cli_boundary():
+            # standalone mode: typer reports usage errors itself (exit 2) and raises SystemExit with the code
+            app(args=argv, prog_name="apex")
     except SystemExit as exc:
+        interrupt = _cause(exc, KeyboardInterrupt)
+        if interrupt is not None:  # typer turns Ctrl-C into exit 130 without a word
+            err.print(escape(str(interrupt) or "interrupted (Ctrl-C)"), highlight=False, soft_wrap=True)
+            return 130
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except InputError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -167,9 +269,12 @@ def main(argv: list[str] | None = None) -> int:
             f"[bold red]no plan meets the goals:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
         )
         return 1
-    except KeyboardInterrupt:
-        err.print("interrupted")
+    except KeyboardInterrupt as exc:
+        err.print(escape(str(exc) or "interrupted (Ctrl-C)"), highlight=False, soft_wrap=True)
         return 130
+    except Terminated as exc:
+        err.print(escape(str(exc) or "terminated (SIGTERM)"), highlight=False, soft_wrap=True)
+        return 143
     return 0
 
 

@@ -7,4 +7,9 @@ class NoPlanError(Exception):
     """No plan meets the goals (exit code 1); the message says which goal and by how much."""
 
 
-__all__ = ["InputError", "NoPlanError"]
+class Terminated(BaseException):
+    """SIGTERM arrived (the CLI raises it from its signal handler; exit code 143). Like KeyboardInterrupt it is
+    not an Exception, so `except Exception` clauses let it through and `finally` blocks still run."""
+
+
+__all__ = ["InputError", "NoPlanError", "Terminated"]

@@ -1,5 +1,6 @@
 """`apex estimate`: one prefill of the mean input and decode steps at a few batch sizes, priced operator by
-operator on every stage of the scenario's plan, with per-GPU memory, MFU and MBU."""
+operator on every stage of the scenario's plan, with per-GPU memory, MFU, MBU and the fixed-cost share (launch
+floors, collective latency, engine host time: what does not shrink with a smaller batch)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,20 @@ from simulator.workload import generate
 
 @dataclass(frozen=True)
 class PhaseEstimate:
-    """One iteration of one stage: its label, per-operator costs, total time, MFU and MBU."""
+    """One iteration of one stage: its label, per-operator costs, total time, MFU, MBU and the fixed part."""
 
     label: str
     ops: list  # list[OpCost]
     time_s: float
     mfu: float
     mbu: float
+    fixed_s: float = (
+        0.0  # launch floors, collective latency, host step: the time that does not shrink with work
+    )
+
+    @property
+    def fixed_share(self) -> float:
+        return self.fixed_s / self.time_s if self.time_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ def _phase(stage_cost, label: str, shape: BatchShape) -> PhaseEstimate:
             stage_cost.gpu, stage_cost.flops(shape), time_s, stage_cost.num_gpus, stage_cost.compute_dtype
         ),
         mbu=mbu(stage_cost.gpu, busiest_bytes, time_s, 1),
+        fixed_s=sum(op.fixed_s if op.bound != "overhead" or op.fixed_s else op.time_s for op in ops),
     )
 
 

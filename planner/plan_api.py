@@ -18,6 +18,7 @@ from planner.baselines import exhaustive as run_exhaustive
 from planner.errors import NoPlanError
 from planner.placement_step import place_best
 from planner.search import PlanSearchResult, SearchOptions, run_search
+from simulator.admission import refuse_impossible_workload
 from simulator.errors import InputError, pydantic_error_to_input_error
 from simulator.scenario import Goals, Scenario, load_scenario
 
@@ -112,13 +113,14 @@ def plan(
     """
     if top_k < 1:
         raise InputError(f"top_k must be at least 1, got {top_k}", field="--top-k")
-    if time_limit_s <= 0:
+    if not time_limit_s > 0 or time_limit_s == float("inf"):  # NaN and infinity too
         raise InputError(f"the time limit must be positive seconds, got {time_limit_s}", field="--time-limit")
     if workers is not None and workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}", field="--workers")
     if not 0 <= epsilon < 1:
         raise InputError(f"epsilon must be in [0, 1), got {epsilon}", field="epsilon")
     sc = load_scenario(scenario)
+    refuse_impossible_workload(sc)  # exit 2 now, not exit 1 after simulating every candidate for nothing
     sc = with_goals(sc, objective=objective, slo=slo, budget=budget)
     options = SearchOptions(
         top_k=top_k,

@@ -7,7 +7,6 @@ raise InputError naming the flag (exit 2); no plan meeting the goals raises NoPl
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -18,9 +17,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from planner import objective as obj
+from planner.emit.emitter import ENGINES, emit_plan, preflight
+from planner.emit_command import print_emit_summary
 from planner.errors import InputError
+from planner.outputs import check_report_dir
 from planner.progress import DelayedProgress
-from planner.render import console
+from planner.render import console, json_line
 from simulator.scenario import Objective
 
 OBJECTIVES = get_args(Objective)
@@ -42,14 +44,19 @@ def plan_command(
     workers: Annotated[
         int | None, typer.Option(help="simulations run in parallel (default min(2, CPUs))")
     ] = None,
+    emit: Annotated[
+        str | None,
+        typer.Option(help="write launch files and benchmark scripts of the best plan here (see `apex emit`)"),
+    ] = None,
 ):
     """Search for the parallel plan that best meets the scenario's goals; show it, the runners-up and baselines."""
     from planner.plan_api import plan
 
-    if objective is not None and objective not in OBJECTIVES:
-        raise InputError(
-            f"unknown objective {objective!r}; expected one of: {', '.join(OBJECTIVES)}", field="--objective"
-        )
+    check_flags(objective=objective, top_k=top_k, time_limit=time_limit, workers=workers)
+    if report:
+        check_report_dir(report)  # before the search: a report that cannot be written stops nothing late
+    if emit:
+        preflight(scenario, emit, flag="--emit")  # before the search: refuse a directory holding user files
     if verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
         logging.getLogger("apex.plan").setLevel(logging.INFO)
@@ -71,19 +78,44 @@ def plan_command(
         written = write_report(result, report)
         if not as_json:
             console.print(f"report: {', '.join(str(p) for p in written)}")
+    emitted = None
+    if emit:
+        emitted = emit_plan(
+            result.scenario, result.best.plan, result.placement, engines=ENGINES, out_dir=emit, flag="--emit"
+        )
     if as_json:
-        print(json.dumps(result.to_json(), default=_json_default), flush=True)
+        print(json_line(result.to_json()), flush=True)
         return
     for table in plan_tables(result):
         console.print(table)
     if result.placement is not None:
-        console.print(f"placement of the best plan (CP-SAT): {result.placement.summary()}", highlight=False)
+        console.print(f"placement of the best plan: {result.placement.summary()}", highlight=False)
     for note in result.placement_notes:
         console.print(f"note: {escape(note)}", highlight=False)
+    if emitted is not None:
+        print_emit_summary(emitted)
 
 
-def _json_default(x):
-    return None if isinstance(x, float) and not math.isfinite(x) else str(x)
+MAX_TIME_LIMIT_S = 7 * 24 * 3600.0
+MAX_WORKERS = 1024
+MAX_TOP_K = 100
+
+
+def check_flags(*, objective: str | None, top_k: int, time_limit: float, workers: int | None) -> None:
+    """Refuse option values outside their range (NaN and infinity included), naming the flag."""
+    if objective is not None and objective not in OBJECTIVES:
+        raise InputError(
+            f"unknown objective {objective!r}; expected one of: {', '.join(OBJECTIVES)}", field="--objective"
+        )
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise InputError(f"expected 1 to {MAX_TOP_K} candidates per round, got {top_k}", field="--top-k")
+    if not (math.isfinite(time_limit) and 0 < time_limit <= MAX_TIME_LIMIT_S):
+        raise InputError(
+            f"expected seconds in (0, {MAX_TIME_LIMIT_S:.0f}] (at most a week), got {time_limit}",
+            field="--time-limit",
+        )
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise InputError(f"expected 1 to {MAX_WORKERS} worker processes, got {workers}", field="--workers")
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

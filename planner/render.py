@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -25,6 +28,22 @@ def _num(value, digits: int = 3) -> str:
     if abs(value) >= 100:
         return f"{value:,.0f}" if abs(value) < 1e15 else f"{value:.3e}"
     return f"{value:.{digits}g}"
+
+
+def finite_or_none(data):
+    """`data` with every NaN or infinite float replaced by None (JSON null), recursively."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_or_none(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_none(v) for v in data]
+    return data
+
+
+def json_line(data) -> str:
+    """One line of strict JSON: a metric without a value (no completed request) is null, never NaN."""
+    return json.dumps(finite_or_none(data), allow_nan=False, default=str)
 
 
 def params_label(n: float) -> str:
@@ -146,7 +165,8 @@ def check_table(report) -> Table:
     m = sc.model
     title = (
         f"{sc.name}: {m.name} ({params_label(m.num_params)} params) on {sc.cluster.num_gpus} GPUs "
-        f"[{', '.join(f'{n}×{g}' for g, n in sc.cluster.gpus_by_type().items())}] — scenario is valid"
+        f"[{', '.join(f'{n}×{g}' for g, n in sc.cluster.gpus_by_type().items())}] — "
+        + ("scenario is valid" if report.fits else "the plan does NOT fit")
     )
     table = Table(title=title, title_justify="left")
     if sc.plan is None:
@@ -187,6 +207,7 @@ def check_table(report) -> Table:
 _SUMMARY_ROWS = [
     ("plan", lambda r: escape(r["plan"] if isinstance(r["plan"], str) else str(r["plan"]))),
     ("requests completed", lambda r: f"{r['requests']['completed']:,}"),
+    ("requests rejected (can never run)", lambda r: f"{r['requests']['rejected']:,}"),
     ("preemptions", lambda r: f"{r['requests']['preempted']:,}"),
     ("makespan (s)", lambda r: f"{r['makespan_s']:.1f}"),
     ("throughput (output tok/s)", lambda r: f"{r['throughput']['output_tokens_per_s']:,.0f}"),
@@ -221,6 +242,7 @@ def simulation_table(names: list[str], results: list[dict]) -> Table:
     table.add_column("metric")
     for name in names:
         table.add_column(name, justify="right")
+    results = [finite_or_none(r) for r in results]  # a metric without a value shows as "-"
     for label, get in _SUMMARY_ROWS:
         cells = []
         for r in results:
@@ -250,13 +272,22 @@ def estimate_tables(report) -> list[Table]:
             cells = []
             for phase in st.phases:
                 op = next((o for o in phase.ops if o.name == name), None)
-                cells.append("-" if op is None else f"{op.time_s * 1e3:.3f} ({op.bound[0]})")
+                if op is None:
+                    cells.append("-")
+                else:
+                    fixed = op.time_s if op.bound == "overhead" and not op.fixed_s else op.fixed_s
+                    share = f", {fixed / op.time_s:.0%} fixed" if op.time_s > 0 and fixed > 0 else ""
+                    cells.append(f"{op.time_s * 1e3:.3f} ({op.bound[0]}{share})")
             table.add_row(name, *cells)
         table.add_section()
         table.add_row("[bold]total[/]", *[f"[bold]{p.time_s * 1e3:.2f}[/]" for p in st.phases])
         table.add_row("MFU", *[f"{p.mfu:.1%}" for p in st.phases])
         table.add_row("MBU (busiest GPU)", *[f"{p.mbu:.1%}" for p in st.phases])
-        table.caption = "bound: c = compute, m = memory, n = network, o = fixed overhead"
+        table.add_row("fixed-cost share", *[f"{p.fixed_share:.0%}" for p in st.phases])
+        table.caption = (
+            "bound: c = compute, m = memory, n = network, o = fixed overhead; 'fixed' = launch floors, collective "
+            "latency and engine host time, the part that does not shrink with a smaller batch"
+        )
         tables.append(table)
     return tables
 

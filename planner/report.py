@@ -6,7 +6,9 @@
 * `pareto.png` — the objective against p99 E2E latency, energy per token and $/h over every simulated plan,
   with the non-dominated ones joined;
 * `latency_cdf.png` — TTFT and TPOT CDFs of the best few plans, from their per-request records (the plans are
-  simulated again in-process, which is deterministic).
+  simulated again in-process, which is deterministic);
+* `apex-report.json` — what the report holds, so that a later `--report` into the same directory may replace it
+  (and only it: a directory holding anything else is refused).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from planner import objective as obj
+from planner.outputs import check_report_dir, earlier_report_files, mark_report
 
 CDF_PLANS = 3
 
@@ -44,9 +47,15 @@ CSV_COLUMNS = [
 
 
 def write_report(result, directory: str | Path) -> list[Path]:
-    """Write plan.yaml, candidates.csv and the plots into `directory` (created); returns the paths written."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write plan.yaml, candidates.csv and the plots into `directory`; returns the paths written.
+
+    `directory` is checked first (`planner.outputs.check_report_dir`: new, empty, or an earlier report, whose
+    files are replaced); `apex plan` checks it before the search, so nothing runs for a report it cannot write.
+    """
+    out = check_report_dir(directory)
+    out.mkdir(exist_ok=True)
+    for name in earlier_report_files(out) or ():
+        (out / name).unlink(missing_ok=True)
     written = [
         write_plan_yaml(result, out / "plan.yaml"),
         write_candidates_csv(result, out / "candidates.csv"),
@@ -55,6 +64,7 @@ def write_report(result, directory: str | Path) -> list[Path]:
     cdf = plot_latency_cdfs(result, out / "latency_cdf.png")
     if cdf is not None:
         written.append(cdf)
+    mark_report(out, written)
     return written
 
 
@@ -81,6 +91,11 @@ def _rows(result):
         yield f"baseline:{name}", c
 
 
+def _csv_value(value):
+    """A metric for the CSV: empty when it has no value (NaN, e.g. no completed request)."""
+    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+
+
 def write_candidates_csv(result, path: Path) -> Path:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -103,7 +118,7 @@ def write_candidates_csv(result, path: Path) -> Path:
                     c.objective if math.isfinite(c.objective) else "",
                     c.feasible,
                     c.num_gpus,
-                    *[_get(c.metrics, *p) for _, p in CSV_COLUMNS],
+                    *[_csv_value(_get(c.metrics, *p)) for _, p in CSV_COLUMNS],
                     "; ".join(v.describe() for v in c.violations) or (c.error or ""),
                 ]
             )

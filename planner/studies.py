@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import itertools
 import json
 import math
 import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from planner.errors import NoPlanError
 from simulator.errors import InputError, pydantic_error_to_input_error
 from simulator.scenario import Objective, load_scenario
-from simulator.yamlio import read_yaml
+from simulator.yamlio import read_text, read_yaml
 
 # The metrics every row carries, in this order (dotted paths into a simulation's JSON, docs/design.md §6).
 METRICS: tuple[str, ...] = (
@@ -72,15 +74,22 @@ STUDY_YAML = "study.yaml"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no coercion of "60" or true to numbers; allow_inf_nan=False: .inf / .nan are refused
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+MAX_WORKERS = 1024
+MAX_POINTS = 100_000
 
 
 class PlanOptions(_Strict):
     """Options of `plan()` for each point of a `run: plan` study."""
 
     objective: Objective | None = Field(None, description="overrides the scenario's goals.objective")
-    top_k: int = Field(3, ge=1, description="candidates the solver proposes per round")
-    time_limit_s: float = Field(120.0, gt=0, description="seconds for each point's plan search")
+    top_k: int = Field(3, ge=1, le=100, description="candidates the solver proposes per round")
+    time_limit_s: float = Field(
+        120.0, gt=0, le=7 * 24 * 3600, description="seconds for each point's plan search (at most a week)"
+    )
     exhaustive: bool = Field(False, description="simulate every valid plan instead of searching")
 
 
@@ -189,7 +198,7 @@ def load_study(source: StudyLike) -> Study:
         try:
             spec = StudySpec.model_validate(data)
         except ValidationError as exc:
-            raise pydantic_error_to_input_error(exc, file=file) from None
+            raise pydantic_error_to_input_error(exc, file=file, model=StudySpec) from None
     both = set(spec.vary) & set(spec.zip)
     if both:
         raise InputError(
@@ -205,6 +214,15 @@ def load_study(source: StudyLike) -> Study:
         )
     if spec.plan_options is not None and spec.run != "plan":
         raise InputError("plan_options applies to run: plan only", file=file, field="plan_options")
+    size = math.prod(len(v) for v in spec.vary.values()) * (
+        len(next(iter(spec.zip.values()))) if spec.zip else 1
+    )
+    if size > MAX_POINTS:
+        raise InputError(
+            f"the grid has {size:,} points; allowed: at most {MAX_POINTS:,} (split the study)",
+            file=file,
+            field="vary",
+        )
     base = _load_base(spec.base, file)
     study = Study(spec=spec, file=file, base=base, points=[])
     points = _expand(study)
@@ -352,7 +370,7 @@ def run_point(run: str, scenario: dict, plan_options: dict | None) -> dict:
             return {
                 "status": "ok",
                 "plan": best.get("plan"),
-                "objective": best.get("objective"),
+                "objective": best.get("objective") if is_number(best.get("objective")) else None,
                 **_flatten(best.get("metrics") or {}),
             }
         from planner.api import simulate
@@ -368,10 +386,11 @@ def run_point(run: str, scenario: dict, plan_options: dict | None) -> dict:
 
 
 def _flatten(data: dict) -> dict:
+    """The METRICS of a result; a metric without a value (NaN: no completed request) is left out (None)."""
     out = {}
     for metric in METRICS:
         value = _get(data, metric)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if is_number(value):
             out[metric] = value
     return out
 
@@ -400,8 +419,8 @@ def run_study(
     (an interruption, for tests). Rows carry `Study.columns`; missing metrics are None.
     """
     study = load_study(study)
-    if workers < 1:
-        raise InputError(f"workers must be at least 1, got {workers}", field="--workers")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise InputError(f"expected 1 to {MAX_WORKERS} worker processes, got {workers}", field="--workers")
     if resume and out is None:
         raise InputError(
             "--resume needs --out DIR (the directory of the interrupted study)", field="--resume"
@@ -470,15 +489,35 @@ def _execute_processes(points, run, options, *, workers):
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(points)), initializer=_exit_with_parent, initargs=(os.getpid(),)
+        max_workers=min(workers, len(points)), initializer=_init_worker, initargs=(os.getpid(),)
     )
     try:
         futures = [pool.submit(_indexed, p.index, run, p.scenario, options) for p in points]
         for future in as_completed(futures):
             yield future.result()
-    finally:
-        # on an interruption, drop the points not started; those running finish in the background
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # Ctrl-C, SIGTERM, or the consumer stopped: stop the running points at once
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_workers(pool) -> None:
+    """Drop the points not started and kill the workers running the others (their rows are not kept)."""
+    # ProcessPoolExecutor has no public call that stops running work (Python 3.14 adds terminate_workers)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(timeout=5)
+
+
+def _init_worker(parent_pid: int) -> None:
+    """In a worker: Ctrl-C is the study process's to handle (it stops the workers), SIGTERM ends the worker
+    at once, and the worker exits by itself if the study's process is killed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _exit_with_parent(parent_pid)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -558,6 +597,11 @@ class _Journal:
         resolved = study.resolved()
         if out.exists() and not out.is_dir():
             raise InputError(f"{out} exists and is not a directory", field="--out")
+        if not out.exists() and not out.parent.is_dir():
+            raise InputError(
+                f"the directory {str(out.parent)!r} of {str(out)!r} does not exist; create it first",
+                field="--out",
+            )
         if out.is_dir() and any(out.iterdir()):
             if not resume:
                 raise InputError(
@@ -568,7 +612,7 @@ class _Journal:
             stored_path = out / STUDY_YAML
             if not stored_path.is_file():
                 raise InputError(f"{out} has no {STUDY_YAML}: it is not a study's output", field="--resume")
-            stored = yaml.safe_load(stored_path.read_text())
+            stored = _read_stored(stored_path)
             if _canonical(stored) != _canonical(resolved):
                 raise InputError(
                     f"{out} holds a different study ({_difference(stored, resolved)}); resume it with the "
@@ -636,6 +680,32 @@ class _Journal:
         return write_parquet(self.out)
 
 
+def count_finished(out: str | Path) -> int:
+    """How many complete rows out/results.csv holds (what a resume will not run again)."""
+    path = Path(out) / RESULTS_CSV
+    if not path.is_file():
+        return 0
+    with path.open(newline="", errors="replace") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        return sum(1 for cells in reader if len(cells) == len(header) and cells[:1] and cells[0].isdigit())
+
+
+def _read_stored(path: Path) -> dict:
+    """A study's stored study.yaml, checked to be one (a damaged file is an InputError naming it)."""
+    stored = read_yaml(path)
+    if not isinstance(stored, dict):
+        raise InputError(
+            f"expected the mapping `apex study` writes (name, base, vary, zip, run), got {type(stored).__name__}",
+            file=str(path),
+        )
+    try:
+        StudySpec.model_validate(stored)
+    except ValidationError as exc:
+        raise pydantic_error_to_input_error(exc, file=str(path), model=StudySpec) from None
+    return stored
+
+
 def read_rows(out: str | Path) -> tuple[dict, list[dict]]:
     """(the resolved study, its rows sorted by point) from a study's out directory."""
     out = Path(out)
@@ -644,14 +714,23 @@ def read_rows(out: str | Path) -> tuple[dict, list[dict]]:
         raise InputError(
             f"{out} is not a study's output directory (expected {STUDY_YAML} and {RESULTS_CSV})", field="DIR"
         )
-    stored = yaml.safe_load(stored_path.read_text())
+    stored = _read_stored(stored_path)
     rows = []
-    with csv_path.open(newline="") as f:
-        reader = csv.DictReader(f)
+    try:
+        reader = csv.DictReader(io.StringIO(read_text(csv_path), newline=""))
+        missing = [c for c in ("point", "status") if c not in (reader.fieldnames or ())]
+        if missing:
+            raise InputError(
+                f"the header lacks {', '.join(missing)}: not a results table written by `apex study`",
+                file=str(csv_path),
+                field=missing[0],
+            )
         for raw in reader:
             if None in raw or not (raw.get("point") or "").isdigit():
                 continue
             rows.append({c: parse_cell(c, v or "") for c, v in raw.items()})
+    except csv.Error as exc:
+        raise InputError(f"line {reader.line_num}: {exc}", file=str(csv_path)) from None
     # axis values come back as text: restore the values the study file gave them
     axes = {**stored.get("vary", {}), **stored.get("zip", {})}
     for row in rows:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from planner.errors import Terminated
 from planner.progress import DelayedProgress
 from planner.render import console
 
@@ -31,15 +32,26 @@ def study_command(
     ] = False,
 ):
     """Run a what-if study: every point of the grid is simulated (or planned); table, CSV/Parquet and plots."""
-    from planner.studies import load_study
+    from planner.studies import count_finished, load_study
     from planner.study_api import study as run
     from planner.study_report import summary_table, write_plots
 
     loaded = load_study(study)
     rows = []
-    with DelayedProgress(f"study {loaded.name}", enabled=sys.stderr.isatty()) as progress:
-        for row in run(loaded, workers=workers, ray=ray, out=out, resume=resume, progress=progress):
-            rows.append(row)
+    try:
+        with DelayedProgress(f"study {loaded.name}", enabled=sys.stderr.isatty()) as progress:
+            for row in run(loaded, workers=workers, ray=ray, out=out, resume=resume, progress=progress):
+                rows.append(row)
+    except (KeyboardInterrupt, Terminated) as exc:
+        # the workers are stopped and every finished row is in the journal: say how to go on, in one line
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+        kept = (
+            f"; {count_finished(out)} of {len(loaded.points)} points are in {out}/results.csv: run the same "
+            "command with --resume to finish"
+            if out
+            else f" after {len(rows)} of {len(loaded.points)} points (pass --out DIR to keep finished points)"
+        )
+        raise type(exc)(what + kept) from None
     rows.sort(key=lambda r: r["point"])
     stored = loaded.resolved()
     console.print(summary_table(stored, rows))

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from simulator.costmodel import comm
 from simulator.costmodel.interface import BatchShape
+from simulator.costmodel.kernels import gemm_kernel
 from simulator.costmodel.ops import AttentionDecode, AttentionPrefill, price_attention
-from simulator.costmodel.roofline import gemm_seconds
 from simulator.dtypes import bytes_per_element
 from simulator.hardware import GPU, Cluster, Fabric
 
@@ -30,10 +30,12 @@ def _gpu(gpu: str | GPU) -> GPU:
 
 
 def gemm_time(gpu: str | GPU, m: int, n: int, k: int, dtype: str = "bf16") -> float:
-    """Seconds of one (m x k) @ (k x n) GEMM with weights and activations in `dtype`."""
+    """Seconds of one (m x k) @ (k x n) GEMM with weights in `dtype`; an fp8/int8/fp4 GEMM receives bf16
+    activations and pays their quantization pass (as vLLM's FP8 linear layers do)."""
     g = _gpu(gpu)
     b = bytes_per_element(dtype)
-    return gemm_seconds(g, m, n, k, b, b, dtype)[0]
+    act = 2.0 if dtype in ("fp8", "int8", "fp4") else b  # narrow GEMMs quantize bf16 activations first
+    return gemm_kernel(g, m, n, k, b, act, dtype).seconds
 
 
 def attention_prefill_time(
@@ -59,7 +61,10 @@ def attention_decode_time(
 ) -> float:
     """Seconds of one layer's decode attention: `batch` requests each reading `kv_len` cached tokens."""
     g = _gpu(gpu)
-    op = AttentionDecode(1, heads, 2 * head_dim, 2 * kv_heads * head_dim * bytes_per_element(dtype))
+    b = bytes_per_element(dtype)
+    op = AttentionDecode(
+        1, heads, 2 * head_dim, 2 * kv_heads * head_dim * b, kv_heads, 16, 2 * heads * head_dim * b
+    )
     shape = BatchShape.from_requests(decode_context=[kv_len] * batch)
     return sum(c.time_s for c in price_attention(None, op, shape, 1.0, g))
 
@@ -79,4 +84,4 @@ def all_reduce_time(
         g = _gpu(cluster_or_gpu)
         ref = g.scale_up_fabric
     f = catalog.get_fabric(fabric or ref)
-    return comm.all_reduce_seconds(f, g.efficiency, num_gpus, nbytes)
+    return comm.all_reduce_seconds(f, g.efficiency, num_gpus, nbytes, g.clock_ghz)

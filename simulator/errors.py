@@ -1,6 +1,13 @@
-"""Errors that reach the user. The CLI maps InputError to exit code 2 and prints no traceback."""
+"""Errors and warnings that reach the user. The CLI maps InputError to exit code 2 and prints no traceback;
+InputWarning (input that runs, but not all of it: e.g. requests that can never be served) is printed as one
+`warning:` line on stderr."""
 
 from __future__ import annotations
+
+import types
+import typing
+
+import annotated_types
 
 
 class InputError(Exception):
@@ -22,6 +29,10 @@ class InputError(Exception):
         if field_prefix:
             field = f"{field_prefix}.{field}" if field else field_prefix
         return InputError(self.detail, file=self.file or file, field=field)
+
+
+class InputWarning(UserWarning):
+    """Input that is accepted but partly cannot be used as written (the message says what and how much)."""
 
 
 _UNION_TAGS = (
@@ -51,8 +62,58 @@ def _field_path(loc, prefix: str | None) -> str:
     return path
 
 
-def pydantic_error_to_input_error(exc, *, file: str | None, prefix: str | None = None) -> InputError:
-    """Turn a pydantic ValidationError into one InputError naming the first bad field."""
+_RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number")
+
+
+def _models_in(annotation) -> list[type]:
+    """The pydantic model classes an annotation can hold (`A | None`, `list[A]`, `dict[str, A]` → [A])."""
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found = []
+    if typing.get_origin(annotation) is not None or isinstance(annotation, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found += _models_in(arg)
+    return found
+
+
+def allowed_range(model: type | None, loc: tuple) -> str | None:
+    """The bounds declared on the field at `loc` of pydantic `model`, as text: '> 0 and <= 1e+06'."""
+    field = None
+    classes = [model] if model is not None else []
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        nxt = [c.model_fields[part] for c in classes if part in getattr(c, "model_fields", {})]
+        if not nxt:
+            return None
+        field = nxt[0]
+        classes = _models_in(field.annotation)
+    if field is None:
+        return None
+    symbols = {
+        annotated_types.Gt: (">", "gt"),
+        annotated_types.Ge: (">=", "ge"),
+        annotated_types.Lt: ("<", "lt"),
+        annotated_types.Le: ("<=", "le"),
+    }
+    parts = []
+    for meta in field.metadata:
+        for cls, (symbol, attr) in symbols.items():
+            if isinstance(meta, cls):
+                bound = getattr(meta, attr)
+                parts.append(f"{symbol} {bound:g}" if isinstance(bound, float) else f"{symbol} {bound:,}")
+    return " and ".join(parts) or None
+
+
+def pydantic_error_to_input_error(
+    exc, *, file: str | None, prefix: str | None = None, model: type | None = None
+) -> InputError:
+    """Turn a pydantic ValidationError into one InputError naming the first bad field.
+
+    With `model` (the validated class), a value out of range is reported with the field's whole allowed range.
+    """
     messages: dict[str, str] = {}
     for err in exc.errors():
         loc = _field_path(err["loc"], prefix)
@@ -64,6 +125,10 @@ def pydantic_error_to_input_error(exc, *, file: str | None, prefix: str | None =
             msg = "required field is missing"
         elif not isinstance(bad, (dict, list)):
             msg += f" (got {bad!r})"
+        if err["type"] in _RANGE_ERRORS:
+            bounds = allowed_range(model, tuple(p for p in err["loc"] if not str(p).startswith(_UNION_TAGS)))
+            if bounds:
+                msg += f"; allowed: {bounds}"
         messages.setdefault(loc, msg)  # a union reports once per member: keep the first
     first_field, first_msg = next(iter(messages.items()))
     rest = [f"{loc}: {msg}" for loc, msg in list(messages.items())[1:4]]

@@ -6,6 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# H100 SXM max boost clock (NVIDIA H100 datasheet: 1,980 MHz): the clock NCCL's latency constants and the
+# default coefficients refer to.
+REFERENCE_CLOCK_GHZ = 1.98
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -26,32 +30,25 @@ class GPUEfficiency(_Strict):
     """Achievable fractions of the datasheet peaks, each from a public measurement (see `sources`)."""
 
     gemm_max: float = Field(0.75, gt=0, le=1, description="best-shape GEMM throughput / dense peak")
-    memory_max: float = Field(0.85, gt=0, le=1, description="large-transfer HBM bandwidth / datasheet")
+    memory_max: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="HBM bandwidth memory-bound serving kernels (GEMV, paged decode attention, elementwise) "
+        "reach / datasheet; fitted per generation on data/reference/kernels.yaml",
+    )
     scale_up_bus_max: float = Field(0.8, gt=0, le=1, description="NCCL bus bandwidth / link bandwidth")
     # ---- cost-model shape and overhead coefficients (simulator/costmodel; `apex calibrate` may refit them) ----
     gemm_tile_m: int = Field(
         128, gt=0, description="GEMM CTA tile rows (CUTLASS/cuBLAS Hopper 128x128/128x256 tiles)"
     )
     gemm_tile_n: int = Field(128, gt=0, description="GEMM CTA tile columns; tiles fill num_sms per wave")
-    memory_half_bytes: float = Field(
-        4e6,
-        gt=0,
-        description="transfer size at which HBM efficiency is half of memory_max: eff(b) = max*b/(b+half); "
-        "~1 us kernel latency x ~3 TB/s (hardware.md: 'a few us fixed latency')",
-    )
     attention_max: float = Field(
         0.5,
         gt=0,
         le=1,
         description="flash-attention prefill throughput / dense peak (FlashAttention-2 reaches "
         "35-50% of H100 BF16 peak, FlashAttention-3 up to 75%: Shah et al. 2024, arXiv:2407.08608)",
-    )
-    attention_memory_max: float = Field(
-        0.7,
-        gt=0,
-        le=1,
-        description="paged-KV decode attention HBM bandwidth / datasheet (hardware.md: paged-KV "
-        "reads reach noticeably less than streaming; vLLM paged-attention kernel benchmarks)",
     )
     layer_overhead_eager_s: float = Field(
         60e-6,
@@ -60,30 +57,87 @@ class GPUEfficiency(_Strict):
         "~5 us launch latency (NVIDIA CUDA C++ Best Practices Guide, kernel launch overhead)",
     )
     layer_overhead_graph_s: float = Field(
-        8e-6,
+        0.0,
         ge=0,
-        description="fixed cost per layer per iteration when replayed from a CUDA graph (inter-kernel gaps "
-        "~0.5-1 us x ~12 kernels; NVIDIA 'Getting started with CUDA Graphs' blog)",
-    )
-    iteration_overhead_s: float = Field(
-        1e-3,
-        ge=0,
-        description="scheduler/CPU time per engine step (vLLM v1 blog, Jan 2025: CPU overhead of a few "
-        "ms per step in v0, reduced to ~1 ms in v1)",
+        description="extra fixed cost per layer per iteration replayed from a CUDA graph, beyond each kernel's "
+        "kernel_launch_s (0: the per-kernel floors, measured back to back, already hold the inter-kernel gaps)",
     )
     collective_latency_scale: float = Field(
-        1.0,
+        0.908,
         gt=0,
-        description="multiplier on the fabric latency floor of collectives (1 = fabric.latency_us per hop)",
+        description="multiplier on NCCL's own protocol latencies (costmodel/nccl.py) and the p2p latency floor",
     )
     collective_bus_scale: float = Field(
-        1.0, gt=0, le=1.5, description="multiplier on the fabric's large-message bus efficiency"
+        0.884, gt=0, le=1.5, description="multiplier on the fabric's large-message bus efficiency"
     )
     collective_half_bytes: float = Field(
-        512 * 1024,
+        6430000.0,
         gt=0,
-        description="message size at which collective bus efficiency is half its maximum "
-        "(nccl-tests on 8xH200, hardware.md: busbw 40 GB/s at 1 MiB, 107 at 4 MiB, 347 at 64 MiB)",
+        description="message size at which the Simple protocol's bus bandwidth is half its maximum (NCCL channel "
+        "and pipeline ramp; Hopper fit of data/reference/kernels.yaml; compare nccl-tests on 8xH200, hardware.md: "
+        "busbw 40 GB/s at 1 MiB, 107 at 4 MiB, 347 at 64 MiB)",
+    )
+    # ---- kernel-level coefficients (simulator/costmodel/kernels.py, attention.py, nccl.py) ----------------
+    # Defaults are the Hopper fit of `apex calibrate data/reference/kernels.yaml --gpu h100-sxm`; the catalog
+    # files carry each generation's own values (configs/hardware/*.yaml, with the fit named in `sources`).
+    kernel_launch_s: float = Field(
+        2.72e-06,
+        ge=0,
+        description="fixed cost of one kernel (launch, prologue, epilogue, tail): measured GEMMs rarely run "
+        "under 2-3 us (fit on data/reference/kernels.yaml)",
+    )
+    gemm_fp8_max: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="best-shape FP8/INT8 GEMM throughput / dense FP8 peak (None: gemm_max)",
+    )
+    gemm_split_k_s: float = Field(
+        2.36e-06,
+        ge=0,
+        description="extra fixed cost of a split-K / stream-K decomposition (the partial-sum reduction pass)",
+    )
+    gemm_min_k_per_split: int = Field(
+        256, gt=0, description="shortest K slice a split-K CTA runs (CUTLASS: k-tile 64 x pipeline stages 4)"
+    )
+    saturating_sm_fraction: float = Field(
+        0.0979,
+        gt=0,
+        le=1,
+        description="share of the SMs whose CTAs together saturate HBM; a kernel with fewer CTAs streams "
+        "proportionally less (small GEMMs without split-K)",
+    )
+    attention_fill_tokens: float = Field(
+        478.0,
+        gt=0,
+        description="keys per query block at which a flash-attention CTA reaches half its steady throughput "
+        "(pipeline fill: eff = max * kv / (kv + fill))",
+    )
+    attention_head_dim_half: float = Field(
+        59.8,
+        gt=0,
+        description="head dim at which flash-attention efficiency is half its large-head limit "
+        "(FlashAttention-3 paper: head dim 64 reaches clearly less than 128 or 256)",
+    )
+    attention_prefill_floor_s: float = Field(
+        1.33e-05,
+        ge=0,
+        description="fixed cost of one prefill attention call (KV-cache write, metadata, kernel)",
+    )
+    attention_decode_floor_s: float = Field(
+        9.22e-06,
+        ge=0,
+        description="fixed cost of one decode attention call (KV-cache write, metadata, kernel)",
+    )
+    attention_decode_cta_s: float = Field(
+        2.57e-06,
+        ge=0,
+        description="latency of one decode CTA (one sequence x KV head): a chain of dependent page loads",
+    )
+    attention_decode_row_s: float = Field(
+        4.16e-07,
+        ge=0,
+        description="cost per query row (sequence x query head) per SM: softmax and output of each row",
     )
     moe_imbalance: float = Field(
         1.2,
@@ -114,6 +168,12 @@ class GPU(_Strict):
     tdp_w: float = Field(gt=0)
     idle_w: float = Field(gt=0)
     price_usd_per_hour: float = Field(gt=0, description="on-demand price of one GPU-hour")
+    architecture: Literal["ampere", "ada", "hopper", "blackwell", "cdna3", "other"] = Field(
+        "other", description="GPU generation: catalog coefficients are fitted per generation"
+    )
+    boost_clock_ghz: float | None = Field(
+        None, gt=0, description="max boost SM clock, GHz (datasheet); latency-bound kernels scale with it"
+    )
     efficiency: GPUEfficiency = GPUEfficiency()
     sources: dict[str, str] = Field(default_factory=dict, description="field -> public source")
 
@@ -122,6 +182,11 @@ class GPU(_Strict):
         if self.idle_w >= self.tdp_w:
             raise ValueError(f"idle_w ({self.idle_w}) must be below tdp_w ({self.tdp_w})")
         return self
+
+    @property
+    def clock_ghz(self) -> float:
+        """Boost clock, GHz; the Hopper reference clock when the catalog entry lacks one."""
+        return self.boost_clock_ghz or REFERENCE_CLOCK_GHZ
 
     @property
     def memory_bytes(self) -> float:

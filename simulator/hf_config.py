@@ -36,6 +36,48 @@ class _Config:
             raise InputError("required key is missing", file=self.file, field=keys[0])
         return default
 
+    def _present(self, keys: tuple[str, ...]) -> str | None:
+        return next((k for k in keys if self.data.get(k) is not None), None)
+
+    def count(self, *keys: str, default: Any = _MISSING, minimum: int = 1) -> Any:
+        """Like `get`, for a whole number of at least `minimum` (a JSON string, bool or fraction is an error)."""
+        key = self._present(keys)
+        if key is None:
+            return self.get(*keys, default=default)
+        value = self.data[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(
+                f"expected a whole number, got {value!r} ({type(value).__name__})", file=self.file, field=key
+            )
+        if value < minimum:
+            raise InputError(
+                f"expected a whole number of at least {minimum}, got {value}", file=self.file, field=key
+            )
+        return value
+
+    def flag(self, *keys: str, default: bool) -> bool:
+        """Like `get`, for true/false (a JSON string or number is an error)."""
+        key = self._present(keys)
+        if key is None:
+            return default
+        if not isinstance(self.data[key], bool):
+            raise InputError(f"expected true or false, got {self.data[key]!r}", file=self.file, field=key)
+        return self.data[key]
+
+    def head_dim(self, hidden: int, heads: int) -> int:
+        """`head_dim` when given, else hidden / heads, which must then divide evenly."""
+        if self.data.get("head_dim") is not None:
+            return self.count("head_dim")
+        if hidden % heads:
+            head_key = self._present(("num_attention_heads", "n_head")) or "num_attention_heads"
+            raise InputError(
+                f"{heads} attention heads do not divide the hidden size {hidden}; give head_dim explicitly "
+                "if the model's heads are not hidden_size / num_attention_heads wide",
+                file=self.file,
+                field=head_key,
+            )
+        return hidden // heads
+
 
 def _attention_kind(num_heads: int, num_kv_heads: int) -> str:
     if num_kv_heads == num_heads:
@@ -45,21 +87,21 @@ def _attention_kind(num_heads: int, num_kv_heads: int) -> str:
 
 def _llama(cfg: _Config, *, qkv_bias: bool | None = None) -> dict[str, Any]:
     """Llama-style decoder (RMSNorm, SwiGLU, rotary, optional GQA): Llama, Mistral, Qwen2, Qwen3."""
-    hidden = cfg.get("hidden_size")
-    heads = cfg.get("num_attention_heads")
-    kv_heads = cfg.get("num_key_value_heads", default=heads)
+    hidden = cfg.count("hidden_size")
+    heads = cfg.count("num_attention_heads")
+    kv_heads = cfg.count("num_key_value_heads", default=heads)
     return {
-        "num_layers": cfg.get("num_hidden_layers"),
+        "num_layers": cfg.count("num_hidden_layers"),
         "hidden_size": hidden,
         "num_heads": heads,
         "num_kv_heads": kv_heads,
-        "head_dim": cfg.get("head_dim", default=hidden // heads),
-        "ffn_size": cfg.get("intermediate_size"),
-        "vocab_size": cfg.get("vocab_size"),
-        "tied_embeddings": cfg.get("tie_word_embeddings", default=False),
-        "max_context": cfg.get("max_position_embeddings", default=4096),
+        "head_dim": cfg.head_dim(hidden, heads),
+        "ffn_size": cfg.count("intermediate_size"),
+        "vocab_size": cfg.count("vocab_size"),
+        "tied_embeddings": cfg.flag("tie_word_embeddings", default=False),
+        "max_context": cfg.count("max_position_embeddings", default=4096),
         "attention": _attention_kind(heads, kv_heads),
-        "qkv_bias": cfg.get("attention_bias", default=False) if qkv_bias is None else qkv_bias,
+        "qkv_bias": cfg.flag("attention_bias", default=False) if qkv_bias is None else qkv_bias,
     }
 
 
@@ -71,9 +113,9 @@ def _qwen2(cfg: _Config) -> dict[str, Any]:
 def _mixtral(cfg: _Config) -> dict[str, Any]:
     """Mixtral: Llama-style attention, every FFN an MoE of `num_local_experts` SwiGLU experts."""
     moe = {
-        "num_experts": cfg.get("num_local_experts"),
-        "top_k": cfg.get("num_experts_per_tok"),
-        "expert_ffn_size": cfg.get("intermediate_size"),
+        "num_experts": cfg.count("num_local_experts"),
+        "top_k": cfg.count("num_experts_per_tok"),
+        "expert_ffn_size": cfg.count("intermediate_size"),
     }
     return {**_llama(cfg), "moe": moe}
 
@@ -85,42 +127,42 @@ def _qwen3_moe(cfg: _Config) -> dict[str, Any]:
             "dense-only layers inside an MoE stack are not supported", file=cfg.file, field="mlp_only_layers"
         )
     moe = {
-        "num_experts": cfg.get("num_experts"),
-        "top_k": cfg.get("num_experts_per_tok"),
-        "expert_ffn_size": cfg.get("moe_intermediate_size"),
-        "layer_step": cfg.get("decoder_sparse_step", default=1),
+        "num_experts": cfg.count("num_experts"),
+        "top_k": cfg.count("num_experts_per_tok"),
+        "expert_ffn_size": cfg.count("moe_intermediate_size"),
+        "layer_step": cfg.count("decoder_sparse_step", default=1),
     }
     return {**_llama(cfg), "moe": moe}
 
 
 def _deepseek_v3(cfg: _Config) -> dict[str, Any]:
     """DeepSeek-V3 and Kimi K2: multi-head latent attention, shared plus routed experts after dense layers."""
-    heads = cfg.get("num_attention_heads")
+    heads = cfg.count("num_attention_heads")
     mla = {
-        "q_lora_rank": cfg.get("q_lora_rank", default=None),
-        "kv_lora_rank": cfg.get("kv_lora_rank"),
-        "qk_nope_head_dim": cfg.get("qk_nope_head_dim"),
-        "qk_rope_head_dim": cfg.get("qk_rope_head_dim"),
-        "v_head_dim": cfg.get("v_head_dim"),
+        "q_lora_rank": cfg.count("q_lora_rank", default=None),
+        "kv_lora_rank": cfg.count("kv_lora_rank"),
+        "qk_nope_head_dim": cfg.count("qk_nope_head_dim", minimum=0),
+        "qk_rope_head_dim": cfg.count("qk_rope_head_dim"),
+        "v_head_dim": cfg.count("v_head_dim"),
     }
     moe = {
-        "num_experts": cfg.get("n_routed_experts"),
-        "top_k": cfg.get("num_experts_per_tok"),
-        "expert_ffn_size": cfg.get("moe_intermediate_size"),
-        "num_shared_experts": cfg.get("n_shared_experts", default=0),
-        "first_dense_layers": cfg.get("first_k_dense_replace", default=0),
-        "layer_step": cfg.get("moe_layer_freq", default=1),
+        "num_experts": cfg.count("n_routed_experts"),
+        "top_k": cfg.count("num_experts_per_tok"),
+        "expert_ffn_size": cfg.count("moe_intermediate_size"),
+        "num_shared_experts": cfg.count("n_shared_experts", default=0, minimum=0),
+        "first_dense_layers": cfg.count("first_k_dense_replace", default=0, minimum=0),
+        "layer_step": cfg.count("moe_layer_freq", default=1),
     }
     return {
-        "num_layers": cfg.get("num_hidden_layers"),
-        "hidden_size": cfg.get("hidden_size"),
+        "num_layers": cfg.count("num_hidden_layers"),
+        "hidden_size": cfg.count("hidden_size"),
         "num_heads": heads,
-        "num_kv_heads": cfg.get("num_key_value_heads", default=heads),
+        "num_kv_heads": cfg.count("num_key_value_heads", default=heads),
         "head_dim": mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"],
-        "ffn_size": cfg.get("intermediate_size"),
-        "vocab_size": cfg.get("vocab_size"),
-        "tied_embeddings": cfg.get("tie_word_embeddings", default=False),
-        "max_context": cfg.get("max_position_embeddings", default=4096),
+        "ffn_size": cfg.count("intermediate_size"),
+        "vocab_size": cfg.count("vocab_size"),
+        "tied_embeddings": cfg.flag("tie_word_embeddings", default=False),
+        "max_context": cfg.count("max_position_embeddings", default=4096),
         "attention": "mla",
         "mla": mla,
         "moe": moe,
@@ -129,44 +171,44 @@ def _deepseek_v3(cfg: _Config) -> dict[str, Any]:
 
 def _gptj(cfg: _Config) -> dict[str, Any]:
     """GPT-J: multi-head attention and a 2-matrix GELU FFN of width `n_inner` (default 4 x hidden)."""
-    hidden = cfg.get("n_embd", "hidden_size")
-    heads = cfg.get("n_head", "num_attention_heads")
+    hidden = cfg.count("n_embd", "hidden_size")
+    heads = cfg.count("n_head", "num_attention_heads")
     return {
-        "num_layers": cfg.get("n_layer", "num_hidden_layers"),
+        "num_layers": cfg.count("n_layer", "num_hidden_layers"),
         "hidden_size": hidden,
         "num_heads": heads,
         "num_kv_heads": heads,
-        "head_dim": hidden // heads,
-        "ffn_size": cfg.get("n_inner", default=4 * hidden),
+        "head_dim": cfg.head_dim(hidden, heads),
+        "ffn_size": cfg.count("n_inner", default=4 * hidden),
         "ffn_gated": False,
-        "vocab_size": cfg.get("vocab_size"),
-        "tied_embeddings": cfg.get("tie_word_embeddings", default=False),
-        "max_context": cfg.get("n_positions", "max_position_embeddings", default=2048),
+        "vocab_size": cfg.count("vocab_size"),
+        "tied_embeddings": cfg.flag("tie_word_embeddings", default=False),
+        "max_context": cfg.count("n_positions", "max_position_embeddings", default=2048),
         "attention": "mha",
     }
 
 
 def _falcon(cfg: _Config) -> dict[str, Any]:
     """Falcon: 2-matrix GELU FFN; multi-query (7B) or grouped KV heads (`new_decoder_architecture`, 40B/180B)."""
-    hidden = cfg.get("hidden_size")
-    heads = cfg.get("num_attention_heads", "n_head")
-    if cfg.get("new_decoder_architecture", default=False):
-        kv_heads = cfg.get("num_kv_heads", "n_head_kv", default=heads)
+    hidden = cfg.count("hidden_size")
+    heads = cfg.count("num_attention_heads", "n_head")
+    if cfg.flag("new_decoder_architecture", default=False):
+        kv_heads = cfg.count("num_kv_heads", "n_head_kv", default=heads)
     else:
-        kv_heads = 1 if cfg.get("multi_query", default=True) else heads
+        kv_heads = 1 if cfg.flag("multi_query", default=True) else heads
     return {
-        "num_layers": cfg.get("num_hidden_layers", "n_layer"),
+        "num_layers": cfg.count("num_hidden_layers", "n_layer"),
         "hidden_size": hidden,
         "num_heads": heads,
         "num_kv_heads": kv_heads,
-        "head_dim": hidden // heads,
-        "ffn_size": cfg.get("ffn_hidden_size", default=4 * hidden),
+        "head_dim": cfg.head_dim(hidden, heads),
+        "ffn_size": cfg.count("ffn_hidden_size", default=4 * hidden),
         "ffn_gated": False,
-        "vocab_size": cfg.get("vocab_size"),
-        "tied_embeddings": cfg.get("tie_word_embeddings", default=True),
-        "max_context": cfg.get("max_position_embeddings", default=2048),
+        "vocab_size": cfg.count("vocab_size"),
+        "tied_embeddings": cfg.flag("tie_word_embeddings", default=True),
+        "max_context": cfg.count("max_position_embeddings", default=2048),
         "attention": _attention_kind(heads, kv_heads),
-        "qkv_bias": cfg.get("bias", default=False),
+        "qkv_bias": cfg.flag("bias", default=False),
     }
 
 
@@ -238,4 +280,4 @@ def load_hf_config(path: str | Path) -> Model:
     try:
         return Model.model_validate(fields)
     except ValidationError as exc:
-        raise pydantic_error_to_input_error(exc, file=file) from None
+        raise pydantic_error_to_input_error(exc, file=file, model=Model) from None

@@ -16,7 +16,8 @@ from simulator.model import Model
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: tp: "4" or true is an error, not a coercion
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class AttentionSplit(_Strict):
@@ -36,7 +37,7 @@ class FFNSplit(_Strict):
 class Stage(_Strict):
     """A contiguous layer range `[start, stop)` on `num_gpus` GPUs of one type."""
 
-    layers: tuple[int, int]
+    layers: tuple[int, int] = Field(strict=False, description="[start, stop); a YAML list is accepted")
     gpu: str | None = Field(None, description="GPU catalog name; default: the cluster's only GPU type")
     tp: int | None = Field(None, gt=0, description="shorthand: attention tp = ffn tp = tp")
     ep: int | None = Field(None, gt=0, description="shorthand: experts over ep GPUs")
@@ -80,7 +81,7 @@ class Stage(_Strict):
 class ReplicaGroup(_Strict):
     """`count` identical replicas, each a pipeline of `stages`."""
 
-    count: int = Field(1, gt=0)
+    count: int = Field(1, gt=0, le=1_000_000)
     role: Literal["colocated", "prefill", "decode"] = "colocated"
     stages: list[Stage] = Field(min_length=1)
 
@@ -147,6 +148,7 @@ SHORTHAND_KEYS = ("tp", "pp", "dp", "ep")
 def parse_shorthand(text: str, model: Model, *, file: str | None = None, field: str = "plan") -> Plan:
     """`tp=4,pp=2,dp=2,ep=8` → a homogeneous Plan (dp = replicas, pp = even stages)."""
     values = {"tp": 1, "pp": 1, "dp": 1, "ep": 1}
+    given: set[str] = set()
     for item in text.replace(" ", "").split(","):
         if not item:
             continue
@@ -158,6 +160,13 @@ def parse_shorthand(text: str, model: Model, *, file: str | None = None, field: 
                 file=file,
                 field=field,
             )
+        if key in given:
+            raise InputError(
+                f"bad plan shorthand {text!r}: {key} is given twice; give each of tp, pp, dp, ep at most once",
+                file=file,
+                field=field,
+            )
+        given.add(key)
         try:
             values[key] = int(raw)
         except ValueError:
@@ -166,9 +175,9 @@ def parse_shorthand(text: str, model: Model, *, file: str | None = None, field: 
                 file=file,
                 field=field,
             ) from None
-        if values[key] <= 0:
+        if not 0 < values[key] <= 1_000_000:
             raise InputError(
-                f"bad plan shorthand {text!r}: {key} must be a positive integer, got {raw}",
+                f"bad plan shorthand {text!r}: {key} must be a positive integer (at most 1,000,000), got {raw}",
                 file=file,
                 field=field,
             )
@@ -196,7 +205,7 @@ def parse_plan(spec, model: Model, cluster: Cluster, *, file: str | None = None,
         try:
             plan = Plan.model_validate(spec)
         except ValidationError as exc:
-            raise pydantic_error_to_input_error(exc, file=file, prefix=field) from None
+            raise pydantic_error_to_input_error(exc, file=file, prefix=field, model=Plan) from None
     else:
         raise InputError(
             f"expected a shorthand like 'tp=4,pp=2' or a mapping with 'replicas', got {spec!r}",
@@ -210,7 +219,23 @@ def parse_plan(spec, model: Model, cluster: Cluster, *, file: str | None = None,
 def check_plan(
     plan: Plan, model: Model, cluster: Cluster, *, file: str | None = None, field: str = "plan"
 ) -> None:
-    """Raise InputError unless the plan divides the model cleanly and fits the cluster's GPUs."""
+    """Raise InputError unless the plan divides the model cleanly, fits the cluster's GPUs and can serve
+    requests (arrivals need colocated or prefill replicas; prefill replicas need decode replicas)."""
+    roles = {group.role for group in plan.replicas}
+    if roles == {"decode"}:
+        raise InputError(
+            "the plan has only decode replicas: arrivals need colocated or prefill replicas "
+            "(add a replica group with role: prefill or colocated)",
+            file=file,
+            field=f"{field}.replicas",
+        )
+    if "prefill" in roles and "decode" not in roles:
+        raise InputError(
+            "the plan has prefill replicas but no decode replicas to hand their requests to "
+            "(add a replica group with role: decode)",
+            file=file,
+            field=f"{field}.replicas",
+        )
     types = cluster.gpus_by_type()
     default_gpu = next(iter(types)) if len(types) == 1 else None
     for gi, group in enumerate(plan.replicas):

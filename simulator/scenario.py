@@ -2,14 +2,16 @@
 
 `load_scenario(path_or_dict)` validates everything at the border and returns a `Scenario` whose
 catalog references are resolved (`scenario.model`, `scenario.cluster`, `scenario.gpus`, `scenario.plan`).
-Every mistake raises InputError naming the file, the field, the bad value and what was expected.
+Every mistake raises InputError naming the file, the field, the bad value and what was expected. Types are
+strict (`requests: true` or `"50"` is an error, not a coercion), numbers must be finite, and every number has a
+documented range whose bounds are named when a value falls outside it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -23,7 +25,17 @@ from simulator.yamlio import read_yaml
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no coercion of "50" or true to 50; allow_inf_nan=False: .inf / .nan are refused
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# Ranges: generous for any real deployment, tight enough that an absurd value is caught before it runs.
+MAX_TOKENS = 10_000_000  # longest request accepted (the longest published context windows are 10M tokens)
+MAX_REQUESTS = 10_000_000  # requests in one workload
+MIN_RATE, MAX_RATE = 1e-4, 1e6  # requests per second (one per ~3 hours .. a million per second)
+MAX_SECONDS = 1e6  # latency targets
+MAX_NODES, MAX_GPUS_PER_NODE, MAX_CLUSTER_GPUS = 100_000, 1024, 1_000_000
+Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
 
 
 class DTypes(_Strict):
@@ -41,10 +53,14 @@ class Engine(_Strict):
     """Serving-engine behaviour. Knobs keep the engines' own names; None means the engine's default."""
 
     kind: EngineKind = "vllm-v1"
-    max_num_seqs: int | None = Field(None, gt=0, description="max running sequences per replica")
-    max_num_batched_tokens: int | None = Field(None, gt=0, description="token budget per iteration")
+    max_num_seqs: int | None = Field(
+        None, gt=0, le=1_000_000, description="max running sequences per replica"
+    )
+    max_num_batched_tokens: int | None = Field(
+        None, gt=0, le=MAX_TOKENS, description="token budget per iteration"
+    )
     enable_chunked_prefill: bool | None = Field(None, description="split long prompts across iterations")
-    block_size: int = Field(16, gt=0, description="tokens per KV-cache block")
+    block_size: int = Field(16, gt=0, le=4096, description="tokens per KV-cache block")
     gpu_memory_fraction: float | None = Field(
         None,
         gt=0,
@@ -111,15 +127,17 @@ class LengthDist(_Strict):
     """A token-count distribution."""
 
     dist: Literal["fixed", "uniform", "normal", "lognormal", "empirical"]
-    value: int | None = Field(None, gt=0, description="fixed: the length")
-    mean: float | None = Field(None, gt=0)
-    std: float | None = Field(None, ge=0)
-    min: int = Field(1, gt=0, description="lengths are clipped to [min, max]")
-    max: int | None = Field(None, gt=0)
-    low: int | None = Field(None, gt=0, description="uniform: inclusive lower bound")
-    high: int | None = Field(None, gt=0, description="uniform: inclusive upper bound")
-    values: list[int] | None = Field(None, description="empirical: lengths (bin centers)")
-    weights: list[float] | None = Field(None, description="empirical: relative frequency of each value")
+    value: int | None = Field(None, gt=0, le=MAX_TOKENS, description="fixed: the length")
+    mean: float | None = Field(None, gt=0, le=MAX_TOKENS)
+    std: float | None = Field(None, ge=0, le=MAX_TOKENS)
+    min: int = Field(1, gt=0, le=MAX_TOKENS, description="lengths are clipped to [min, max]")
+    max: int | None = Field(None, gt=0, le=MAX_TOKENS, description=f"default {MAX_TOKENS:,}")
+    low: int | None = Field(None, gt=0, le=MAX_TOKENS, description="uniform: inclusive lower bound")
+    high: int | None = Field(None, gt=0, le=MAX_TOKENS, description="uniform: inclusive upper bound")
+    values: list[Tokens] | None = Field(None, min_length=1, description="empirical: lengths (bin centers)")
+    weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="empirical: relative frequency of each value"
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -137,13 +155,14 @@ class LengthDist(_Strict):
             raise ValueError(f"uniform needs low <= high, got low={self.low}, high={self.high}")
         if self.max is not None and self.max < self.min:
             raise ValueError(f"max ({self.max}) must be at least min ({self.min})")
-        if self.dist == "empirical":
-            if any(v <= 0 for v in self.values):
-                raise ValueError("empirical values must be positive token counts")
-            if self.weights is not None and (
-                len(self.weights) != len(self.values) or any(w < 0 for w in self.weights)
-            ):
-                raise ValueError("empirical weights must be non-negative and as many as the values")
+        if self.dist == "empirical" and self.weights is not None:
+            if len(self.weights) != len(self.values):
+                raise ValueError(
+                    f"empirical weights must be as many as the values ({len(self.weights)} weights, "
+                    f"{len(self.values)} values)"
+                )
+            if not sum(self.weights) > 0:
+                raise ValueError("empirical weights must not all be zero")
         return self
 
 
@@ -151,8 +170,12 @@ class Arrival(_Strict):
     """When requests arrive."""
 
     process: Literal["poisson", "gamma", "constant", "burst"] = "poisson"
-    rate: float | None = Field(None, gt=0, description="requests per second (not for burst)")
-    cv: float = Field(1.0, gt=0, description="gamma: coefficient of variation of inter-arrival times")
+    rate: float | None = Field(
+        None, ge=MIN_RATE, le=MAX_RATE, description="requests per second (not for burst)"
+    )
+    cv: float = Field(
+        1.0, ge=0.001, le=100, description="gamma: coefficient of variation of inter-arrival times"
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -164,14 +187,16 @@ class Arrival(_Strict):
 class WorkloadSpec(_Strict):
     """Requests: from a generator (lengths + arrivals), a preset, or a trace file."""
 
-    requests: int | None = Field(None, gt=0, description="number of requests (a trace: at most this many)")
+    requests: int | None = Field(
+        None, gt=0, le=MAX_REQUESTS, description="number of requests (a trace: at most this many)"
+    )
     arrival: Arrival | None = None
     input_tokens: LengthDist | None = None
     output_tokens: LengthDist | None = None
     preset: str | None = Field(None, description="workload preset name (configs/workloads)")
     trace: str | None = Field(None, description="trace file: APEX JSONL, our JSONL, or Azure CSV")
     trace_format: Literal["auto", "apex", "jsonl", "azure"] = "auto"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the workload's and the router's RNG streams")
 
     @model_validator(mode="after")
     def _check(self):
@@ -187,10 +212,10 @@ class WorkloadSpec(_Strict):
 class Percentiles(_Strict):
     """A latency target at one or more statistics, in seconds."""
 
-    mean: float | None = Field(None, gt=0)
-    p50: float | None = Field(None, gt=0)
-    p90: float | None = Field(None, gt=0)
-    p99: float | None = Field(None, gt=0)
+    mean: float | None = Field(None, gt=0, le=MAX_SECONDS)
+    p50: float | None = Field(None, gt=0, le=MAX_SECONDS)
+    p90: float | None = Field(None, gt=0, le=MAX_SECONDS)
+    p99: float | None = Field(None, gt=0, le=MAX_SECONDS)
 
 
 class SLO(_Strict):
@@ -200,10 +225,10 @@ class SLO(_Strict):
 
 
 class Budget(_Strict):
-    usd_per_hour: float | None = Field(None, gt=0)
-    watts: float | None = Field(None, gt=0)
-    num_gpus: int | None = Field(None, gt=0)
-    joules_per_token: float | None = Field(None, gt=0)
+    usd_per_hour: float | None = Field(None, gt=0, le=1e9)
+    watts: float | None = Field(None, gt=0, le=1e10)
+    num_gpus: int | None = Field(None, gt=0, le=MAX_CLUSTER_GPUS)
+    joules_per_token: float | None = Field(None, gt=0, le=1e6)
 
 
 Objective = Literal["max_goodput", "min_cost", "min_energy", "min_latency", "max_throughput"]
@@ -219,9 +244,9 @@ class ClusterShorthand(_Strict):
     """`{gpu: h100-sxm, nodes: 1, gpus_per_node: 8}`: one homogeneous node group."""
 
     gpu: str
-    nodes: int = Field(1, gt=0)
-    gpus_per_node: int = Field(8, gt=0)
-    scale_up_domain: int | None = Field(None, gt=0)
+    nodes: int = Field(1, gt=0, le=MAX_NODES)
+    gpus_per_node: int = Field(8, gt=0, le=MAX_GPUS_PER_NODE)
+    scale_up_domain: int | None = Field(None, gt=0, le=MAX_CLUSTER_GPUS)
     intra_node: str | None = None
     inter_node: str | None = "ib-ndr-400"
 
@@ -267,11 +292,20 @@ def _resolve_cluster(ref, *, file) -> Cluster:
     if isinstance(ref, str):
         return catalog.get_cluster(ref, file=file, field="cluster")
     if "node_groups" in ref:
-        return catalog.parse_entry("cluster", ref, file=file, field="cluster")
+        cluster = catalog.parse_entry("cluster", ref, file=file, field="cluster")
+        if cluster.num_gpus > MAX_CLUSTER_GPUS:
+            raise InputError(
+                f"the node groups hold {cluster.num_gpus:,} GPUs; allowed: at most {MAX_CLUSTER_GPUS:,}",
+                file=file,
+                field="cluster.node_groups",
+            )
+        return cluster
     try:
         short = ClusterShorthand.model_validate(ref)
     except ValidationError as exc:
-        raise pydantic_error_to_input_error(exc, file=file, prefix="cluster") from None
+        raise pydantic_error_to_input_error(
+            exc, file=file, prefix="cluster", model=ClusterShorthand
+        ) from None
     catalog.get_gpu(short.gpu, file=file, field="cluster.gpu")
     group = NodeGroup(
         gpu=short.gpu,
@@ -301,6 +335,12 @@ def _resolve_calibration(ref: str, *, file: str | None) -> str:
     path = Path(ref)
     if file and not path.is_absolute():
         path = Path(file).parent / path
+    if not path.is_file():
+        raise InputError(
+            f"calibration file {str(path)!r} not found; expected a file written by `apex calibrate --out`",
+            file=file,
+            field="calibration",
+        )
     data = read_yaml(path)
     if not isinstance(data, dict) or "gpu" not in data or not isinstance(data.get("overrides"), dict):
         raise InputError(
@@ -329,10 +369,16 @@ def load_scenario(
             f"got {type(data).__name__}",
             file=file,
         )
+    if "base" in data and "model" not in data:
+        raise InputError(
+            "this looks like a study file (it has base:, no model:); run it with `apex study`",
+            file=file,
+            field="base",
+        )
     try:
         spec = ScenarioFile.model_validate(data)
     except ValidationError as exc:
-        raise pydantic_error_to_input_error(exc, file=file) from None
+        raise pydantic_error_to_input_error(exc, file=file, model=ScenarioFile) from None
     if isinstance(spec.model, str):
         model = catalog.get_model(spec.model, file=file, field="model")
     else:
@@ -343,9 +389,7 @@ def load_scenario(
         gpus[group.gpu] = catalog.get_gpu(group.gpu, file=file, field=f"cluster.node_groups[{gi}].gpu")
     _resolve_fabrics(cluster, gpus, file=file)
     if spec.workload.preset is not None:
-        from simulator.workload import check_preset
-
-        check_preset(spec.workload.preset, file=file, field="workload.preset")
+        catalog.check_preset(spec.workload.preset, file=file, field="workload.preset")
     if spec.calibration is not None:
         spec = spec.model_copy(update={"calibration": _resolve_calibration(spec.calibration, file=file)})
     plan_spec = plan_override if plan_override is not None else spec.plan

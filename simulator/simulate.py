@@ -2,7 +2,8 @@
 
 Builds one ReplicaCost per replica group with the cost model, generates (or reads) the requests, runs them
 through `simulator.engine` and returns a `SimulationResult` (`to_json()` gives docs/design.md §6's keys). The same
-seed gives the same result. Requests that can never fit a replica are counted in `requests.rejected`.
+seed gives the same result. Requests that can never run (`simulator.admission`) are counted in
+`requests.rejected`, with a warning; when none can run, simulate raises InputError before starting.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from simulator.admission import ReplicaLimit, enforce, length_field, screen
 from simulator.engine.cluster import ReplicaSpec
 from simulator.engine.metrics import SimulationResult
 from simulator.engine.run import simulate_requests
@@ -55,6 +57,16 @@ def simulate(
             )
         specs.append(ReplicaSpec(cost=cost, count=group.count, role=group.role))
     requests = generate(spec.workload, file=scenario.file)
+    limits = [ReplicaLimit(s.role, s.cost.kv_capacity_tokens) for s in specs]
+    admission = screen(
+        requests.input_tokens,
+        requests.output_tokens,
+        scenario.model,
+        spec.engine,
+        limits,
+        workload_field=length_field(spec.workload),
+    )
+    enforce(admission, file=scenario.file, plan_label=scenario.plan.label())
     result, _ = simulate_requests(
         requests,
         specs,
@@ -67,6 +79,7 @@ def simulate(
         until_s=until_s,
         max_requests=max_requests,
         progress=progress,
+        max_model_len=scenario.model.max_context,
     )
     return result
 

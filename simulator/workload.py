@@ -11,18 +11,19 @@ and the Azure LLM trace CSV (`TIMESTAMP`, `ContextTokens`, `GeneratedTokens`).
 from __future__ import annotations
 
 import csv
-import json
+import io
+import math
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from pydantic import ValidationError
 
+from simulator.catalog import check_preset, preset_path
 from simulator.errors import InputError, pydantic_error_to_input_error
-from simulator.scenario import Arrival, LengthDist, WorkloadSpec
-from simulator.yamlio import read_yaml
+from simulator.scenario import MAX_TOKENS, Arrival, LengthDist, WorkloadSpec
+from simulator.yamlio import parse_json, read_text, read_yaml
 
 
 @dataclass(frozen=True)
@@ -52,30 +53,10 @@ class Requests:
 
 
 # ---------------------------------------------------------------------------------------------------- presets
-def _preset_dir() -> Path:
-    return Path(str(resources.files("configs").joinpath("workloads")))
-
-
-def preset_names() -> tuple[str, ...]:
-    """Names of the shipped workload presets."""
-    return tuple(sorted(p.stem for p in _preset_dir().glob("*.yaml")))
-
-
-def check_preset(name: str, file: str | None = None, field: str | None = "workload.preset") -> None:
-    """Raise InputError (listing the known presets) unless `name` is a shipped preset."""
-    if name not in preset_names():
-        raise InputError(
-            f"unknown workload preset {name!r}; known presets: {', '.join(preset_names())}",
-            file=file,
-            field=field,
-        )
-
-
 @cache
 def load_preset(name: str) -> dict:
     """The preset's fields as a dict (lengths, arrival, requests), without its documentation keys."""
-    check_preset(name)
-    data = read_yaml(_preset_dir() / f"{name}.yaml")
+    data = read_yaml(preset_path(name))
     return {k: v for k, v in data.items() if k in ("input_tokens", "output_tokens", "arrival", "requests")}
 
 
@@ -90,12 +71,12 @@ def resolve_preset(spec: WorkloadSpec, *, file: str | None = None) -> WorkloadSp
     try:
         return WorkloadSpec.model_validate(merged)
     except ValidationError as exc:
-        raise pydantic_error_to_input_error(exc, file=file, prefix="workload") from None
+        raise pydantic_error_to_input_error(exc, file=file, prefix="workload", model=WorkloadSpec) from None
 
 
 # ------------------------------------------------------------------------------------------------- generators
 def sample_lengths(dist: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n token counts from `dist`, rounded and clipped to [dist.min, dist.max]."""
+    """n token counts from `dist`, rounded and clipped to [dist.min, dist.max] (max defaults to MAX_TOKENS)."""
     if dist.dist == "fixed":
         values = np.full(n, float(dist.value))
     elif dist.dist == "uniform":
@@ -109,7 +90,7 @@ def sample_lengths(dist: LengthDist, n: int, rng: np.random.Generator) -> np.nda
     else:
         weights = np.ones(len(dist.values)) if dist.weights is None else np.asarray(dist.weights, dtype=float)
         values = rng.choice(np.asarray(dist.values, dtype=np.float64), size=n, p=weights / weights.sum())
-    upper = dist.max if dist.max is not None else np.inf
+    upper = dist.max if dist.max is not None else MAX_TOKENS
     return np.clip(np.rint(values), dist.min, upper).astype(np.int64)
 
 
@@ -171,7 +152,10 @@ def read_trace(path: str | Path, trace_format: str = "auto") -> Requests:
         raise InputError("trace file not found", file=str(path), field="workload.trace")
     if trace_format == "auto":
         trace_format = "azure" if path.suffix.lower() == ".csv" else "json"
-    rows = _read_csv(path) if trace_format == "azure" else _read_jsonl(path)
+    try:
+        rows = _read_csv(path) if trace_format == "azure" else _read_jsonl(path)
+    except InputError as exc:  # bytes that are not UTF-8, a line that is not JSON: about the whole file
+        raise exc if exc.field else exc.within(field_prefix="workload.trace") from None
     if not rows:
         raise InputError("the trace has no requests", file=str(path), field="workload.trace")
     first = rows[0][1]
@@ -212,32 +196,27 @@ def read_trace(path: str | Path, trace_format: str = "auto") -> Requests:
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
     rows = []
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"line {lineno}: invalid JSON ({exc.msg})", file=str(path)) from None
-            if not isinstance(row, dict):
-                raise InputError(f"line {lineno}: expected a JSON object per line", file=str(path))
-            rows.append((lineno, row))
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        # NaN / Infinity parse here and are refused by the field checks, which name the field
+        row = parse_json(line, file=str(path), where=f"line {lineno}", finite=False)
+        if not isinstance(row, dict):
+            raise InputError(f"line {lineno}: expected a JSON object per line", file=str(path))
+        rows.append((lineno, row))
     return rows
 
 
 def _read_csv(path: Path) -> list[tuple[int, dict]]:
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [k for k in AZURE_FIELDS if k not in (reader.fieldnames or ())]
-        if missing:
-            raise InputError(
-                f"row 1: the header lacks {', '.join(missing)} (an Azure trace has "
-                f"{', '.join(AZURE_FIELDS)})",
-                file=str(path),
-                field=missing[0],
-            )
-        return [(i, row) for i, row in enumerate(reader, start=2)]
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    missing = [k for k in AZURE_FIELDS if k not in (reader.fieldnames or ())]
+    if missing:
+        raise InputError(
+            f"row 1: the header lacks {', '.join(missing)} (an Azure trace has {', '.join(AZURE_FIELDS)})",
+            file=str(path),
+            field=missing[0],
+        )
+    return [(i, row) for i, row in enumerate(reader, start=2)]
 
 
 def _parse_time(value, trace_format, path, where, lineno, field) -> float:
@@ -261,14 +240,17 @@ def _parse_time(value, trace_format, path, where, lineno, field) -> float:
 
 
 def _parse_count(value, path, where, lineno, field, *, minimum: int) -> int:
-    if isinstance(value, bool) or not _is_number(value) or float(value) != int(float(value)):
+    number = float(value) if not isinstance(value, bool) and _is_number(value) else math.nan
+    if not math.isfinite(number) or number != int(number):
         raise InputError(
             f"{where} {lineno}: {value!r} is not a whole number of tokens", file=str(path), field=field
         )
-    count = int(float(value))
-    if count < minimum:
+    count = int(number)
+    if not minimum <= count <= MAX_TOKENS:
         raise InputError(
-            f"{where} {lineno}: {count} tokens; expected at least {minimum}", file=str(path), field=field
+            f"{where} {lineno}: {value!r} tokens; expected a whole number from {minimum} to {MAX_TOKENS:,}",
+            file=str(path),
+            field=field,
         )
     return count
 

@@ -35,6 +35,15 @@ PLAIN_ACT_PASSES = 2  # GELU reads and writes
 EMBED_PASSES = 2  # embedding gather: read a row, write it
 LOGIT_BYTES = 4.0  # logits are fp32 for sampling (vLLM / TRT-LLM samplers)
 SAMPLING_PASSES = 3  # softmax read + write, top-k/top-p read of the logits
+# Kernels per layer of the elementwise work (each pays the launch floor): vLLM / TRT-LLM fuse the residual add
+# into RMSNorm (fused_add_rms_norm: 2 per layer), one rotary kernel, one fused activation (silu_and_mul).
+NORM_RESIDUAL_KERNELS = 2
+SAMPLING_KERNELS = 3  # logits to fp32, softmax / top-k / top-p, the sampled-token gather
+# MoE routing per layer: a top-k softmax over the router logits, then permute (gather the token copies into
+# per-expert order) and unpermute (weighted sum back): fused_moe's moe_align / scatter / reduce kernels.
+TOPK_KERNELS = 1
+PERMUTE_KERNELS = 2
+ROUTER_LOGIT_BYTES = 4.0
 
 
 def kv_shards(model: Model, attn_tp: int) -> int:
@@ -75,6 +84,7 @@ def build_stage_ops(
     intra: Fabric,
     inter: Fabric | None,
     domain_gpus: int,
+    block_size: int = 16,
 ) -> StageOps:
     start, stop = stage.layers
     nl = stop - start
@@ -125,7 +135,15 @@ def build_stage_ops(
         rot = (heads + kv_local) * hd
         qk_dim = v_dim = hd
         decode_dim = 2 * hd
-    ops.append(Memory("norms_residual", (NORM_PASSES + RESIDUAL_PASSES) * h * ab, nl, "attn_tokens"))
+    ops.append(
+        Memory(
+            "norms_residual",
+            (NORM_PASSES + RESIDUAL_PASSES) * h * ab,
+            nl,
+            "attn_tokens",
+            kernels=NORM_RESIDUAL_KERNELS,
+        )
+    )
     ops.append(Memory("rotary", ROTARY_PASSES * rot * ab, nl, "attn_tokens"))
     if ta > 1:
         ops.append(
@@ -152,19 +170,20 @@ def build_stage_ops(
     if n_moe:
         moe = model.moe
         fe = moe.expert_ffn_size / tf
-        ops.append(gemm("router", moe.num_experts, h, n_moe, "attn_tokens"))
+        # the router stays in the activation dtype (a tiny GEMM; quantized checkpoints keep it unquantized)
+        ops.append(Gemm("router", moe.num_experts, h, n_moe, ab, ab, dtypes.activations, "attn_tokens"))
         ops.append(
-            MoEExperts(
-                "moe_experts",
-                model.expert_params / tf,
-                up * fe,
-                2 * h + (up + passes) * fe,
+            Memory(
+                "moe_topk",
+                moe.num_experts * ROUTER_LOGIT_BYTES,
                 n_moe,
-                wb,
-                ab,
-                cd,
+                "attn_tokens",
+                kernels=TOPK_KERNELS,
             )
         )
+        # permute / unpermute move each routed copy's hidden vector twice (gather in, weighted scatter out)
+        ops.append(Memory("moe_permute", 2 * 2 * h * ab, n_moe, "moe_tokens", kernels=PERMUTE_KERNELS))
+        ops.append(MoEExperts("moe_experts", h, fe, up, passes, n_moe, wb, ab, cd))
         if model.shared_expert_params:
             fs = moe.num_shared_experts * (moe.shared_expert_ffn_size or moe.expert_ffn_size) / tf
             ops += [
@@ -201,9 +220,18 @@ def build_stage_ops(
             Memory("final_norm", NORM_PASSES / 2 * h * ab, 1, "seqs", "last_stage"),
             # LM head stays in the activation dtype in quantized checkpoints (vLLM / TRT-LLM fp8 recipes)
             Gemm("lm_head", vocab, h, 1, ab, ab, dtypes.activations, "seqs", "last_stage"),
-            Memory("sampling", SAMPLING_PASSES * model.vocab_size * LOGIT_BYTES, 1, "seqs", "last_stage"),
+            Memory(
+                "sampling",
+                SAMPLING_PASSES * model.vocab_size * LOGIT_BYTES,
+                1,
+                "seqs",
+                "last_stage",
+                kernels=SAMPLING_KERNELS,
+            ),
         ]
     kvb = kv_bytes_per_token_per_layer_per_gpu(model, ta, dtypes.kv_cache)
     prefill = AttentionPrefill(nl, heads, qk_dim, v_dim, kvb, ab, dtypes.activations)
-    decode = AttentionDecode(nl, heads, decode_dim, kvb)
+    kv_heads = 1 if model.attention == "mla" else kv_local
+    qo = heads * (qk_dim + v_dim) * ab
+    decode = AttentionDecode(nl, heads, decode_dim, kvb, kv_heads, block_size, qo)
     return StageOps(tuple(ops), prefill, decode, split, nl)

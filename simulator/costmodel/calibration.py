@@ -19,13 +19,14 @@ from statistics import median
 
 import yaml
 
+from simulator.errors import InputError
 from simulator.hardware import GPU
 
 # (GPUEfficiency field, lower bound, upper bound): global coefficients, never one per point.
 FIT_PARAMS: tuple[tuple[str, float, float], ...] = (
     ("gemm_max", 0.3, 1.0),
     ("memory_max", 0.6, 0.92),  # HBM streaming reaches 80-90% of datasheet (hardware.md)
-    ("memory_half_bytes", 1e5, 3e7),
+    ("kernel_launch_s", 0.5e-6, 10e-6),
     ("layer_overhead_eager_s", 0.0, 1e-3),
     ("collective_latency_scale", 0.05, 20.0),
     ("collective_bus_scale", 0.3, 1.2),
@@ -134,8 +135,17 @@ def apply_calibration(gpu: GPU, calibration: Calibration | None) -> GPU:
     return gpu.model_copy(update={"efficiency": gpu.efficiency.model_copy(update=calibration.overrides)})
 
 
-def write_calibration(result: CalibrationResult | Calibration, path: str | Path) -> None:
-    cal = result.to_calibration() if isinstance(result, CalibrationResult) else result
+def write_calibration(result, path: str | Path) -> None:
+    """Write a CalibrationResult, a kernel fit (`kernel_fit.KernelFit`) or a Calibration as a calibration file."""
+    if isinstance(result, CalibrationResult):
+        cal = result.to_calibration()
+    elif isinstance(result, Calibration):
+        cal = result
+    else:  # a KernelFit: its coefficients, with the per-GPU error table as the summary
+        summary = {
+            f"mdape_{kind}_{gpu}": round(v, 4) for gpu, e in result.errors.items() for kind, v in e.items()
+        }
+        cal = Calibration(result.gpu, dict(result.params), result.method, result.data, "", [], summary)
     doc = {
         "gpu": cal.gpu,
         "overrides": {k: float(v) for k, v in cal.overrides.items()},
@@ -149,13 +159,48 @@ def write_calibration(result: CalibrationResult | Calibration, path: str | Path)
 
 
 def load_calibration(path: str | Path) -> Calibration:
-    doc = yaml.safe_load(Path(path).read_text())
+    """Read a calibration file, checking every override against GPUEfficiency (known key, number, range)."""
+    from pydantic import ValidationError
+
+    from simulator.hardware import GPUEfficiency
+    from simulator.yamlio import read_yaml
+
+    file = str(path)
+    doc = read_yaml(path)
+    if not isinstance(doc, dict):
+        raise InputError("expected a mapping with keys gpu and overrides", file=file)
+    gpu = doc.get("gpu")
+    if not isinstance(gpu, str) or not gpu:
+        raise InputError(f"expected a GPU catalog name, got {gpu!r}", file=file, field="gpu")
+    overrides = doc.get("overrides")
+    if not isinstance(overrides, dict):
+        raise InputError(
+            f"expected a mapping of coefficient: value, got {overrides!r}", file=file, field="overrides"
+        )
+    known = GPUEfficiency.model_fields
+    for key, value in overrides.items():
+        if key not in known:
+            raise InputError(
+                f"unknown coefficient {key!r}; expected one of: {', '.join(sorted(known))}",
+                file=file,
+                field=f"overrides.{key}",
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError(f"expected a finite number, got {value!r}", file=file, field=f"overrides.{key}")
+    try:
+        GPUEfficiency(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(x) for x in first["loc"])
+        raise InputError(
+            f"{first['msg']} (got {first.get('input')!r})", file=file, field=f"overrides.{key}"
+        ) from None
     return Calibration(
-        gpu=doc["gpu"],
-        overrides=dict(doc.get("overrides") or {}),
-        method=doc.get("method", ""),
-        data=doc.get("data", ""),
-        notes=doc.get("notes", ""),
+        gpu=gpu,
+        overrides=dict(overrides),
+        method=str(doc.get("method", "")),
+        data=str(doc.get("data", "")),
+        notes=str(doc.get("notes", "")),
         errors=doc.get("errors") or [],
         summary=doc.get("summary") or {},
     )
@@ -177,42 +222,80 @@ def _gpu_matches(text: str, gpu: str) -> bool:
     return "h100" in text.lower() if gpu == "h100-sxm" else gpu.split("-")[0] in text.lower()
 
 
+def check_points(points, file: str) -> list[dict]:
+    """The measured points of a calibration file, each with a string `metric` and a positive finite `value`."""
+    if not isinstance(points, list) or not points:
+        raise InputError(
+            "expected a non-empty 'points' list (see data/reference/calibration.yaml)",
+            file=file,
+            field="points",
+        )
+    for i, p in enumerate(points):
+        where = f"points[{i}]"
+        if not isinstance(p, dict):
+            raise InputError(f"expected a mapping, got {p!r}", file=file, field=where)
+        if not isinstance(p.get("metric"), str) or not p["metric"].strip():
+            raise InputError(
+                "missing 'metric' (a metric name, e.g. all_reduce_time)", file=file, field=f"{where}.metric"
+            )
+        if "value" not in p:
+            raise InputError("missing 'value' (the measured number)", file=file, field=f"{where}.value")
+        v = p["value"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise InputError(
+                f"expected a positive finite number, got {v!r}", file=file, field=f"{where}.value"
+            )
+    return points
+
+
 def select_points(points: list[dict], gpu: str) -> tuple[list[_Point], list[dict]]:
     """The kernel/step points the cost model predicts alone, and the skipped ones (with the reason)."""
     keep, skipped = [], []
-    for p in points:
-        metric = p["metric"].split(" ")[0]
-        if not _gpu_matches(str(p.get("gpu", "")), gpu):
-            continue
-        if metric in SIMULATOR_METRICS:
-            skipped.append({"id": p["id"], "metric": metric, "reason": "needs the simulator"})
-            continue
-        what = str(p.get("batch_or_concurrency_or_rate", ""))
-        if metric == "max_achievable_matmul_tflops":
-            m, n, k = (int(x) for x in re.findall(r"(\d+)x(\d+)x(\d+)", what)[0])
-            dtype = "fp8" if "fp8" in p["dtype"].lower() else "bf16"
-            keep.append(_Point(p["id"], metric, p["value"] * 1e12, (m, n, k, dtype), f"{dtype} {m}x{n}x{k}"))
-        elif metric == "all_reduce_time":
-            size = int(re.findall(r"(\d+) bytes", what)[0])
-            keep.append(_Point(p["id"], metric, p["value"] * 1e-3, (p["tp"], size), f"n={p['tp']} {size} B"))
-        elif metric in ("prompt_phase_latency", "token_phase_latency"):
-            model = MODEL_NAMES.get(p["model"].lower())
-            if model is None:
-                skipped.append({"id": p["id"], "metric": metric, "reason": f"model {p['model']} not mapped"})
-                continue
-            batch = int(re.findall(r"batch (\d+)", what)[0])
-            keep.append(
-                _Point(
-                    p["id"],
-                    metric,
-                    p["value"] * 1e-3,
-                    (model, p["tp"], batch, p["isl"]),
-                    f"{model} tp{p['tp']} b{batch} isl{p['isl']}",
-                )
-            )
-        else:
-            skipped.append({"id": p["id"], "metric": metric, "reason": "metric not handled"})
+    for i, p in enumerate(points):
+        try:
+            _select_one(p, gpu, keep, skipped)
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+            raise InputError(
+                f"cannot read this {p.get('metric')!r} point ({type(exc).__name__}: {exc}); see the fields of "
+                "data/reference/calibration.yaml",
+                field=f"points[{i}]",
+            ) from None
     return keep, skipped
+
+
+def _select_one(p: dict, gpu: str, keep: list, skipped: list) -> None:
+    """Parse one point into `keep` (predictable alone) or `skipped` (with the reason)."""
+    metric = p["metric"].split(" ")[0]
+    if not _gpu_matches(str(p.get("gpu", "")), gpu):
+        return
+    if metric in SIMULATOR_METRICS:
+        skipped.append({"id": p["id"], "metric": metric, "reason": "needs the simulator"})
+        return
+    what = str(p.get("batch_or_concurrency_or_rate", ""))
+    if metric == "max_achievable_matmul_tflops":
+        m, n, k = (int(x) for x in re.findall(r"(\d+)x(\d+)x(\d+)", what)[0])
+        dtype = "fp8" if "fp8" in p["dtype"].lower() else "bf16"
+        keep.append(_Point(p["id"], metric, p["value"] * 1e12, (m, n, k, dtype), f"{dtype} {m}x{n}x{k}"))
+    elif metric == "all_reduce_time":
+        size = int(re.findall(r"(\d+) bytes", what)[0])
+        keep.append(_Point(p["id"], metric, p["value"] * 1e-3, (p["tp"], size), f"n={p['tp']} {size} B"))
+    elif metric in ("prompt_phase_latency", "token_phase_latency"):
+        model = MODEL_NAMES.get(p["model"].lower())
+        if model is None:
+            skipped.append({"id": p["id"], "metric": metric, "reason": f"model {p['model']} not mapped"})
+            return
+        batch = int(re.findall(r"batch (\d+)", what)[0])
+        keep.append(
+            _Point(
+                p["id"],
+                metric,
+                p["value"] * 1e-3,
+                (model, p["tp"], batch, p["isl"]),
+                f"{model} tp{p['tp']} b{batch} isl{p['isl']}",
+            )
+        )
+    else:
+        skipped.append({"id": p["id"], "metric": metric, "reason": "metric not handled"})
 
 
 def is_fit_point(p: _Point, index_in_metric: int) -> bool:
@@ -267,8 +350,17 @@ def calibrate(measurements_path: str | Path, gpu: str | GPU = "h100-sxm", fabric
 
     gpu_obj = catalog.get_gpu(gpu) if isinstance(gpu, str) else gpu
     fabric = catalog.get_fabric(fabric or gpu_obj.scale_up_fabric)
-    doc = yaml.safe_load(Path(measurements_path).read_text())
-    points, skipped = select_points(doc["points"], gpu_obj.name)
+    from simulator.yamlio import read_yaml
+
+    doc = read_yaml(measurements_path)
+    raw = check_points(doc.get("points") if isinstance(doc, dict) else None, str(measurements_path))
+    points, skipped = select_points(raw, gpu_obj.name)
+    if not points:
+        raise InputError(
+            f"no kernel/step point the cost model can predict for {gpu_obj.name}",
+            file=str(measurements_path),
+            field="points",
+        )
     seen: dict[str, int] = {}
     split = []
     for p in points:

@@ -64,6 +64,7 @@ class OpCost:
     flops: float
     bytes: float
     bound: str  # "compute", "memory", "network" or "overhead"
+    fixed_s: float = 0.0  # the part of time_s that does not shrink with the work (launch floors, latency)
 
 
 class StageCost(Protocol):

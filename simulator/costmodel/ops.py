@@ -2,7 +2,8 @@
 
 Each op is a frozen dataclass holding per-GPU static sizes and `count` (layers it repeats on). Runtime work comes
 in as a `Load` (per-GPU row counts derived once from a `BatchShape`). `flops(load)` and `bytes_moved(load)` are
-pure; `price_op` turns an op into seconds with the one rule of `roofline.price`, or the α–β model of `comm`.
+pure; `price_op` turns an op into seconds with the kernel models of `kernels.py` / `attention.py`, or NCCL's
+protocols in `nccl.py` (through `comm`).
 Where an op runs is a field (`where`), and the builder (`build.py`) keeps only the ops of the stage.
 """
 
@@ -11,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from simulator.costmodel import comm
+from simulator.costmodel import attention, comm
 from simulator.costmodel.interface import BatchShape, OpCost
-from simulator.costmodel.roofline import gemm_efficiency, memory_efficiency, price
+from simulator.costmodel.kernels import KernelTime, gemm_kernel, memory_kernel
 from simulator.hardware import GPU, Fabric
 
 Where = str  # "all", "first_stage" or "last_stage"
@@ -101,17 +102,28 @@ class Gemm:
 
 @dataclass(frozen=True, slots=True)
 class MoEExperts:
-    """Routed experts of the MoE layers: a grouped GEMM over the local experts actually hit."""
+    """Routed experts of the MoE layers: one grouped GEMM (up, then down) over the local experts actually hit,
+    every touched expert's tiles filling the SMs together."""
 
     name: str
-    params_per_expert: float  # per GPU (expert weights / ffn tp)
-    n: float  # widest output per expert per GPU (for the tile/wave efficiency)
-    io_elements_per_token: float  # activations read/written per routed token copy
+    hidden: float  # model hidden size (the up projection's K, the down projection's N)
+    ffn: float  # expert FFN width on one GPU (expert_ffn_size / ffn tp)
+    up: int  # 2 for gated (gate + up), 1 for plain
+    act_passes: float  # elementwise passes of the activation between up and down, in ffn-wide vectors
     count: int
     weight_bytes: float
     act_bytes: float
     compute_dtype: str
     where: Where = "all"
+
+    @property
+    def params_per_expert(self) -> float:
+        return (self.up + 1) * self.hidden * self.ffn
+
+    @property
+    def io_elements_per_token(self) -> float:
+        """Activations read/written per routed token copy: hidden in and out, the up output and activation."""
+        return 2 * self.hidden + (self.up + self.act_passes) * self.ffn
 
     def flops(self, load: Load) -> float:
         return 2.0 * load.moe_tokens * self.params_per_expert * self.count
@@ -130,6 +142,7 @@ class Memory:
     count: int
     rows: str = "tokens"
     where: Where = "all"
+    kernels: float = 1.0  # kernels launched per layer (each pays the launch floor)
 
     def flops(self, load: Load) -> float:
         return 0.0
@@ -189,12 +202,20 @@ class AttentionDecode:
     heads: float
     score_dim: float  # qk + v widths per head (MLA absorbed: 2 * kv_lora_rank + rope)
     kv_bytes_per_token: float
+    kv_heads: float = 1.0  # KV heads on one GPU (MLA: the one latent)
+    block_size: int = 16  # KV pages: a sequence reads whole pages, half a page of padding on average
+    qo_bytes_per_seq: float = 0.0  # query read + output written per sequence per layer
 
     def flops_of(self, context_tokens: float) -> float:
         return 2.0 * context_tokens * self.heads * self.score_dim * self.count
 
-    def bytes_of(self, context_tokens: float) -> float:
-        return self.count * context_tokens * self.kv_bytes_per_token
+    def bytes_of(self, context_tokens: float, seqs: float = 0.0) -> float:
+        paged = context_tokens + seqs * self.block_size / 2.0
+        return self.count * (paged * self.kv_bytes_per_token + seqs * self.qo_bytes_per_seq)
+
+
+def _cost(name: str, k: KernelTime) -> OpCost:
+    return OpCost(name, k.seconds, k.flops, k.bytes, k.bound, k.fixed_s)
 
 
 def price_op(op, load: Load, gpu: GPU) -> OpCost:
@@ -202,25 +223,40 @@ def price_op(op, load: Load, gpu: GPU) -> OpCost:
     eff = gpu.efficiency
     if isinstance(op, Collective):
         msg = op.message_bytes(load)
+        if msg <= 0:
+            return OpCost(op.name, 0.0, 0.0, 0.0, "network")
         if op.kind == "all_reduce":
-            t = comm.all_reduce_seconds(op.fabric, eff, op.group, msg)
+            t = comm.all_reduce_seconds(op.fabric, eff, op.group, msg, gpu.clock_ghz)
+            floor = comm.all_reduce_seconds(op.fabric, eff, op.group, 1.0, gpu.clock_ghz)
         else:
-            t = comm.all_to_all_seconds(op.fabric, eff, op.group, msg)
-        return OpCost(op.name, t * op.count, 0.0, msg * op.count, "network")
-    flops, nbytes = op.flops(load), op.bytes_moved(load)
-    if flops == 0.0 and nbytes == 0.0:
-        return OpCost(op.name, 0.0, 0.0, 0.0, "memory")
+            t = comm.all_to_all_seconds(op.fabric, eff, op.group, msg, gpu.clock_ghz)
+            floor = comm.all_to_all_seconds(op.fabric, eff, op.group, 1.0, gpu.clock_ghz)
+        return OpCost(op.name, t * op.count, 0.0, msg * op.count, "network", min(floor, t) * op.count)
     if isinstance(op, Gemm):
-        e_c = gemm_efficiency(eff, gpu.num_sms, op.m(load), op.n)
-        peak = gpu.peak_flops(op.compute_dtype)
-    elif isinstance(op, MoEExperts):
-        e_c = gemm_efficiency(eff, gpu.num_sms, load.moe_rows, op.n)
-        peak = gpu.peak_flops(op.compute_dtype)
-    else:
-        e_c, peak = 1.0, 1.0
-    e_m = memory_efficiency(eff, nbytes / op.count)
-    t, bound = price(flops, nbytes, peak, e_c, gpu.memory_bandwidth_bytes_per_s, e_m)
-    return OpCost(op.name, t, flops, nbytes, bound)
+        m = op.m(load)
+        if m <= 0:
+            return OpCost(op.name, 0.0, 0.0, 0.0, "memory")
+        k = gemm_kernel(gpu, m, op.n, op.k, op.weight_bytes, op.act_bytes, op.compute_dtype)
+        return _cost(op.name, k.times(op.count))
+    if isinstance(op, MoEExperts):
+        return _cost(op.name, moe_experts_kernel(op, load, gpu))
+    nbytes = op.bytes_moved(load)
+    if nbytes <= 0:
+        return OpCost(op.name, 0.0, 0.0, 0.0, "memory")
+    return _cost(op.name, memory_kernel(gpu, nbytes, op.kernels * op.count))
+
+
+def moe_experts_kernel(op: MoEExperts, load: Load, gpu: GPU) -> KernelTime:
+    """Grouped up-projection, activation and grouped down-projection over the touched local experts."""
+    if load.moe_tokens <= 0 or load.moe_touched <= 0:
+        return KernelTime(0.0, 0.0, 0.0, "memory", 0.0)
+    groups = load.moe_touched
+    rows = load.moe_tokens / groups  # token copies per touched expert (>= 1)
+    wb, ab, cd = op.weight_bytes, op.act_bytes, op.compute_dtype
+    up = gemm_kernel(gpu, rows, op.up * op.ffn, op.hidden, wb, ab, cd, groups=groups)
+    act = memory_kernel(gpu, load.moe_tokens * op.act_passes * op.ffn * ab)
+    down = gemm_kernel(gpu, rows, op.hidden, op.ffn, wb, ab, cd, groups=groups)
+    return (up + act + down).times(op.count)
 
 
 def price_attention(
@@ -231,32 +267,34 @@ def price_attention(
     gpu: GPU,
 ) -> list[OpCost]:
     """Prefill and decode attention of `shape` on the busiest attention-dp group."""
-    eff, bw = gpu.efficiency, gpu.memory_bandwidth_bytes_per_s
     out = []
     if prefill is not None and shape.num_prefill_tokens:
-        f = prefill.flops_of(shape.prefill_attention_pairs * dp_fraction)
-        b = prefill.bytes_of(
-            shape.num_prefill_tokens * dp_fraction, shape.prefill_context_tokens * dp_fraction
+        tokens = shape.num_prefill_tokens * dp_fraction
+        pairs = shape.prefill_attention_pairs * dp_fraction
+        k = attention.prefill_attention(
+            gpu,
+            flops=prefill.flops_of(pairs),
+            nbytes=prefill.bytes_of(tokens, shape.prefill_context_tokens * dp_fraction),
+            tokens=tokens,
+            seqs=max(1.0, shape.num_prefill_seqs * dp_fraction),
+            pairs=pairs,
+            heads=prefill.heads,
+            head_dim=prefill.qk_dim,
+            compute_dtype=prefill.compute_dtype,
+            calls=prefill.count,
         )
-        t, bound = price(
-            f,
-            b,
-            gpu.peak_flops(prefill.compute_dtype),
-            eff.attention_max,
-            bw,
-            memory_efficiency(eff, b / prefill.count),
-        )
-        out.append(OpCost("attention_prefill", t, f, b, bound))
+        out.append(_cost("attention_prefill", k))
     if decode is not None and shape.num_decode:
         ctx = shape.decode_context_tokens * dp_fraction
-        f, b = decode.flops_of(ctx), decode.bytes_of(ctx)
-        t, bound = price(
-            f,
-            b,
-            gpu.peak_flops("bf16"),
-            eff.attention_max,
-            bw,
-            memory_efficiency(eff, b / decode.count, eff.attention_memory_max),
+        seqs = max(1.0, shape.num_decode * dp_fraction)
+        k = attention.decode_attention(
+            gpu,
+            flops=decode.flops_of(ctx),
+            nbytes=decode.bytes_of(ctx, seqs),
+            seqs=seqs,
+            heads=decode.heads,
+            kv_heads=decode.kv_heads,
+            calls=decode.count,
         )
-        out.append(OpCost("attention_decode", t, f, b, bound))
+        out.append(_cost("attention_decode", k))
     return out

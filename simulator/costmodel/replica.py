@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulator.costmodel import comm
+from simulator.costmodel import comm, host
 from simulator.costmodel.build import StageOps, build_stage_ops
 from simulator.costmodel.calibration import Calibration, apply_calibration, load_calibration
 from simulator.costmodel.energy import gpu_energy, usd_per_hour
@@ -18,6 +18,7 @@ from simulator.costmodel.interface import BatchShape, OpCost
 from simulator.costmodel.memory import StageMemory, stage_memory
 from simulator.costmodel.ops import Load, price_attention, price_op
 from simulator.dtypes import bytes_per_element, compute_dtype
+from simulator.errors import InputError
 from simulator.hardware import GPU, Cluster, Fabric, NodeGroup
 from simulator.model import Model
 from simulator.plan import ReplicaGroup, Stage
@@ -39,6 +40,7 @@ class StageCostModel:
     useful_flops_per_token: float  # 2 x active weights of the stage (all GPUs)
     attn_flops_per_pair: float  # model attention FLOPs per query-key pair over the stage's layers
     lm_flops_per_seq: float
+    engine_kind: str = "vllm-v1"
     _cache: dict = field(default_factory=dict, repr=False)
     _last_attention: tuple = field(default=(None, None), repr=False)  # (shape, its attention OpCosts)
 
@@ -74,7 +76,8 @@ class StageCostModel:
             if (self.cuda_graphs and not shape.num_prefill_tokens)
             else eff.layer_overhead_eager_s
         )
-        return self.ops.num_layers * per_layer + (eff.iteration_overhead_s if self.first else 0.0)
+        engine = host.iteration_seconds(self.engine_kind, shape.num_seqs) if self.first else 0.0
+        return self.ops.num_layers * per_layer + engine
 
     def iteration_time(self, shape: BatchShape) -> float:
         if shape.num_tokens == 0:
@@ -195,6 +198,7 @@ def build_stage_cost(
         intra=intra,
         inter=inter,
         domain_gpus=group.domain_gpus,
+        block_size=engine.block_size,
     )
     mem = stage_memory(model, stage, gpu, dtypes, engine, first=first, last=last)
     attn = model.attention_flops_per_token(1) / model.num_layers * stage.num_layers
@@ -210,6 +214,7 @@ def build_stage_cost(
         useful_flops_per_token=2.0 * _active_params(model, stage),
         attn_flops_per_pair=attn,
         lm_flops_per_seq=2.0 * model.vocab_size * model.hidden_size,
+        engine_kind=engine.kind,
     )
 
 
@@ -225,6 +230,12 @@ def build_replica_cost(
     """Price one replica of `group`: its stages, memory plan, cost and transfer times."""
     if isinstance(calibration, (str, Path)):
         calibration = load_calibration(calibration)
+    if calibration is not None and calibration.gpu not in gpus:
+        raise InputError(
+            f"the calibration is for {calibration.gpu!r}, which the cluster does not have "
+            f"(its GPUs: {', '.join(sorted(gpus))}); fit one for these GPUs with `apex calibrate --gpu`",
+            field="calibration.gpu",
+        )
     default = next(iter(gpus)) if len(gpus) == 1 else None
     stages = []
     n = len(group.stages)

@@ -18,13 +18,14 @@ from simulator.engine.schedulers import SchedulerConfig
 from simulator.scenario import Engine, engine_setting
 
 
-def scheduler_config(engine: Engine) -> SchedulerConfig:
-    """The engine's knobs with its kind's defaults filled in."""
+def scheduler_config(engine: Engine, max_model_len: int | None = None) -> SchedulerConfig:
+    """The engine's knobs with its kind's defaults filled in (and the model's context length, if given)."""
     return SchedulerConfig(
         max_num_seqs=engine_setting(engine, "max_num_seqs"),
         max_num_batched_tokens=engine_setting(engine, "max_num_batched_tokens"),
         enable_chunked_prefill=engine_setting(engine, "enable_chunked_prefill"),
         block_size=engine.block_size,
+        max_model_len=max_model_len,
     )
 
 
@@ -41,6 +42,7 @@ def simulate_requests(
     until_s: float = math.inf,
     max_requests: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_model_len: int | None = None,
 ) -> tuple[SimulationResult, ServingSystem]:
     """Simulate `requests` (a workload.Requests) on the replicas; returns the result and the final system
     state (for invariant checks). The router's RNG stream is spawned from `seed`, apart from the workload's."""
@@ -50,7 +52,7 @@ def simulate_requests(
         table,
         specs,
         engine_kind=engine.kind,
-        config=scheduler_config(engine),
+        config=scheduler_config(engine, max_model_len),
         router=engine.router,
         rng=np.random.default_rng(router_ss),
     )

@@ -262,3 +262,133 @@ def test_run_study_resume_drops_a_torn_last_row(tmp_path):
     rows = list(run_study(spec, out=out, resume=True))
     assert sorted(r["point"] for r in rows) == [0, 1, 2]
     assert sorted(int(r["point"]) for r in read_csv(out / "results.csv")) == [0, 1, 2]
+
+
+# ---- issue 10: strict study files, output paths checked first, damaged outputs, interruptions ---------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "text"),
+    [
+        (
+            {"run": "plan", "plan_options": {"time_limit_s": float("nan")}},
+            "plan_options.time_limit_s",
+            "finite",
+        ),
+        ({"run": "plan", "plan_options": {"time_limit_s": 1e9}}, "plan_options.time_limit_s", "allowed: > 0"),
+        ({"run": "plan", "plan_options": {"top_k": "3"}}, "plan_options.top_k", "valid integer"),
+        ({"run": "plan", "plan_options": {"exhaustive": "yes"}}, "plan_options.exhaustive", "boolean"),
+        (
+            {"vary": {"workload.seed": list(range(400)), "workload.requests": list(range(1, 400))}},
+            "vary",
+            "100,000",
+        ),
+    ],
+)
+def test_load_study_strict_values_name_field(tmp_path, fields, field, text):
+    """Study options are strict and finite like scenarios; a grid too large to run is refused with the limit."""
+    path = tmp_path / "bad-study.yaml"
+    path.write_text(yaml.safe_dump(make_study(**fields)))
+    with pytest.raises(InputError) as info:
+        load_study(str(path))
+    assert (info.value.file, info.value.field) == (str(path), field)
+    assert text in str(info.value)
+
+
+def test_study_duplicate_key_exits_2_naming_line(tmp_path, run_cli):
+    """Two `vary:` lines used to keep the last silently."""
+    path = tmp_path / "study.yaml"
+    text = yaml.safe_dump(make_study(), sort_keys=False)
+    path.write_text(text + "vary: {workload.arrival.rate: [1.0]}\n")
+    code, out, err = run_cli("study", str(path))
+    assert code == 2 and str(path) in err and "vary" in err and "written twice" in err
+    assert "Traceback" not in out + err
+
+
+def test_study_out_with_missing_parent_exits_2_before_any_point(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setattr(studies, "run_point", lambda *a: pytest.fail("a point ran before the check"))
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(make_study()))
+    code, out, err = run_cli("study", str(path), "--out", str(tmp_path / "no" / "out"))
+    assert code == 2 and "--out" in err and "does not exist" in err
+    assert "Traceback" not in out + err
+
+
+def _finished_study(tmp_path) -> Path:
+    out = tmp_path / "out"
+    list(run_study(make_study(vary={"workload.arrival.rate": [2.0]}), out=out))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "text"),
+    [
+        ("study.yaml", b"name: tiny\nbase: {a: [1\n", "invalid YAML"),
+        ("study.yaml", b"- not\n- a study\n", "expected the mapping"),
+        ("study.yaml", b"name: tiny\nbase: {}\nvary: 7\n", "vary"),
+        ("study.yaml", b"name: tiny\nname: again\nbase: {}\n", "written twice"),
+        ("results.csv", b"point,status\n0,ok\n\xff\xfe\n", "not UTF-8"),
+        ("results.csv", b"a,b\n1,2\n", "the header lacks point"),
+    ],
+)
+def test_report_on_damaged_study_output_exits_2_naming_the_file(tmp_path, run_cli, name, content, text):
+    """`apex report` on a corrupt study.yaml or results.csv used to end in a traceback."""
+    out = _finished_study(tmp_path)
+    (out / name).write_bytes(content)
+    code, stdout, err = run_cli("report", str(out))
+    assert code == 2, err
+    assert str(out / name) in err.replace("\n", "") and text in err
+    assert "Traceback" not in stdout + err
+
+
+SLOW_POINT = {**BASE, "workload": {**BASE["workload"], "requests": 6000, "arrival": {"process": "burst"}}}
+
+
+@pytest.mark.parametrize(("signum", "code", "word"), [(2, 130, "interrupted"), (15, 143, "terminated")])
+def test_study_signal_stops_workers_keeps_rows_and_resumes(tmp_path, signum, code, word):
+    """SIGINT / SIGTERM: exit 130 / 143 with one line, workers gone at once, finished rows kept, resumable."""
+    import subprocess
+    import sys
+    import time
+
+    spec = make_study(base=SLOW_POINT, vary={"workload.seed": list(range(8))})
+    path, out = tmp_path / "study.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(spec))
+    cmd = [sys.executable, "-m", "planner.cli", "study", str(path), "--out", str(out), "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(_rows_on_disk(out)) < 1:
+        time.sleep(0.1)
+    workers = _children(proc.pid)
+    assert workers, "the study runs its points in worker processes"
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == code, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(word) and "--resume" in lines[0], stderr
+    assert "Traceback" not in stdout + stderr
+    time.sleep(0.2)
+    assert not [pid for pid in workers if _alive(pid)], "workers outlived the study"
+    kept = _rows_on_disk(out)
+    assert 1 <= len(kept) < 8 and f"{len(kept)} of 8 points" in lines[0]
+    rows = list(run_study(spec | {"base": SLOW_POINT}, out=out, resume=True, workers=2))
+    assert sorted(r["point"] for r in rows) == list(range(8))
+
+
+def _rows_on_disk(out: Path) -> list[dict]:
+    path = out / "results.csv"
+    return read_csv(path) if path.is_file() else []
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path as P
+
+    kids = P(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in kids.read_text().split()] if kids.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path as P
+
+    stat = P(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] not in ("Z", "X")

@@ -17,7 +17,9 @@ REQUIRED = {
 }  # fmt: skip
 # GPU fields holding numbers (directly or nested); each one needs an entry in `sources`.
 GPU_NUMERIC_FIELDS = [
-    f for f in GPU.model_fields if f not in {"name", "display_name", "vendor", "scale_up_fabric", "sources"}
+    f
+    for f in GPU.model_fields
+    if f not in {"name", "display_name", "vendor", "scale_up_fabric", "sources", "architecture"}
 ]
 
 

@@ -94,3 +94,29 @@ def test_plan_kv_heads_tp_must_divide_or_be_multiple():
     parse_plan("tp=16", model, _cluster(16))
     with pytest.raises(InputError, match="divide the model's 64 attention heads"):
         parse_plan("tp=128", model, _cluster(128))
+
+
+@pytest.mark.parametrize(
+    ("spec", "text"),
+    [
+        ("tp=2,tp=4", "tp is given twice"),
+        ("tp=2,pp=2,pp=1", "pp is given twice"),
+        ({"replicas": [{"role": "prefill", "stages": [{"layers": [0, 32]}]}]}, "no decode replicas"),
+        ({"replicas": [{"role": "decode", "stages": [{"layers": [0, 32]}]}]}, "only decode replicas"),
+        ({"replicas": [{"count": "2", "stages": [{"layers": [0, 32]}]}]}, "valid integer"),
+        ({"replicas": [{"stages": [{"layers": [0, 32], "tp": True}]}]}, "valid integer"),
+    ],
+)
+def test_plan_refuses_repeated_keys_roles_without_partner_and_coercions(spec, text):
+    """A repeated shorthand key, a P/D plan missing one side, strings or booleans for counts."""
+    with pytest.raises(InputError, match=text):
+        parse_plan(spec, catalog.get_model("llama-3.1-8b"), _cluster())
+
+
+def test_plan_layers_accept_a_yaml_list():
+    plan = parse_plan(
+        {"replicas": [{"stages": [{"layers": [0, 32], "tp": 2}]}]},
+        catalog.get_model("llama-3.1-8b"),
+        _cluster(),
+    )
+    assert plan.replicas[0].stages[0].layers == (0, 32)

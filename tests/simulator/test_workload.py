@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from simulator.errors import InputError
 from simulator.scenario import Arrival, LengthDist, WorkloadSpec
@@ -155,3 +156,26 @@ def test_trace_jsonl_round_trip_values(tmp_path):
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     requests = read_trace(tmp_path / "t.jsonl")
     assert requests.arrival_s.tolist() == [0.0, 1.0, 2.0] and requests.ids.tolist() == ["r0", "r1", "r2"]
+
+
+def test_lengths_without_max_are_clipped_to_the_largest_accepted():
+    """A heavy-tailed distribution without `max` never overflows int64 into negative token counts."""
+    from simulator.scenario import MAX_TOKENS
+
+    dist = LengthDist(dist="lognormal", mean=1.0, std=float(MAX_TOKENS))
+    values = sample_lengths(dist, 100_000, np.random.default_rng(0))
+    assert values.min() >= 1 and values.max() <= MAX_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        ({"dist": "empirical", "values": [5, 6], "weights": [1.0]}, "as many as the values"),
+        ({"dist": "empirical", "values": [5, 6], "weights": [0.0, 0.0]}, "all be zero"),
+        ({"dist": "empirical", "values": [0, 6]}, "greater than 0"),
+        ({"dist": "fixed", "value": 10_000_001}, "less than or equal to 10000000"),
+    ],
+)
+def test_length_distribution_refuses_impossible_parameters(fields, text):
+    with pytest.raises(ValidationError, match=text):
+        LengthDist.model_validate(fields)

@@ -31,6 +31,7 @@ class SchedulerConfig:
     max_num_batched_tokens: int
     enable_chunked_prefill: bool
     block_size: int
+    max_model_len: int | None = None  # prompt + output longer than this is refused (the model's context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,10 @@ class Scheduler:
 
     def can_ever_fit(self, req: int) -> bool:
         """False when the request could never run here (it would wait forever): too big for the KV cache, or
-        a prompt over the token budget on an engine that cannot split prompts."""
+        a prompt over the token budget on an engine that cannot split prompts, or longer than the model's context."""
+        limit = self.config.max_model_len
+        if limit is not None and self.table.input_tokens[req] + self.table.output_tokens[req] > limit:
+            return False
         if self.kv.blocks_for(int(self.table.stop_tokens[req])) > self.kv.num_blocks:
             return False
         if not self.config.enable_chunked_prefill:

@@ -40,16 +40,18 @@ def test_moe_routed_tokens_mean_and_touched_experts_mixtral():
     assert one.moe_touched == pytest.approx(2 * 2 / 8)  # one token hits 2 of 8 experts: half a local expert
     op = MoEExperts(
         "e",
-        params_per_expert=1000.0,
-        n=10,
-        io_elements_per_token=0,
+        hidden=10.0,
+        ffn=20.0,
+        up=2,
+        act_passes=3,
         count=3,
         weight_bytes=2,
         act_bytes=2,
         compute_dtype="bf16",
     )
-    assert op.flops(load) == pytest.approx(2 * 32 * 1000 * 3)
-    assert op.bytes_moved(load) == pytest.approx(3 * load.moe_touched * 1000 * 2)
+    assert op.params_per_expert == 3 * 10 * 20
+    assert op.flops(load) == pytest.approx(2 * 32 * 600 * 3)
+    assert op.bytes_moved(load) == pytest.approx(3 * (load.moe_touched * 600 * 2 + 32 * (20 + 5 * 20) * 2))
 
 
 def test_moe_routed_tokens_capped_by_local_experts():
