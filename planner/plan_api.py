@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from planner.baselines import exhaustive as run_exhaustive
 from planner.errors import NoPlanError
 from planner.placement_step import place_best
 from planner.search import PlanSearchResult, SearchOptions, run_search
@@ -128,8 +129,6 @@ def plan(
         workers=workers if workers is not None else min(2, os.cpu_count() or 1),
     )
     if exhaustive:
-        from planner.baselines import exhaustive as run_exhaustive
-
         result = run_exhaustive(sc, options, progress=progress, simulate_fn=simulate_fn)
     else:
         result = run_search(sc, options, progress=progress, simulate_fn=simulate_fn)
