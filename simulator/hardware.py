@@ -139,6 +139,13 @@ class GPUEfficiency(_Strict):
         ge=0,
         description="cost per query row (sequence x query head) per SM: softmax and output of each row",
     )
+    quant_wave_s: float = Field(
+        2.0e-06,
+        ge=0,
+        description="time of one wave of the activation-quantization kernel's row CTAs (one 1024-thread CTA "
+        "per row, two per SM: vLLM scaled_fp8_quant): a CTA launch and a dependent HBM load and store, "
+        "at the reference clock",
+    )
     moe_imbalance: float = Field(
         1.2,
         ge=1,
