@@ -203,15 +203,17 @@ class AttentionDecode:
     score_dim: float  # qk + v widths per head (MLA absorbed: 2 * kv_lora_rank + rope)
     kv_bytes_per_token: float
     kv_heads: float = 1.0  # KV heads on one GPU (MLA: the one latent)
-    block_size: int = 16  # KV pages: a sequence reads whole pages, half a page of padding on average
+    # KV page size. Pages count for capacity (memory.py), not traffic: FlashAttention's paged decode and
+    # TensorRT-LLM's XQA load key/value tiles with predicated, zero-filled rows past the sequence end, so
+    # the unused tail of the last page is never read.
+    block_size: int = 16
     qo_bytes_per_seq: float = 0.0  # query read + output written per sequence per layer
 
     def flops_of(self, context_tokens: float) -> float:
         return 2.0 * context_tokens * self.heads * self.score_dim * self.count
 
     def bytes_of(self, context_tokens: float, seqs: float = 0.0) -> float:
-        paged = context_tokens + seqs * self.block_size / 2.0
-        return self.count * (paged * self.kv_bytes_per_token + seqs * self.qo_bytes_per_seq)
+        return self.count * (context_tokens * self.kv_bytes_per_token + seqs * self.qo_bytes_per_seq)
 
 
 def _cost(name: str, k: KernelTime) -> OpCost:
