@@ -14,9 +14,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from planner.baselines import exhaustive as run_exhaustive
 from planner.errors import NoPlanError
 from planner.placement_step import place_best
 from planner.search import PlanSearchResult, SearchOptions, run_search
+from simulator.admission import refuse_impossible_workload
 from simulator.errors import InputError, pydantic_error_to_input_error
 from simulator.scenario import Goals, Scenario, load_scenario
 
@@ -118,6 +120,7 @@ def plan(
     if not 0 <= epsilon < 1:
         raise InputError(f"epsilon must be in [0, 1), got {epsilon}", field="epsilon")
     sc = load_scenario(scenario)
+    refuse_impossible_workload(sc)  # exit 2 now, not exit 1 after simulating every candidate for nothing
     sc = with_goals(sc, objective=objective, slo=slo, budget=budget)
     options = SearchOptions(
         top_k=top_k,
@@ -126,8 +129,6 @@ def plan(
         workers=workers if workers is not None else min(2, os.cpu_count() or 1),
     )
     if exhaustive:
-        from planner.baselines import exhaustive as run_exhaustive
-
         result = run_exhaustive(sc, options, progress=progress, simulate_fn=simulate_fn)
     else:
         result = run_search(sc, options, progress=progress, simulate_fn=simulate_fn)

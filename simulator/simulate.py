@@ -28,6 +28,38 @@ def simulate(
     max_requests: int | None = None,
 ) -> SimulationResult:
     """Simulate the scenario's plan; stop early at simulated time until_s or after max_requests completions."""
+    spec = scenario.spec
+    specs = replica_specs(scenario)
+    requests = generate(spec.workload, file=scenario.file)
+    limits = [ReplicaLimit(s.role, s.cost.kv_capacity_tokens) for s in specs]
+    admission = screen(
+        requests.input_tokens,
+        requests.output_tokens,
+        scenario.model,
+        spec.engine,
+        limits,
+        workload_field=length_field(spec.workload),
+    )
+    enforce(admission, file=scenario.file, plan_label=scenario.plan.label())
+    result, _ = simulate_requests(
+        requests,
+        specs,
+        spec.engine,
+        seed=spec.workload.seed,
+        slo=spec.goals.slo,
+        plan_label=scenario.plan.label(),
+        peak_flops=_plan_peak_flops(scenario),
+        unused_idle_watts=_unused_idle_watts(scenario),
+        until_s=until_s,
+        max_requests=max_requests,
+        progress=progress,
+        max_model_len=scenario.model.max_context,
+    )
+    return result
+
+
+def replica_specs(scenario: Scenario) -> list[ReplicaSpec]:
+    """One ReplicaSpec per replica group of the scenario's plan, priced by the cost model."""
     from simulator.costmodel import build_replica_cost
 
     if scenario.plan is None:
@@ -56,32 +88,7 @@ def simulate(
                 field=f"plan.replicas[{gi}]",
             )
         specs.append(ReplicaSpec(cost=cost, count=group.count, role=group.role))
-    requests = generate(spec.workload, file=scenario.file)
-    limits = [ReplicaLimit(s.role, s.cost.kv_capacity_tokens) for s in specs]
-    admission = screen(
-        requests.input_tokens,
-        requests.output_tokens,
-        scenario.model,
-        spec.engine,
-        limits,
-        workload_field=length_field(spec.workload),
-    )
-    enforce(admission, file=scenario.file, plan_label=scenario.plan.label())
-    result, _ = simulate_requests(
-        requests,
-        specs,
-        spec.engine,
-        seed=spec.workload.seed,
-        slo=spec.goals.slo,
-        plan_label=scenario.plan.label(),
-        peak_flops=_plan_peak_flops(scenario),
-        unused_idle_watts=_unused_idle_watts(scenario),
-        until_s=until_s,
-        max_requests=max_requests,
-        progress=progress,
-        max_model_len=scenario.model.max_context,
-    )
-    return result
+    return specs
 
 
 def _default_gpu(scenario: Scenario) -> str:

@@ -58,15 +58,19 @@ def simulate_requests(
     )
     system.progress = progress
     system.run(until_s=until_s, max_requests=max_requests)
+    records = table.records()
     return SimulationResult(
-        compute_metrics(table, _totals(system, plan_label, peak_flops, unused_idle_watts), slo),
-        table,
+        compute_metrics(records, _totals(system, records, plan_label, peak_flops, unused_idle_watts), slo),
+        records,
         requests.ids,
+        num_steps=sum(r.num_iterations for r in system.replicas),
     ), system
 
 
-def _totals(system: ServingSystem, plan_label: str, peak_flops: float, unused_idle_watts: float) -> RunTotals:
-    makespan = makespan_s(system.table)
+def _totals(
+    system: ServingSystem, records, plan_label: str, peak_flops: float, unused_idle_watts: float
+) -> RunTotals:
+    makespan = makespan_s(records)
     idle_j = unused_idle_watts * makespan
     for r in system.replicas:
         watts_per_gpu = r.cost.idle_watts / r.cost.num_gpus

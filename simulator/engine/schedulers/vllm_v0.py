@@ -17,10 +17,10 @@ class VllmV0Scheduler(VllmV1Scheduler):
         if self.config.enable_chunked_prefill:
             return self._schedule_mixed()
         if self.waiting:
-            reqs, grants, _ = self._admit_waiting(self.config.max_num_batched_tokens)
-            if len(reqs):
-                return self._make_batch(reqs, grants)
-        reqs, grants, _, _ = self._schedule_running(
+            admitted, _ = self._admit_waiting(self.config.max_num_batched_tokens)
+            if admitted:
+                return self._make_batch([], admitted)
+        cohorts, singles, _, _ = self._schedule_running(
             max(self.config.max_num_batched_tokens, len(self.running))
         )
-        return self._make_batch(reqs, grants)
+        return self._make_batch(cohorts, singles)
