@@ -38,6 +38,7 @@ KERNEL_FIT_PARAMS: tuple[tuple[str, float, float, float], ...] = (
     ("attention_decode_floor_s", 10e-6, 1e-6, 50e-6),
     ("attention_decode_cta_s", 4e-6, 0.1e-6, 20e-6),  # a few dependent ~1 us global-memory round trips
     ("attention_decode_row_s", 1e-7, 1e-9, 2e-6),
+    ("quant_wave_s", 2e-6, 0.2e-6, 10e-6),  # a CTA launch + one dependent HBM load and store (~1 us each)
 )
 PRIOR_WEIGHT = 0.03
 OPS = ("gemm", "all_reduce", "context_attention", "generation_attention")

@@ -17,16 +17,17 @@ KERNELS = Path(__file__).parents[3] / "data" / "reference" / "kernels.yaml"
 # gpu fitted -> {gpu predicted -> {op kind -> max MdAPE}}
 BOUNDS = {
     "h100-sxm": {
-        "h100-sxm": {"all_reduce": 0.07, "context_attention": 0.11, "gemm_bf16": 0.08, "gemm_fp8": 0.15,
+        "h100-sxm": {"all_reduce": 0.07, "context_attention": 0.11, "gemm_bf16": 0.08, "gemm_fp8": 0.12,
                      "generation_attention": 0.07},
         "a100-sxm-80gb": {"all_reduce": 0.08, "context_attention": 0.11, "gemm_bf16": 0.15,
-                          "generation_attention": 0.25},
+                          "generation_attention": 0.25},  # misses the 15% bar: README 'Accuracy'
     },
     "a100-sxm-80gb": {
         "a100-sxm-80gb": {"all_reduce": 0.09, "context_attention": 0.12, "gemm_bf16": 0.08,
                           "generation_attention": 0.12},
-        "h100-sxm": {"all_reduce": 0.09, "context_attention": 0.10, "gemm_bf16": 0.19, "gemm_fp8": 0.20,
-                     "generation_attention": 0.23},
+        # gemm bf16/fp8 and generation attention miss the 15% bar here: README 'Accuracy' says why
+        "h100-sxm": {"all_reduce": 0.09, "context_attention": 0.10, "gemm_bf16": 0.19, "gemm_fp8": 0.18,
+                     "generation_attention": 0.22},
     },
 }  # fmt: skip
 
