@@ -232,6 +232,7 @@ class PlanSpace:
             unserved_allowance=allowance,
             max_templates=self.max_templates,
             throughput_limit=throughput_limit,
+            min_replicas=1,
         )
         self.bound = self.bound.with_(objective_bounds=self._budget_rows())
         if obj == "max_goodput":
@@ -362,6 +363,7 @@ class PlanSpace:
             budgets=self.budgets,
             objective=self.objective,
             max_templates=self.max_templates,
+            min_replicas=1,
             no_good=old.no_good if old is not None else (),
             capacity_cuts=old.capacity_cuts if old is not None else (),
         )
