@@ -1,33 +1,34 @@
 """Bounds the simulator cannot beat, per template, from the cost model's own StageCost objects (docs/design.md
-§5.2).
+§5.3).
 
 The simulator prices every iteration of every stage with `StageCost.iteration_time(shape)` and
 `StageCost.energy(shape, time)`. This module evaluates those same objects at shapes that provably cost no more
 than any iteration they stand for, and turns the values into per-token rates with the work-rate LP
 (`formulations.work_bound`). What it assumes of the cost model — each checked by tests/planner/test_bounds.py
-on the shipped cost model, so a change to the cost model that breaks one fails a test instead of a bound:
+on the shipped cost model, so a cost-model change that breaks one fails a test instead of a certificate:
 
-* (M) iteration time and dynamic energy (energy above the stage's idle power over the same time) are
-  non-decreasing in every aggregate of a `BatchShape` (prefill tokens, chunks, attention pairs, prefill
-  context, decode tokens, decode context), adding a prefill to a decode batch included;
-* (A) decode context adds at least its own attention: T(shape) − T(shape without decode context) ≥
-  A(x) := T(dp decodes, context x) − T(dp decodes, context 0), with dp the stage's attention data parallelism
-  (the busiest dp group holds at least 1/dp of the context), and A(x)/x is non-increasing in x.
+* (M) an iteration with at least p prefill tokens and d decodes costs at least the *corner value* of (p, d):
+  the cheapest shape with those tokens (one chunk, one attention pair and one context token per prefill token,
+  zero decode context, and with attention data parallelism also the chunking that spreads the sequences evenly
+  over the dp groups), priced, times 1 − TIME_SLACK (time) or 1 − ENERGY_SLACK (dynamic energy: energy above the
+  stage's idle power over the same time);
+* (A) only the decode-attention operator of `StageCost.breakdown` reads the decode context, and it costs at
+  least γ per context token (γ: its least time per token, measured where the whole KV cache is read).
 
-From them, for one stage:
+From them, for one replica:
 
-* `time_rates`: α, β (s per prefill / decode token) from cells of the (p, d) iteration space priced at their
-  lower corner with zero decode context (M), plus γ = A(x_max)/x_max s per token of decode context (A), x_max
-  the replica's KV capacity: busy time ≥ α·P + β·D + γ·X over any iterations processing P prefill tokens, D
-  decode tokens and X decode context — with the TPOT multiplier when a TPOT limit holds for those tokens;
-* `energy_rates`: the same for dynamic energy (J), cells priced with the least decode context a decode can have;
+* `time` rates: α, β (s per prefill / decode token) of the bottleneck stage from cells of the (p, d) iteration
+  space priced at their corner without decode attention, and γ: busy time ≥ α·P + β·D + γ·X over any iterations
+  processing P prefill tokens, D decode tokens and X decode context — with the TPOT multiplier when a TPOT limit
+  holds for those tokens' requests;
+* `energy` rates: the same for dynamic energy (J), summed over the stages;
 * `prefill_floor(n)`, `decode_floor(x)`: one request's prefill of n tokens through every stage, and one decode
-  step at context x through every stage, each on an otherwise empty replica (TTFT ≥ prefill floor,
-  every decode gap ≥ decode floor).
+  step at context x through every stage, each on an otherwise empty replica (TTFT ≥ prefill floor, every gap
+  between two of its tokens ≥ decode floor).
 
-Cells start as a power-of-two grid and the cells the LP finds tight are split (`refine`), so the rates rise
-towards the cost model's best per-token cost while every cell keeps covering its part of the space: every
-intermediate result is valid.
+Cells start as a grid (COARSE or FINE) and the cells the LP finds tight are split, so the rates rise towards the
+cost model's best per-token cost while every cell keeps covering its part of the space: every intermediate result
+is valid.
 """
 
 from __future__ import annotations
