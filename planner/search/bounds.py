@@ -62,15 +62,23 @@ class IterationLimits:
         return max(self.max_tokens, self.max_seqs)
 
 
-def prefill_shape(p: int, d: int = 0, x: int = 0) -> BatchShape:
-    """The cheapest shape with p prefill tokens (one chunk, one pair and one context token per token) and d
-    decodes of total context x: every aggregate at its least value, so (M) makes it cost at most any real
-    iteration with as many tokens."""
+# How much the shipped cost model's time and dynamic energy can fall when one aggregate of a shape grows (the
+# attention kernels' wave quantization over the SMs; the GEMM kernels' HBM traffic, which drops when a larger
+# M selects another tiling; measured by tests/planner/test_bounds.py, which fails if a change exceeds them).
+# Every cell's value is its lower corner's times (1 − slack).
+TIME_SLACK = 0.05
+ENERGY_SLACK = 0.25
+DECODE_ATTENTION = "attention_decode"  # the op of `StageCost.breakdown` that reads the decode context
+
+
+def prefill_shape(p: int, d: int = 0, x: int = 0, chunks: int = 1) -> BatchShape:
+    """The cheapest shape with p prefill tokens (in `chunks` chunks, one pair and one context token per token)
+    and d decodes of total context x: every aggregate at its least value."""
     if p <= 0:
         return BatchShape(num_decode=d, decode_context_tokens=x)
     return BatchShape(
         num_prefill_tokens=p,
-        num_prefill_seqs=1,
+        num_prefill_seqs=max(1, min(chunks, p)),
         prefill_attention_pairs=float(p),
         prefill_context_tokens=p,
         num_decode=d,
@@ -78,37 +86,83 @@ def prefill_shape(p: int, d: int = 0, x: int = 0) -> BatchShape:
     )
 
 
+def _attention_dp(stage) -> int:
+    split = getattr(getattr(stage, "ops", None), "split", None)
+    return max(int(getattr(split, "attn_dp", 1) or 1), 1)
+
+
 class StageProbe:
-    """Prices shapes on one StageCost and remembers them."""
+    """Prices shapes on one StageCost and remembers them.
+
+    `time`/`dynamic_energy` price one shape; `corner_time`/`corner_energy` price the least any iteration with
+    at least p prefill tokens and d decodes can cost: the cheapest shape (one chunk) and — with attention data
+    parallelism, where more sequences spread the batch over the dp groups and can make it cheaper — the same
+    tokens in as many chunks as make the sequences a multiple of dp, times (1 − slack)."""
 
     def __init__(self, stage: StageCost):
         self.stage = stage
-        self._time: dict[tuple[int, int, int], float] = {}
-        self._energy: dict[tuple[int, int, int], float] = {}
+        self.dp = _attention_dp(stage)
+        self._time: dict[tuple[int, int, int, int], float] = {}
+        self._energy: dict[tuple[int, int, int, int], float] = {}
         self.evaluations = 0
 
-    def time(self, p: int, d: int, x: int = 0) -> float:
-        key = (p, d, x)
+    def time(self, p: int, d: int, x: int = 0, chunks: int = 1) -> float:
+        key = (p, d, x, chunks)
         t = self._time.get(key)
         if t is None:
-            t = self._time[key] = self.stage.iteration_time(prefill_shape(p, d, x)) if p + d else 0.0
+            shape = prefill_shape(p, d, x, chunks)
+            t = self._time[key] = self.stage.iteration_time(shape) if p + d else 0.0
             self.evaluations += 1
         return t
 
-    def dynamic_energy(self, p: int, d: int, x: int = 0) -> float:
+    def dynamic_energy(self, p: int, d: int, x: int = 0, chunks: int = 1) -> float:
         """Joules above the stage's idle power over the iteration's own duration."""
-        key = (p, d, x)
+        key = (p, d, x, chunks)
         e = self._energy.get(key)
         if e is None:
             if p + d == 0:
                 e = 0.0
             else:
-                t = self.time(p, d, x)
-                e = max(
-                    self.stage.energy(prefill_shape(p, d, x), t) - self.stage.energy(BatchShape(), t), 0.0
-                )
+                t = self.time(p, d, x, chunks)
+                shape = prefill_shape(p, d, x, chunks)
+                e = max(self.stage.energy(shape, t) - self.stage.energy(BatchShape(), t), 0.0)
             self._energy[key] = e
         return e
+
+    def time_without_decode_attention(self, p: int, d: int, chunks: int = 1) -> float:
+        """Iteration time at zero decode context less its decode-attention kernel (`breakdown`): what every
+        op but decode attention costs; those ops do not read the decode context (A)."""
+        key = (p, d, -1, chunks)
+        t = self._time.get(key)
+        if t is None:
+            shape = prefill_shape(p, d, 0, chunks)
+            t = sum(c.time_s for c in self.stage.breakdown(shape) if c.name != DECODE_ATTENTION)
+            self._time[key] = t
+            self.evaluations += 1
+        return t
+
+    def decode_attention(self, d: int, x: int) -> float:
+        """The decode-attention kernel's time for d decodes over x context tokens."""
+        shape = BatchShape(num_decode=d, decode_context_tokens=x)
+        return sum(c.time_s for c in self.stage.breakdown(shape) if c.name == DECODE_ATTENTION)
+
+    def _chunkings(self, p: int, d: int) -> list[int]:
+        out = [1]
+        if p > 1 and self.dp > 1:
+            extra = (-(d + 1)) % self.dp
+            if 0 < extra < p:
+                out.append(1 + extra)
+        return out
+
+    def corner_time(self, p: int, d: int) -> float:
+        """The least time of an iteration with ≥ p prefill tokens and ≥ d decodes, its decode attention left
+        out (the context rate γ accounts for it)."""
+        return (1 - TIME_SLACK) * min(
+            self.time_without_decode_attention(p, d, c) for c in self._chunkings(p, d)
+        )
+
+    def corner_energy(self, p: int, d: int, x: int) -> float:
+        return (1 - ENERGY_SLACK) * min(self.dynamic_energy(p, d, x, c) for c in self._chunkings(p, d))
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,11 +296,13 @@ def rates(
     return [solve_work_rates(arr, p, d, tpot_s)[0] for p, d in mixes]
 
 
-def context_rate(probe: StageProbe, dp: int, kv_tokens: int) -> float:
-    """γ: seconds per token of decode context, A(x_max)/x_max with A(x) = T(dp decodes, x) − T(dp, 0)."""
+def context_rate(probe: StageProbe, dmax: int, kv_tokens: int) -> float:
+    """γ: the least seconds of decode attention per token of decode context, taken where it is least — the
+    whole KV cache read by one, dp, or the most decodes (the kernel streams every KV byte; its per-sequence
+    latency floors only add, so the ratio falls as context grows)."""
     x = max(int(kv_tokens), 1)
-    a = probe.time(0, dp, x) - probe.time(0, dp, 0)
-    return max(a, 0.0) / x
+    counts = sorted({1, probe.dp, max(1, dmax)})
+    return (1 - TIME_SLACK) * min(max(probe.decode_attention(d, x), 0.0) / x for d in counts)
 
 
 def geometric_points(limit: int, ratio: float) -> np.ndarray:
@@ -313,12 +369,12 @@ def bound_template(
     tokens, decode tokens). `energy`: also the dynamic-energy rates (min_energy and J/token budgets)."""
     probes = [StageProbe(s) for s in stages]
     dmax = limits.max_decodes
-    weight = [p.time(limits.max_tokens, 0) + p.time(0, dmax) for p in probes]
+    weight = [p.time(limits.max_tokens, 0) + p.time(0, dmax) for p in probes]  # which stage is busiest
     neck = int(np.argmax(weight))
     p_pts = geometric_points(limits.max_tokens, 1.1)
-    p_vals = np.array([sum(pr.time(int(n), 0) for pr in probes) for n in p_pts])
+    p_vals = (1 - TIME_SLACK) * np.array([sum(pr.time(int(n), 0) for pr in probes) for n in p_pts])
     x_pts = np.concatenate(([0], geometric_points(max(max_context or limits.kv_tokens, 1), 1.25)))
-    x_vals = np.array([sum(pr.time(0, 1, int(x)) for pr in probes) for x in x_pts])
+    x_vals = (1 - TIME_SLACK) * np.array([sum(pr.time(0, 1, int(x)) for pr in probes) for x in x_pts])
     bound = TemplateBound(limits, probes, neck, precision, [], 0.0, None, p_pts, p_vals, x_pts, x_vals)
     return with_precision(bound, mixes, tpot_s, precision, energy=energy)
 
@@ -329,11 +385,9 @@ def with_precision(
     """(Re)compute the time (and, with `energy`, energy) rates on cells of `precision` (priced shapes are
     remembered, so refining reuses the coarse pass's evaluations)."""
     probe = bound.probes[bound.bottleneck]
-    part = CellPartition(bound.limits, lambda p, d: probe.time(p, d), precision)
+    part = CellPartition(bound.limits, probe.corner_time, precision)
     bound.time = rates(part, mixes, tpot_s)
-    stage = probe.stage
-    dp = getattr(getattr(getattr(stage, "ops", None), "split", None), "attn_dp", 1) or 1
-    bound.gamma = context_rate(probe, dp, bound.limits.kv_tokens)
+    bound.gamma = context_rate(probe, bound.limits.max_decodes, bound.limits.kv_tokens)
     bound.energy = _energy_rates(bound.probes, bound.limits, mixes, precision) if energy else None
     bound.precision = precision
     return bound
@@ -344,7 +398,7 @@ def _energy_rates(probes, limits, mixes, precision) -> list[WorkRates]:
     per_stage = []
     ctx = limits.min_context
     for pr in probes:
-        part = CellPartition(limits, lambda p, d, pr=pr: pr.dynamic_energy(p, d, d * ctx), precision)
+        part = CellPartition(limits, lambda p, d, pr=pr: pr.corner_energy(p, d, d * ctx), precision)
         per_stage.append(rates(part, mixes, None))
     out = []
     for k, (p, d) in enumerate(mixes):
