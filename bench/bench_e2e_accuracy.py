@@ -154,6 +154,8 @@ def main() -> None:
         f"\n{len(rows)} points, median absolute error {statistics.median(errors):.1%}, "
         f"mean {statistics.mean(errors):.1%}, max {max(errors):.1%}; wall {time.perf_counter() - start:.1f} s"
     )
+    if args.serving:
+        serving_table()
 
 
 if __name__ == "__main__":

@@ -34,36 +34,10 @@ def simulate(
 
     `requests` replaces the scenario's workload (a benchmark run replayed by `apex calibrate`) and `calibration`
     its calibration file (trial coefficients of a fit)."""
-    from simulator.costmodel import build_replica_cost
-
-    if scenario.plan is None:
-        raise InputError(
-            "simulate needs a plan: add `plan:` to the scenario (e.g. 'tp=8') or pass --plan",
-            file=scenario.file,
-            field="plan",
-        )
     spec = scenario.spec
     if calibration is None and spec.calibration is not None:
         calibration = load_calibration(spec.calibration)
-    specs = []
-    for gi, group in enumerate(scenario.plan.replicas):
-        cost = build_replica_cost(
-            scenario.model,
-            group,
-            scenario.gpus,
-            scenario.cluster,
-            spec.dtype,
-            spec.engine,
-            calibration=calibration,
-        )
-        if not getattr(cost, "fits", True) or cost.kv_capacity_tokens <= 0:
-            raise InputError(
-                f"replica group {gi} does not fit in GPU memory: weights and workspace leave no room "
-                "for the KV cache; use more GPUs per stage (tp/pp) or smaller dtypes",
-                file=scenario.file,
-                field=f"plan.replicas[{gi}]",
-            )
-        specs.append(ReplicaSpec(cost=cost, count=group.count, role=group.role))
+    specs = replica_specs(scenario, calibration)
     if requests is None:
         requests = generate(spec.workload, file=scenario.file)
     limits = [ReplicaLimit(s.role, s.cost.kv_capacity_tokens) for s in specs]
@@ -92,6 +66,40 @@ def simulate(
         frontend_s=host_overhead(spec.engine.kind, calibration).frontend_s,
     )
     return result
+
+
+def replica_specs(scenario: Scenario, calibration: Calibration | None = None) -> list[ReplicaSpec]:
+    """One ReplicaSpec per replica group of the scenario's plan, priced by the cost model (with `calibration`,
+    else the scenario's calibration file)."""
+    from simulator.costmodel import build_replica_cost
+
+    if scenario.plan is None:
+        raise InputError(
+            "simulate needs a plan: add `plan:` to the scenario (e.g. 'tp=8') or pass --plan",
+            file=scenario.file,
+            field="plan",
+        )
+    spec = scenario.spec
+    specs = []
+    for gi, group in enumerate(scenario.plan.replicas):
+        cost = build_replica_cost(
+            scenario.model,
+            group,
+            scenario.gpus,
+            scenario.cluster,
+            spec.dtype,
+            spec.engine,
+            calibration=calibration if calibration is not None else spec.calibration,
+        )
+        if not getattr(cost, "fits", True) or cost.kv_capacity_tokens <= 0:
+            raise InputError(
+                f"replica group {gi} does not fit in GPU memory: weights and workspace leave no room "
+                "for the KV cache; use more GPUs per stage (tp/pp) or smaller dtypes",
+                file=scenario.file,
+                field=f"plan.replicas[{gi}]",
+            )
+        specs.append(ReplicaSpec(cost=cost, count=group.count, role=group.role))
+    return specs
 
 
 def _default_gpu(scenario: Scenario) -> str:

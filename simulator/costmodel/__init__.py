@@ -2,17 +2,18 @@
 
 Reading guide, in order:
 1. `interface.py` — the contract: `BatchShape` (batch aggregates), `OpCost`, `StageCost`, `ReplicaCost`.
-2. `roofline.py` — the one pricing rule `max(flops/(peak·eff), bytes/(bw·eff)) + overhead` and the efficiency
-   curves (GEMM tile/wave quantization, size-dependent HBM efficiency).
-3. `ops.py` — operator dataclasses (`Gemm`, `MoEExperts`, `Memory`, `Collective`, `AttentionPrefill`,
-   `AttentionDecode`) with pure `flops`/`bytes_moved`, and `price_op` / `price_attention`.
-4. `build.py` — which ops one stage runs, with per-GPU sizes from its tp/dp/ep split.
-5. `comm.py` — α–β collectives (ring vs NVLS all-reduce, all-to-all, send/recv).
-6. `memory.py` — weights, workspace, reserve and the KV capacity under each engine's rule.
-7. `energy.py` — `P_idle·t + e_flop·FLOPs + e_byte·bytes`, MFU, MBU, $/h.
-8. `replica.py` — `build_replica_cost(...)`, the concrete StageCost / ReplicaCost with the cached fast path.
-9. `calibration.py` — fit global coefficients to measured points; `load_calibration` / `write_calibration`.
-Coefficients live on `simulator.hardware.GPUEfficiency` (each with its public source).
+2. `kernels.py` — GEMM / grouped GEMM / memory-bound kernel prices (launch floor, split-K, FP8 quantization).
+3. `attention.py` — flash-attention prefill and paged decode kernels from batch aggregates.
+4. `nccl.py` (through `comm.py`) — collectives as the fastest NCCL protocol and algorithm.
+5. `ops.py` — operator dataclasses with pure `flops`/`bytes_moved`, and `price_op` / `price_attention`.
+6. `build.py` — which ops one stage runs, with per-GPU sizes from its tp/dp/ep split.
+7. `host.py` — engine host overheads per step and per running sequence.
+8. `memory.py` — weights, workspace, reserve and the KV capacity under each engine's rule.
+9. `energy.py` — `P_idle·t + e_flop·FLOPs + e_byte·bytes`, MFU, MBU, $/h.
+10. `replica.py` — `build_replica_cost(...)`, the concrete StageCost / ReplicaCost with the cached fast path.
+11. `kernel_fit.py` — fit kernel coefficients on one GPU, error on the others; `calibration.py` — step fits and
+    calibration files (`load_calibration` / `write_calibration`).
+Coefficients live on `simulator.hardware.GPUEfficiency` (each with its public source or the fit that made it).
 """
 
 from simulator.costmodel.calibration import (

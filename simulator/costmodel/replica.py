@@ -1,29 +1,140 @@
 """Concrete StageCost / ReplicaCost: `build_replica_cost(model, group, gpus, cluster, dtypes, engine)`.
 
-Fast path: `iteration_time` caches the static ops (GEMMs, elementwise, collectives: functions of num_tokens and
-num_seqs only) in a dict keyed by (num_tokens, num_seqs), then adds the attention terms computed from the
-BatchShape aggregates and the per-layer / per-iteration fixed costs. `breakdown` returns the same sum op by op.
+The fused price (`StageCostModel.price`, `price_decode`): time, energy and FLOPs of one iteration in one pass,
+**exact** — equal to the per-operator `breakdown` summed (tests/simulator/costmodel/test_fused_price.py), so a
+bound computed from `iteration_time` is a bound on the breakdown too; there is no bucket grid. It is fast because
+* each static op (GEMMs, elementwise, collectives) reads one row count of the `Load`: ops on token rows are cached
+  by `num_tokens`, ops on sequence rows by `num_seqs`, and (only with attention dp > 1, where the busiest dp
+  group's rows mix both) the attention-side ops by the pair. Every key is the exact count, so a cached value is
+  the value; at most max_num_batched_tokens + max_num_seqs entries per stage;
+* decode attention of n sequences is, in their context tokens, `base + max(mem·ctx + mem0, comp·ctx, lat)`
+  (`attention.decode_attention`: streaming bytes, FLOPs, a latency floor, per-row and per-call fixed costs).
+  The coefficients per n are read off the kernel function itself and checked on probe points when first
+  needed; if the check fails the decode attention is priced op by op (same value, slower);
+* prefill attention (a few per-request chunks) is priced by `ops.price_attention` directly;
+* energy is `energy.gpu_energy`'s rule on the summed FLOPs and bytes of the busiest GPU; FLOPs are linear in the
+  aggregates; the per-iteration overhead (per-layer launch + the engine's host figures) is cached by sequences.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulator.costmodel import comm, host
+from simulator.costmodel import attention, comm, host
 from simulator.costmodel.build import StageOps, build_stage_ops
 from simulator.costmodel.calibration import Calibration, apply_calibration, load_calibration
 from simulator.costmodel.calibration import host_overhead as calibrated_host
-from simulator.costmodel.energy import gpu_energy, usd_per_hour
+from simulator.costmodel.energy import energy_coefficients, gpu_energy, usd_per_hour
 from simulator.costmodel.interface import BatchShape, OpCost
 from simulator.costmodel.memory import StageMemory, stage_memory
-from simulator.costmodel.ops import Load, price_attention, price_op
+from simulator.costmodel.ops import Load, MoEExperts, price_attention, price_op
 from simulator.dtypes import bytes_per_element, compute_dtype
 from simulator.errors import InputError
 from simulator.hardware import GPU, Cluster, Fabric, NodeGroup
 from simulator.model import Model
 from simulator.plan import ReplicaGroup, Stage
 from simulator.scenario import DTypes, Engine
+
+# Which count of the iteration each static op's rows follow (ops.Load): tokens, sequences, or — the rows of the
+# busiest attention-dp group, ceil(tokens * ceil(seqs/dp)/seqs) — both when attention dp > 1.
+_TOKEN_ROWS = frozenset({"tokens", "ffn_tokens", "moe_tokens", "moe_rows", "moe_touched"})
+_ATTN_TOKEN_ROWS = frozenset({"attn_tokens", "a2a_tokens"})
+_SEQ_ROWS = frozenset({"seqs"})
+_ATTN_SEQ_ROWS = frozenset({"attn_seqs"})
+_PROBE_RTOL = 1e-10  # how closely the decode-attention form must reproduce the kernel function
+_PREFILL_MEMO = 1 << 16  # prefill-attention prices kept per stage (exact keys; a bound on memory only)
+
+
+def _rows_follow(op, attn_dp: int) -> str:
+    """The iteration counts ("tokens", "seqs" or "both") an op's Load rows depend on."""
+    if isinstance(op, MoEExperts):  # moe_tokens, moe_rows, moe_touched: functions of the tokens only
+        return "tokens"
+    rows = getattr(op, "rows", None)
+    if rows in _TOKEN_ROWS or (attn_dp == 1 and rows in _ATTN_TOKEN_ROWS):
+        return "tokens"
+    if rows in _SEQ_ROWS or (attn_dp == 1 and rows in _ATTN_SEQ_ROWS):
+        return "seqs"
+    return "both"
+
+
+def _price_ops(ops: tuple, load: Load, gpu: GPU) -> tuple[float, float, float]:
+    """(seconds, FLOPs, HBM bytes) of `ops` under `load` on the busiest GPU."""
+    t = f = b = 0.0
+    for op in ops:
+        c = price_op(op, load, gpu)
+        t += c.time_s
+        f += c.flops
+        if c.bound != "network":
+            b += c.bytes
+    return t, f, b
+
+
+@dataclass(frozen=True, slots=True)
+class _DecodeAttention:
+    """Decode attention of a fixed number of sequences as a function of their (dp-scaled) context tokens:
+    seconds `base + max(mem·ctx + mem0, comp·ctx, lat)`, FLOPs `flops·ctx`, bytes `nbytes·ctx + nbytes0`."""
+
+    base_s: float
+    mem_s: float
+    mem0_s: float
+    comp_s: float
+    lat_s: float
+    flops: float
+    nbytes: float
+    nbytes0: float
+
+    def seconds(self, ctx: float) -> float:
+        t = self.mem_s * ctx + self.mem0_s
+        c = self.comp_s * ctx
+        if c > t:
+            t = c
+        return self.base_s + (t if t > self.lat_s else self.lat_s)
+
+    @staticmethod
+    def of(ops: StageOps, gpu: GPU, seqs: float) -> _DecodeAttention | None:
+        """The form of `attention.decode_attention` for `seqs` sequences, read off the function and checked on
+        probe points; None when the function is not of that form."""
+        dec = ops.decode
+
+        def kernel(flops: float, nbytes: float) -> float:
+            return attention.decode_attention(
+                gpu,
+                flops=flops,
+                nbytes=nbytes,
+                seqs=seqs,
+                heads=dec.heads,
+                kv_heads=dec.kv_heads,
+                calls=dec.count,
+            ).seconds
+
+        big_b = gpu.memory_bandwidth_bytes_per_s  # about a second of streaming: dwarfs every fixed part
+        big_f = gpu.peak_flops("bf16")
+        t0, t1, t2 = kernel(0.0, 0.0), kernel(0.0, big_b), kernel(0.0, 2 * big_b)
+        mem = (t2 - t1) / big_b
+        base = t1 - mem * big_b
+        comp = (kernel(big_f, 0.0) - base) / big_f
+        lat = t0 - base
+        nbytes0 = dec.bytes_of(0.0, seqs)
+        nbytes = dec.bytes_of(1.0, seqs) - nbytes0
+        line = _DecodeAttention(
+            base,
+            mem * nbytes,
+            mem * nbytes0,
+            comp * dec.flops_of(1.0),
+            lat,
+            dec.flops_of(1.0),
+            nbytes,
+            nbytes0,
+        )
+        for ctx in (1.0, 37.0, 1e3, 3.3e4, 1e6, 2.9e7):
+            exact = kernel(dec.flops_of(ctx), dec.bytes_of(ctx, seqs))
+            if not math.isclose(line.seconds(ctx), exact, rel_tol=_PROBE_RTOL):
+                return None
+            if not math.isclose(dec.bytes_of(ctx, seqs), nbytes * ctx + nbytes0, rel_tol=_PROBE_RTOL):
+                return None
+        return line
 
 
 @dataclass
@@ -43,33 +154,50 @@ class StageCostModel:
     lm_flops_per_seq: float
     engine_kind: str = "vllm-v1"
     host: host.HostOverhead | None = None  # None: the engine kind's catalog figures (costmodel/host.py)
-    _cache: dict = field(default_factory=dict, repr=False)
-    _last_attention: tuple = field(default=(None, None), repr=False)  # (shape, its attention OpCosts)
+    _by_tokens: dict = field(default_factory=dict, repr=False)
+    _by_seqs: dict = field(default_factory=dict, repr=False)
+    _by_both: dict = field(default_factory=dict, repr=False)
+    _by_prefill: dict = field(default_factory=dict, repr=False)  # prefill aggregates -> attention price
+    _decode_lines: dict = field(default_factory=dict, repr=False)  # num_decode -> decode attention form
+    _by_decode: dict = field(default_factory=dict, repr=False)  # num_decode -> price_decode's coefficients
 
-    # ---- static part (cached by num_tokens, num_seqs) -------------------------------------------------------
-    def _static(self, num_tokens: int, num_seqs: int) -> tuple[float, float, float, Load]:
-        key = (num_tokens, num_seqs)
-        hit = self._cache.get(key)
-        if hit is None:
-            load = Load.of(num_tokens, num_seqs, self.ops.split)
-            costs = [price_op(op, load, self.gpu) for op in self.ops.static]
-            hit = (
-                sum(c.time_s for c in costs),
-                sum(c.flops for c in costs),
-                sum(c.bytes for c in costs if c.bound != "network"),
-                load,
+    def __post_init__(self):
+        dp = self.ops.split.attn_dp
+        follow = [_rows_follow(op, dp) for op in self.ops.static]
+        self._token_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "tokens")
+        self._seq_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "seqs")
+        self._both_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "both")
+        self._e_flop, self._e_byte = energy_coefficients(self.gpu, self.compute_dtype)
+        self._fused_decode = True  # False: price decode attention op by op (set by tests of the fallback)
+
+    # ---- static part: exact caches by the count each op's rows follow --------------------------------------
+    def _seq_part(self, num_seqs: int) -> tuple:
+        """(seconds, FLOPs, bytes, dp fraction, overhead without prefill, overhead with) for num_seqs."""
+        load = Load.of(1, num_seqs, self.ops.split)
+        t, f, b = _price_ops(self._seq_ops, load, self.gpu)
+        decode_only = BatchShape(num_decode=num_seqs)
+        mixed = BatchShape(num_prefill_tokens=1, num_prefill_seqs=1, num_decode=num_seqs - 1)
+        part = (t, f, b, load.dp_fraction, self._overhead(decode_only), self._overhead(mixed))
+        self._by_seqs[num_seqs] = part
+        return part
+
+    def _static(self, num_tokens: int, num_seqs: int) -> tuple[float, float, float, tuple]:
+        """(seconds, FLOPs, HBM bytes) of the static ops on the busiest GPU, and the sequence part."""
+        tok = self._by_tokens.get(num_tokens)
+        if tok is None:
+            tok = self._by_tokens[num_tokens] = _price_ops(
+                self._token_ops, Load.of(num_tokens, max(num_seqs, 1), self.ops.split), self.gpu
             )
-            self._cache[key] = hit
-        return hit
-
-    def _attention(self, shape: BatchShape, load: Load) -> list[OpCost]:
-        """Attention costs of `shape`; the simulator asks for time, energy and FLOPs of the same shape in a
-        row, so the last answer is kept."""
-        last_shape, costs = self._last_attention
-        if last_shape is not shape:
-            costs = price_attention(self.ops.prefill, self.ops.decode, shape, load.dp_fraction, self.gpu)
-            self._last_attention = (shape, costs)
-        return costs
+        seq = self._by_seqs.get(num_seqs) or self._seq_part(num_seqs)
+        t, f, b = tok[0] + seq[0], tok[1] + seq[1], tok[2] + seq[2]
+        if self._both_ops:
+            key = (num_tokens, num_seqs)
+            both = self._by_both.get(key)
+            if both is None:
+                load = Load.of(num_tokens, num_seqs, self.ops.split)
+                both = self._by_both[key] = _price_ops(self._both_ops, load, self.gpu)
+            t, f, b = t + both[0], f + both[1], b + both[2]
+        return t, f, b, seq
 
     def _overhead(self, shape: BatchShape) -> float:
         eff = self.gpu.efficiency
@@ -82,13 +210,121 @@ class StageCostModel:
         engine = figures.step_seconds(shape.num_seqs) if self.first else 0.0
         return self.ops.num_layers * per_layer + engine
 
+    def _decode_attention(self, num_decode: int, frac: float) -> _DecodeAttention | None:
+        line = self._decode_lines.get(num_decode, False)
+        if line is False:
+            seqs = max(1.0, num_decode * frac)
+            line = _DecodeAttention.of(self.ops, self.gpu, seqs) if self._fused_decode else None
+            self._decode_lines[num_decode] = line
+        return line
+
+    def _prefill_attention(self, shape: BatchShape, frac: float) -> tuple[float, float, float]:
+        """(seconds, FLOPs, bytes) of the prefill chunks' attention, memoized by their exact aggregates (a
+        single new prompt of a given length recurs)."""
+        key = (
+            shape.num_prefill_tokens,
+            shape.num_prefill_seqs,
+            shape.prefill_attention_pairs,
+            shape.prefill_context_tokens,
+        )
+        hit = self._by_prefill.get(key)
+        if hit is None:
+            t = f = b = 0.0
+            for c in price_attention(self.ops.prefill, None, shape, frac, self.gpu):
+                t += c.time_s
+                f += c.flops
+                b += c.bytes
+            hit = (t, f, b)
+            if len(self._by_prefill) < _PREFILL_MEMO:
+                self._by_prefill[key] = hit
+        return hit
+
+    # ---- the fused price -------------------------------------------------------------------------------------
+    def price(self, shape: BatchShape) -> tuple[float, float, float]:
+        """(seconds, joules, useful FLOPs) of one iteration over `shape`: iteration_time, energy and flops
+        in one pass."""
+        num_decode = shape.num_decode
+        num_tokens = shape.num_prefill_tokens + num_decode
+        if num_tokens == 0:
+            return 0.0, 0.0, 0.0
+        t, f, b, seq = self._static(num_tokens, shape.num_prefill_seqs + num_decode)
+        frac = seq[3]
+        if shape.num_prefill_tokens:
+            pt, pf, pb = self._prefill_attention(shape, frac)
+            t += pt + seq[5]
+            f += pf
+            b += pb
+        else:
+            t += seq[4]
+        if num_decode:
+            line = self._decode_attention(num_decode, frac)
+            if line is None:
+                for c in price_attention(None, self.ops.decode, shape, frac, self.gpu):
+                    t += c.time_s
+                    f += c.flops
+                    b += c.bytes
+            else:
+                ctx = shape.decode_context_tokens * frac
+                t += line.seconds(ctx)
+                f += line.flops * ctx
+                b += line.nbytes * ctx + line.nbytes0
+        pairs = shape.prefill_attention_pairs + shape.decode_context_tokens
+        flops = self.useful_flops_per_token * num_tokens + self.attn_flops_per_pair * pairs
+        if self.last:
+            flops += self.lm_flops_per_seq * (shape.num_prefill_seqs + num_decode)
+        return t, self._energy(t, f, b), flops
+
+    def price_decode(self, num_decode: int, context_tokens: int) -> tuple[float, float, float]:
+        """`price` of a decode-only iteration: num_decode sequences reading context_tokens cached tokens."""
+        k = self._by_decode.get(num_decode)
+        if k is None:
+            k = self._decode_coefficients(num_decode)
+        line, base_s, frac, f0, b0, flops0 = k
+        if line is None:
+            return self.price(BatchShape(num_decode=num_decode, decode_context_tokens=context_tokens))
+        ctx = context_tokens * frac
+        t = line.mem_s * ctx + line.mem0_s
+        c = line.comp_s * ctx
+        if c > t:
+            t = c
+        if line.lat_s > t:
+            t = line.lat_s
+        t += base_s
+        flops = flops0 + self.attn_flops_per_pair * context_tokens
+        return t, self._energy(t, f0 + line.flops * ctx, b0 + line.nbytes * ctx), flops
+
+    def _decode_coefficients(self, n: int) -> tuple:
+        """(attention form, seconds without attention's ctx part, dp fraction, FLOPs, bytes, useful FLOPs)."""
+        t, f, b, seq = self._static(n, n)
+        line = self._decode_attention(n, seq[3])
+        lm = self.lm_flops_per_seq * n if self.last else 0.0
+        if line is None:
+            k = (None, 0.0, 1.0, 0.0, 0.0, 0.0)
+        else:
+            k = (
+                line,
+                t + seq[4] + line.base_s,
+                seq[3],
+                f,
+                b + line.nbytes0,
+                self.useful_flops_per_token * n + lm,
+            )
+        self._by_decode[n] = k
+        return k
+
+    def _energy(self, time_s: float, flops: float, nbytes: float) -> float:
+        """`num_gpus x energy.gpu_energy(...)` with the coefficients computed once."""
+        gpu = self.gpu
+        joules = gpu.idle_w * time_s + self._e_flop * flops + self._e_byte * nbytes
+        if time_s > 0:
+            cap = gpu.tdp_w * time_s
+            if joules > cap:
+                joules = cap
+        return self.num_gpus * joules
+
+    # ---- StageCost -------------------------------------------------------------------------------------------
     def iteration_time(self, shape: BatchShape) -> float:
-        if shape.num_tokens == 0:
-            return 0.0
-        t, _, _, load = self._static(shape.num_tokens, shape.num_seqs)
-        for c in self._attention(shape, load):
-            t += c.time_s
-        return t + self._overhead(shape)
+        return self.price(shape)[0]
 
     def breakdown(self, shape: BatchShape) -> list[OpCost]:
         if shape.num_tokens == 0:
@@ -103,8 +339,8 @@ class StageCostModel:
         """(FLOPs, HBM bytes) of the busiest GPU in this iteration."""
         if shape.num_tokens == 0:
             return 0.0, 0.0
-        _, f, b, load = self._static(shape.num_tokens, shape.num_seqs)
-        for c in self._attention(shape, load):
+        _, f, b, seq = self._static(shape.num_tokens, shape.num_seqs)
+        for c in price_attention(self.ops.prefill, self.ops.decode, shape, seq[3], self.gpu):
             f += c.flops
             b += c.bytes
         return f, b
@@ -138,10 +374,17 @@ class ReplicaCostModel:
     intra: Fabric | None = None  # scale-up fabric of its node group
     inter: Fabric | None = None  # inter-node fabric of its node group
     domain_gpus: int = 8
+    _send: dict = field(default_factory=dict, repr=False)  # num_tokens -> seconds between two stages
 
     def send_time(self, stage_index: int, num_tokens: int) -> float:
         if stage_index >= len(self.stages) - 1 or num_tokens <= 0:
             return 0.0
+        t = self._send.get(num_tokens)
+        if t is None:
+            t = self._send[num_tokens] = self._send_seconds(num_tokens)
+        return t
+
+    def _send_seconds(self, num_tokens: int) -> float:
         return comm.send_seconds(
             self.link, self.link_eff.efficiency, num_tokens * self.hidden_bytes_per_token
         )
@@ -247,19 +490,10 @@ def build_replica_cost(
     n = len(group.stages)
     for i, stage in enumerate(group.stages):
         gpu = apply_calibration(gpus[stage.gpu or default], calibration)
-        stages.append(
-            build_stage_cost(
-                model,
-                stage,
-                gpu,
-                cluster,
-                dtypes,
-                engine,
-                first=i == 0,
-                last=i == n - 1,
-                host_overhead=figures,
-            )
+        stage_cost = build_stage_cost(
+            model, stage, gpu, cluster, dtypes, engine, first=i == 0, last=i == n - 1, host_overhead=figures
         )
+        stages.append(stage_cost)
     first_gpu = stages[0].gpu
     node = _group_of(cluster, first_gpu.name)
     intra, inter = _fabrics(cluster, node, first_gpu)

@@ -2,7 +2,8 @@
 
 * TTFT = first token time - arrival (queueing included); E2E = finish - arrival.
 * TPOT = (E2E - TTFT) / (output tokens - 1) per request; requests with one output token have no TPOT.
-* ITL = every gap between consecutive tokens of a request (a preemption's recompute shows up as one gap).
+* ITL = every gap between consecutive tokens of a request (a preemption's recompute shows up as one gap),
+  run-length encoded (a cohort's iteration adds one gap with its member count), percentiles exact.
 * Throughput over the makespan = last completion - first arrival.
 * SLOs (Goals.slo): a request *attains* the SLO when each metric given is at or under every threshold stated
   for it (TTFT, TPOT, E2E; a request without TPOT passes that one); attainment is the fraction of all
@@ -18,28 +19,26 @@
 from __future__ import annotations
 
 import csv
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from simulator.engine.request import RequestStatus, RequestTable
+from simulator.engine.request import RequestRecords, RequestStatus
+from simulator.results import (
+    STATS,
+    Cost,
+    Distribution,
+    Energy,
+    Memory,
+    RequestCounts,
+    SimulationSummary,
+    SLOResult,
+    Throughput,
+)
 
-STATS = ("mean", "p50", "p90", "p99")
 
-
-def summarize(values: np.ndarray) -> dict[str, float]:
-    """mean, p50, p90, p99 of a distribution (NaN when empty)."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
-        return {k: math.nan for k in STATS}
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {"mean": float(values.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
-
-
-@dataclass
+@dataclass(frozen=True)
 class RunTotals:
     """What the replicas accumulated during the run, plus the plan-level constants the metrics need."""
 
@@ -55,19 +54,21 @@ class RunTotals:
     num_preemptions: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class SimulationResult:
-    """A simulation's metrics (to_json gives docs/design.md §6's keys) and its per-request records."""
+    """A simulation's metrics (`summary`, typed; `to_json()` gives docs/design.md §6's keys) and its
+    per-request records."""
 
-    summary: dict
-    table: RequestTable = field(repr=False)
+    summary: SimulationSummary
+    records: RequestRecords = field(repr=False)
     ids: np.ndarray = field(repr=False)
+    num_steps: int = 0  # engine iterations, summed over replicas
 
     def to_json(self) -> dict:
-        return json.loads(json.dumps(self.summary, default=float))
+        return self.summary.to_json()
 
     def request_columns(self) -> dict[str, np.ndarray]:
-        t = self.table
+        t = self.records
         ttft = t.first_token_s - t.arrival_s
         e2e = t.finish_s - t.arrival_s
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -91,7 +92,7 @@ class SimulationResult:
         path = Path(path)
         columns = self.request_columns()
         if path.suffix == ".parquet":
-            import pyarrow as pa
+            import pyarrow as pa  # imported here: only this output needs it (start-up time)
             import pyarrow.parquet as pq
 
             pq.write_table(pa.table({k: np.asarray(v) for k, v in columns.items()}), path)
@@ -116,8 +117,8 @@ def slo_pass(ttft: np.ndarray, tpot: np.ndarray, e2e: np.ndarray, slo) -> np.nda
     return ok
 
 
-def slo_met(stats: dict[str, dict[str, float]], slo) -> bool:
-    """Every stated statistic of every metric at or under its threshold."""
+def slo_met(stats: dict[str, Distribution], slo) -> bool:
+    """Every stated statistic of every metric at or under its threshold (an undefined one is not)."""
     if slo is None:
         return True
     for name in ("ttft_s", "tpot_s", "e2e_s"):
@@ -126,76 +127,63 @@ def slo_met(stats: dict[str, dict[str, float]], slo) -> bool:
             continue
         for key in STATS:
             limit = getattr(target, key)
-            if limit is not None and not stats[name][key] <= limit:
+            value = getattr(stats[name], key)
+            if limit is not None and (value is None or not value <= limit):
                 return False
     return True
 
 
-def makespan_s(table: RequestTable) -> float:
+def makespan_s(records: RequestRecords) -> float:
     """Last completion - first arrival (0 when nothing completed)."""
-    done = table.status == RequestStatus.FINISHED
-    return float(table.finish_s[done].max() - table.arrival_s.min()) if done.any() else 0.0
+    done = records.status == RequestStatus.FINISHED
+    return float(records.finish_s[done].max() - records.arrival_s.min()) if done.any() else 0.0
 
 
-def compute_metrics(table: RequestTable, totals: RunTotals, slo=None) -> dict:
-    done = table.status == RequestStatus.FINISHED
-    arrival, first, finish = table.arrival_s[done], table.first_token_s[done], table.finish_s[done]
-    out = table.output_tokens[done]
+def compute_metrics(records: RequestRecords, totals: RunTotals, slo=None) -> SimulationSummary:
+    t = records
+    done = t.status == RequestStatus.FINISHED
+    arrival, first, finish = t.arrival_s[done], t.first_token_s[done], t.finish_s[done]
+    out = t.output_tokens[done]
     ttft, e2e = first - arrival, finish - arrival
     multi = out > 1
     tpot = (e2e[multi] - ttft[multi]) / (out[multi] - 1)
-    itl = np.concatenate(table.itl_gaps) if table.itl_gaps else np.empty(0)
-    makespan = makespan_s(table)
+    makespan = makespan_s(t)
     num_out = int(out.sum())
-    num_total = num_out + int(table.input_tokens[done].sum())
+    num_total = num_out + int(t.input_tokens[done].sum())
     per_s = (lambda x: x / makespan) if makespan > 0 else (lambda x: 0.0)
 
-    all_ttft = table.first_token_s - table.arrival_s
-    all_e2e = np.where(done, table.finish_s - table.arrival_s, np.nan)
+    all_ttft = t.first_token_s - t.arrival_s
+    all_e2e = np.where(done, t.finish_s - t.arrival_s, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        all_tpot = np.where(table.output_tokens > 1, (all_e2e - all_ttft) / (table.output_tokens - 1), np.nan)
+        all_tpot = np.where(t.output_tokens > 1, (all_e2e - all_ttft) / (t.output_tokens - 1), np.nan)
     passing = slo_pass(all_ttft, all_tpot, all_e2e, slo)
     stats = {
-        "ttft_s": summarize(ttft),
-        "tpot_s": summarize(tpot),
-        "itl_s": summarize(itl),
-        "e2e_s": summarize(e2e),
+        "ttft_s": Distribution.of(ttft),
+        "tpot_s": Distribution.of(tpot),
+        "itl_s": Distribution.of_counts(t.itl_values_s, t.itl_counts),
+        "e2e_s": Distribution.of(e2e),
     }
-
     energy = totals.iteration_energy_j + totals.idle_energy_j
     hours = makespan / 3600
-    return {
-        "plan": totals.plan_label,
-        "throughput": {
-            "output_tokens_per_s": per_s(num_out),
-            "total_tokens_per_s": per_s(num_total),
-            "requests_per_s": per_s(int(done.sum())),
-        },
+    return SimulationSummary(
+        plan=totals.plan_label,
+        throughput=Throughput(per_s(num_out), per_s(num_total), per_s(int(done.sum()))),
         **stats,
-        "energy": {"joules": energy, "joules_per_output_token": energy / num_out if num_out else math.nan},
-        "cost": {
-            "usd_per_hour": totals.usd_per_hour,
-            "usd_per_million_output_tokens": totals.usd_per_hour * hours / num_out * 1e6
-            if num_out
-            else math.nan,
-        },
-        "memory": {
-            "weights_gib_per_gpu": totals.weights_bytes_per_gpu / 2**30,
-            "kv_cache_tokens": totals.kv_cache_tokens,
-            "kv_cache_peak_tokens": totals.kv_peak_tokens,
-        },
-        "slo": {
-            "attainment": float(passing.mean()) if len(passing) else math.nan,
-            "goodput_rps": per_s(int(passing.sum())),
-            "met": slo_met(stats, slo),
-        },
-        "requests": {
-            "completed": int(done.sum()),
-            "preempted": int((table.num_preemptions > 0).sum()),
-            "preemptions": totals.num_preemptions,
-            "rejected": int((table.status == RequestStatus.REJECTED).sum()),
-            "total": table.num_requests,
-        },
-        "mfu": totals.flops / (makespan * totals.peak_flops) if makespan > 0 and totals.peak_flops else 0.0,
-        "makespan_s": makespan,
-    }
+        energy=Energy(energy, energy / num_out if num_out else None),
+        cost=Cost(totals.usd_per_hour, totals.usd_per_hour * hours / num_out * 1e6 if num_out else None),
+        memory=Memory(totals.weights_bytes_per_gpu / 2**30, totals.kv_cache_tokens, totals.kv_peak_tokens),
+        slo=SLOResult(
+            attainment=float(passing.mean()) if len(passing) else None,
+            goodput_rps=per_s(int(passing.sum())),
+            met=slo_met(stats, slo),
+        ),
+        requests=RequestCounts(
+            completed=int(done.sum()),
+            preempted=int((t.num_preemptions > 0).sum()),
+            preemptions=totals.num_preemptions,
+            rejected=int((t.status == RequestStatus.REJECTED).sum()),
+            total=t.num_requests,
+        ),
+        mfu=totals.flops / (makespan * totals.peak_flops) if makespan > 0 and totals.peak_flops else 0.0,
+        makespan_s=makespan,
+    )

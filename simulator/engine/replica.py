@@ -4,11 +4,12 @@ Pipeline parallelism keeps up to pp micro-batches in flight. A micro-batch enter
 passes stage 0..pp-1 with `send_time` between stages, and each stage runs one micro-batch at a time in
 arrival order, so the whole path is known when the batch is scheduled. Throughput is set by the slowest
 stage; unbalanced stages leave the others idle (bubbles). With pp = 1 this is one batch at a time.
+Each stage prices an iteration once, fused (`StageCost.price` / `price_decode`: time, energy and FLOPs).
 """
 
 from __future__ import annotations
 
-from simulator.costmodel.interface import BatchShape, ReplicaCost
+from simulator.costmodel.interface import ReplicaCost
 from simulator.engine.schedulers import Batch, Scheduler
 
 
@@ -20,7 +21,6 @@ class Replica:
         self.cost = cost
         self.stages = list(cost.stages)
         self.pp = len(self.stages)
-        scheduler.track_in_flight = self.pp > 1
         self.stage_free_s = [0.0] * self.pp
         self.stage_busy_s = [0.0] * self.pp
         self.num_in_flight = 0
@@ -28,7 +28,6 @@ class Replica:
         self.energy_j = 0.0
         self.flops = 0.0
         self.num_iterations = 0
-        self._priced: dict[BatchShape, tuple] = {}
 
     def start_batches(self, now_s: float) -> tuple[list[tuple[float, Batch]], float | None]:
         """Schedule micro-batches while the pipeline has room and stage 0 is free. Returns the (done time,
@@ -41,35 +40,42 @@ class Replica:
             if batch is None:
                 break
             self.num_in_flight += 1
-            started.append((self._run_stages(batch.shape, now_s), batch))
+            started.append((self._run_stages(batch, now_s), batch))
         return started, None
 
-    def _run_stages(self, shape: BatchShape, now_s: float) -> float:
-        prices = self._priced.get(shape)
-        if prices is None:
-            prices = tuple(self._price(stage, shape) for stage in self.stages)
-            if len(self._priced) < 65536:
-                self._priced[shape] = prices
+    def _run_stages(self, batch: Batch, now_s: float) -> float:
+        shape = batch.shape
+        free, busy = self.stage_free_s, self.stage_busy_s
         t = now_s
         last = self.pp - 1
-        for i, (time_s, energy_j, flops) in enumerate(prices):
-            start = t if t > self.stage_free_s[i] else self.stage_free_s[i]
+        for i, stage in enumerate(self.stages):
+            if shape is None:
+                time_s, energy_j, flops = stage.price_decode(batch.num_decode, batch.decode_context_tokens)
+            else:
+                time_s, energy_j, flops = stage.price(shape)
+            start = t if t > free[i] else free[i]
             t = start + time_s
-            self.stage_free_s[i] = t
-            self.stage_busy_s[i] += time_s
+            free[i] = t
+            busy[i] += time_s
             self.energy_j += energy_j
             self.flops += flops
             if i < last:
-                t += self.cost.send_time(i, shape.num_tokens)
+                t += self.cost.send_time(i, batch.num_tokens)
         self.num_iterations += 1
         return t
 
-    @staticmethod
-    def _price(stage, shape: BatchShape) -> tuple[float, float, float]:
-        time_s = stage.iteration_time(shape)
-        return time_s, stage.energy(shape, time_s), stage.flops(shape)
+    def run_decode(self, num_decode: int, context_tokens: int, now_s: float) -> float:
+        """A decode-only iteration on a one-stage replica started at now_s: its end (the stage's accounts kept)."""
+        time_s, energy_j, flops = self.stages[0].price_decode(num_decode, context_tokens)
+        end = now_s + time_s
+        self.stage_free_s[0] = end
+        self.stage_busy_s[0] += time_s
+        self.energy_j += energy_j
+        self.flops += flops
+        self.num_iterations += 1
+        return end
 
-    def finish_batch(self, batch: Batch, now_s: float):
+    def finish_batch(self, batch: Batch, now_s: float) -> list[int]:
         """The micro-batch left the last stage: update request state; returns the requests done here."""
         self.num_in_flight -= 1
         return self.scheduler.update_from_output(batch, now_s)

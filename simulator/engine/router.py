@@ -16,7 +16,8 @@ class Router:
         self.rng = rng  # its own stream: routing never shifts the workload's random numbers
         self._next = 0
 
-    def choose(self, outstanding: np.ndarray) -> int:
+    def choose(self, outstanding: list[int], replicas: list[int]) -> int:
+        """A position in `replicas` (indices into `outstanding`, the counts of all replicas)."""
         n = self.num_replicas
         if n == 1:
             return 0
@@ -25,6 +26,6 @@ class Router:
             self._next = (pick + 1) % n
             return pick
         if self.kind == "least-outstanding":
-            return int(np.argmin(outstanding))  # ties go to the lowest index
+            return min(range(n), key=lambda i: outstanding[replicas[i]])  # ties go to the lowest position
         a, b = self.rng.choice(n, size=2, replace=False)
-        return int(a if outstanding[a] <= outstanding[b] else b)
+        return int(a if outstanding[replicas[a]] <= outstanding[replicas[b]] else b)

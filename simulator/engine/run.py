@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -50,7 +51,8 @@ def simulate_requests(
 
     `frontend_s` (costmodel/host.py): every request reaches the engine that long after the client sent it. The
     same delay for every request is a translation in time of the engine's whole run, so it is added to the
-    token and finish times the client observes instead of shifting the arrivals (TTFT and E2E grow, ITL not)."""
+    first-token and finish times the client observes instead of shifting the arrivals (TTFT and E2E grow,
+    ITL not)."""
     table = RequestTable(requests.arrival_s, requests.input_tokens, requests.output_tokens)
     router_ss = np.random.SeedSequence(seed).spawn(4)[3]
     system = ServingSystem(
@@ -63,18 +65,23 @@ def simulate_requests(
     )
     system.progress = progress
     system.run(until_s=until_s, max_requests=max_requests)
+    records = table.records()
     if frontend_s:
-        for column in (table.first_token_s, table.last_token_s, table.finish_s):
-            column += frontend_s
+        records = replace(
+            records, first_token_s=records.first_token_s + frontend_s, finish_s=records.finish_s + frontend_s
+        )
     return SimulationResult(
-        compute_metrics(table, _totals(system, plan_label, peak_flops, unused_idle_watts), slo),
-        table,
+        compute_metrics(records, _totals(system, records, plan_label, peak_flops, unused_idle_watts), slo),
+        records,
         requests.ids,
+        num_steps=sum(r.num_iterations for r in system.replicas),
     ), system
 
 
-def _totals(system: ServingSystem, plan_label: str, peak_flops: float, unused_idle_watts: float) -> RunTotals:
-    makespan = makespan_s(system.table)
+def _totals(
+    system: ServingSystem, records, plan_label: str, peak_flops: float, unused_idle_watts: float
+) -> RunTotals:
+    makespan = makespan_s(records)
     idle_j = unused_idle_watts * makespan
     for r in system.replicas:
         watts_per_gpu = r.cost.idle_watts / r.cost.num_gpus

@@ -4,8 +4,9 @@ SYNTHETIC DATA: every result file here is written by planner/bench_results/expor
 coefficients were perturbed on purpose (TRUTH: host overheads ×3, frontend +5 ms, compute efficiency ×0.8).
 The tests check that the fit recovers those coefficients (by recovery, not against any measurement).
 
-Tolerances (stated once, used below): per_iteration_s within 20 %, frontend_s within 1 ms, compute_scale
+Tolerances (stated once, used below): per_iteration_s within 15 %, frontend_s within 1 ms, compute_scale
 within 10 % of the truth; after the fit, the median error on held-out runs below 3 % and below the error before.
+Measured margins (150 requests per run, workload seeds 5–8): within 4.6 %, 0.32 ms and 4.6 %.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from simulator.costmodel import load_calibration
 from simulator.scenario import load_scenario
 from simulator.simulate import simulate
 
-TOL_ITERATION = 0.20
+TOL_ITERATION = 0.15
 TOL_FRONTEND_S = 1.0e-3
 TOL_COMPUTE = 0.10
 HELD_OUT_AFTER = 0.03
@@ -139,7 +140,7 @@ def test_frontend_alone_is_solved_exactly(tmp_path):
 def test_cli_recovers_perturbed_coefficients_and_the_file_replans(tmp_path, run_cli):
     """vllm bench serve JSON of three runs: the CLI fits two (4 and 16 req/s), holds out 8 req/s, writes a
     calibration file that recovers TRUTH; a scenario naming it predicts the truth's latencies."""
-    n = 40
+    n = 150
     runs = truth_runs(n, [4.0, 8.0, 16.0])
     results = write_format("vllm", runs, tmp_path)
     scenario = tmp_path / "scenario.yaml"
@@ -161,18 +162,16 @@ def test_cli_recovers_perturbed_coefficients_and_the_file_replans(tmp_path, run_
     replanned = simulate(load_scenario({**scenario_dict(n, 8.0), "calibration": str(out)}))
     default = simulate(load_scenario(scenario_dict(n, 8.0)))
     measured = float(np.median(runs[1].ttft_s))
-    assert abs(replanned.summary["ttft_s"]["p50"] / measured - 1) < abs(
-        default.summary["ttft_s"]["p50"] / measured - 1
-    )
+    assert abs(replanned.summary.ttft_s.p50 / measured - 1) < abs(default.summary.ttft_s.p50 / measured - 1)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["vllm", "sglang", "genai-perf", "aiperf"])
 def test_recovery_from_each_format(tmp_path, fmt):
-    """100 requests per run at 2, 6 and 12 req/s, fitted on 2 and 12, held out at 6."""
-    runs = truth_runs(100, [2.0, 6.0, 12.0], seed=6)
+    """200 requests per run at 2, 6 and 12 req/s, fitted on 2 and 12, held out at 6."""
+    runs = truth_runs(200, [2.0, 6.0, 12.0], seed=6)
     paths = write_format(fmt, runs, tmp_path)
-    fit = calibrate_serving(paths, scenario_dict(100, seed=6))
+    fit = calibrate_serving(paths, scenario_dict(200, seed=6))
     assert [r.label.split(" (")[0] for r, f in zip(fit.runs, fit.fit_runs, strict=True) if not f] == ["run 1"]
     assert_recovered(fit)
 

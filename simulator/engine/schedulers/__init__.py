@@ -35,7 +35,7 @@ def create_scheduler(
     Orca has no paging: its cache is one contiguous reservation per request, modelled as 1-token blocks.
     """
     block_size = 1 if kind == "orca" else config.block_size
-    kv = KVCache(kv_capacity_tokens // block_size, block_size, table.num_requests)
+    kv = KVCache(kv_capacity_tokens // block_size, block_size)
     return SCHEDULERS[kind](table, config, kv)
 
 

@@ -1,10 +1,18 @@
 """What every engine's scheduler shares: the queues, KV admission, preemption and the output update.
 
 Token-budget model (vLLM v1): there is no prefill or decode "phase". Each request has `num_tokens` (prompt +
-generated so far) and `num_computed_tokens` (tokens whose KV is cached); every iteration the scheduler grants
-some requests new tokens so that num_computed_tokens catches up with num_tokens. A request whose computed
-tokens reach num_tokens samples one new token. A grant of one token on a request whose prompt is already
-cached is a decode; anything else is a prefill chunk.
+generated so far) and `computed` tokens (whose KV is cached); every iteration the scheduler grants some
+requests new tokens so that computed catches up with num_tokens. A request whose computed tokens reach
+num_tokens samples one new token. A grant of one token on a request whose prompt is already cached is a
+decode; anything else is a prefill chunk.
+
+State is kept as aggregates: running decoders are members of `Cohort`s (O(1) to schedule, sample and price),
+the few other running requests (prefill chunks in progress, recomputes, P/D arrivals) are `singles`. The
+running order (admission order; the tail is preempted first) is the insertion order of `running`. When a
+decision needs members one by one — the token budget cuts through the decoders, a prefill chunk was admitted
+before a decoder and the budget runs out, or the KV cache is short and someone must be preempted — the exact
+per-request algorithm (`_schedule_running_exact`) runs on materialized state instead, so decisions are the same
+as scheduling request by request.
 
 The engine files compose these pieces in their own order (`schedule()`); `update_from_output()` is common.
 """
@@ -14,13 +22,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
-
 from simulator.costmodel.interface import BatchShape
+from simulator.engine.cohort import Cohort
 from simulator.engine.kv_cache import KVCache
 from simulator.engine.request import RequestStatus, RequestTable
-
-_EMPTY = np.empty(0, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +41,14 @@ class SchedulerConfig:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """One iteration's decision: which requests compute how many new tokens."""
+    """One iteration's decision: whole cohorts decoding one token each, plus single requests' chunks."""
 
-    reqs: np.ndarray  # request indices
-    num_new_tokens: np.ndarray  # tokens granted to each
-    end_tokens: np.ndarray  # num_computed_tokens of each once the batch has run
-    shape: BatchShape
+    cohorts: tuple[Cohort, ...]
+    singles: tuple[tuple[int, int], ...]  # (request, computed tokens once the batch has run)
+    num_tokens: int  # through the GEMMs
+    num_decode: int
+    decode_context_tokens: int
+    shape: BatchShape | None  # None for a decode-only batch (priced from num_decode and the context)
 
 
 class Scheduler:
@@ -56,11 +63,11 @@ class Scheduler:
         self.config = config
         self.kv = kv
         self.waiting: deque[int] = deque()
-        self.running = _EMPTY  # admission order: the tail is preempted first
-        self.in_flight = np.zeros(table.num_requests, dtype=bool)  # in a micro-batch not yet finished
-        self.track_in_flight = False  # the replica turns it on when it pipelines micro-batches (pp > 1)
-        self._mark = np.zeros(table.num_requests, dtype=bool)
+        self.running: dict[int, None] = {}  # admission order
+        self.singles: dict[int, None] = {}  # running requests outside any cohort, admission order
+        self.cohorts: list[Cohort] = []
         self.num_preemptions = 0
+        self._cohort_blocks = 0 if self.reserve_full_length else kv.block_size
 
     # --------------------------------------------------------------------------------------------- queues
     def add_request(self, req: int) -> None:
@@ -70,16 +77,14 @@ class Scheduler:
     def can_ever_fit(self, req: int) -> bool:
         """False when the request could never run here (it would wait forever): too big for the KV cache, or
         a prompt over the token budget on an engine that cannot split prompts, or longer than the model's context."""
+        table = self.table
         limit = self.config.max_model_len
-        if limit is not None and self.table.input_tokens[req] + self.table.output_tokens[req] > limit:
+        if limit is not None and table.prompt[req] + table.output[req] > limit:
             return False
-        if self.kv.blocks_for(int(self.table.stop_tokens[req])) > self.kv.num_blocks:
+        if self.kv.blocks_for(table.stop[req]) > self.kv.num_blocks:
             return False
         if not self.config.enable_chunked_prefill:
-            return (
-                int(self.table.num_tokens[req] - self.table.num_computed_tokens[req])
-                <= self.config.max_num_batched_tokens
-            )
+            return table.num_tokens[req] - table.computed[req] <= self.config.max_num_batched_tokens
         return True
 
     @property
@@ -87,64 +92,170 @@ class Scheduler:
         return len(self.waiting) + len(self.running)
 
     def has_work(self) -> bool:
-        return bool(self.waiting) or len(self.running) > 0
+        return bool(self.waiting) or bool(self.running)
+
+    def held_blocks(self, req: int) -> int:
+        """KV blocks a running request holds (its computed tokens, or its full length when reserved)."""
+        table = self.table
+        if self.reserve_full_length:
+            return self.kv.blocks_for(table.stop[req])
+        cohort = table.cohort[req]
+        computed = table.offset[req] + cohort.steps if cohort is not None else table.computed[req]
+        return self.kv.blocks_for(computed)
+
+    def kv_conserved(self) -> bool:
+        kv = self.kv
+        held = sum(self.held_blocks(r) for r in self.running)
+        return kv.num_free_blocks + held == kv.num_blocks and kv.num_free_blocks >= 0
+
+    def steady_cohort(self) -> Cohort | None:
+        """The cohort, when the next iteration is exactly its decode and nothing else: no queue, no chunk in
+        progress, one idle cohort within the budget (the replica may then run decode steps in place)."""
+        if self.waiting or self.singles or len(self.cohorts) != 1:
+            return None
+        cohort = self.cohorts[0]
+        if cohort.in_flight or cohort.count > self._decode_budget():
+            return None
+        return cohort
+
+    def start_steady(self, cohort: Cohort) -> bool:
+        """Schedule the steady cohort's decode (what `schedule()` would decide): allocate its new KV blocks and
+        advance it one step. False, and nothing changed, when the blocks are short (then `schedule()` preempts)."""
+        if self._cohort_blocks:
+            blocks = cohort.new_blocks()
+            if blocks > self.kv.num_free_blocks:
+                return False
+            if blocks:
+                self.kv.take(blocks)
+        cohort.steps += 1
+        return True
+
+    def _decode_budget(self) -> int:
+        """Tokens the decoders may take in a decode-only iteration (v1: the whole token budget)."""
+        return self.config.max_num_batched_tokens
+
+    def sample_cohort(self, cohort: Cohort, now_s: float, done: list[int]) -> None:
+        """Every member of the cohort emitted one token at now_s; those at their stop length leave (into
+        `done`, their KV freed)."""
+        table = self.table
+        cohort.in_flight = False
+        gaps = table.gaps
+        gaps.values.append(now_s - cohort.last_s)
+        gaps.counts.append(cohort.count)
+        cohort.last_s = now_s
+        heap = cohort.finishes
+        if heap and heap[0][0] == cohort.steps:
+            for req in cohort.pop_finished(table):
+                computed = table.offset[req] + cohort.steps
+                table.computed[req] = computed
+                table.num_tokens[req] = computed + 1
+                self._on_done(req)
+                done.append(req)
 
     # ---------------------------------------------------------------------------------------- the pieces
     def _schedule_running(self, budget: int, *, prefills_only: bool = False):
         """Grant running requests (in admission order) their missing tokens within `budget`, preempting from
-        the tail when KV runs out. Returns (reqs, grants, budget left, whether anyone was preempted)."""
-        run = self.running
-        if len(run) == 0:
-            return _EMPTY, _EMPTY, budget, False
-        computed = self.table.num_computed_tokens[run]
-        need = self.table.num_tokens[run] - computed
-        if not prefills_only and len(run) <= budget and (need == 1).all():
-            # Steady decoding: one token each, within budget; only block boundaries need a new block.
-            grant = np.ones(len(run), dtype=np.int64)
-            if self.kv.allocate_many(run, computed + 1):
-                return run, grant, budget - len(run), False
-            return self._schedule_running_preempting(budget, prefills_only)
-        keep = need > 1 if prefills_only else need > 0  # need == 0: its micro-batch is still in flight
-        if not keep.all():
-            run, need = run[keep], need[keep]
-        prev = np.cumsum(need) - need
-        k = int(np.searchsorted(prev, budget, side="left"))
-        cand = run[:k]
-        grant = np.minimum(need[:k], budget - prev[:k])
-        if not self.config.enable_chunked_prefill and k and grant[-1] < need[k - 1]:
-            cand, grant = cand[:-1], grant[:-1]
-        if self.kv.allocate_many(cand, self.table.num_computed_tokens[cand] + grant):
-            return cand, grant, budget - int(grant.sum()), False
-        return self._schedule_running_preempting(budget, prefills_only)
+        the tail when KV runs out. Returns (cohorts, [(request, grant)], budget left, whether anyone was
+        preempted); the KV blocks are allocated."""
+        table = self.table
+        idle = [] if prefills_only else [c for c in self.cohorts if not c.in_flight]
+        num_decode = 0
+        for c in idle:
+            num_decode += c.count
+        singles = []
+        total = num_decode
+        if self.singles:
+            floor = 1 if prefills_only else 0
+            for req in self.singles:  # a chunk in flight may be followed by the next chunk (need > 0)
+                need = table.num_tokens[req] - table.computed[req]
+                if need > floor:
+                    singles.append((req, need))
+                    total += need
+        if total == 0:
+            return [], [], budget, False
+        if total > budget:
+            if num_decode >= budget or (num_decode and not self._decoders_first(singles[0][0])):
+                return self._schedule_running_exact(budget, prefills_only)
+            left = budget - num_decode
+            granted = []
+            for req, need in singles:
+                if left <= 0:
+                    break
+                grant = need if need <= left else left
+                if grant < need and not self.config.enable_chunked_prefill:
+                    break  # a whole prompt that does not fit waits
+                granted.append((req, grant))
+                left -= grant
+            singles = granted
+        blocks = 0
+        if self._cohort_blocks:
+            for c in idle:
+                blocks += c.new_blocks()
+            blocks_for = self.kv.blocks_for
+            for req, grant in singles:
+                computed = table.computed[req]
+                blocks += blocks_for(computed + grant) - blocks_for(computed)
+        if blocks > self.kv.num_free_blocks:
+            return self._schedule_running_exact(budget, prefills_only)
+        if blocks:
+            self.kv.take(blocks)
+        used = num_decode
+        for _, grant in singles:
+            used += grant
+        return idle, singles, budget - used, False
 
-    def _schedule_running_preempting(self, budget: int, prefills_only: bool):
-        """The slow path of `_schedule_running`: allocate one by one; when short, preempt the latest admitted
-        request that is not in flight (vLLM), possibly the request itself."""
+    def _decoders_first(self, first_single: int) -> bool:
+        """True when no idle decoder was admitted after the first single that wants tokens (so the budget
+        reaches every decoder before any chunk)."""
+        table = self.table
+        for req in reversed(self.running):
+            if req == first_single:
+                return True
+            cohort = table.cohort[req]
+            if cohort is not None and not cohort.in_flight:
+                return False
+        return True
+
+    def _schedule_running_exact(self, budget: int, prefills_only: bool):
+        """The per-request path of `_schedule_running`: allocate one by one in admission order; when short,
+        preempt the latest admitted request that is not in flight (vLLM), possibly the request itself."""
         table, kv = self.table, self.kv
         order = list(self.running)
-        reqs, grants = [], []
+        computed, need_of, idle = {}, {}, {}
+        for req in order:
+            cohort = table.cohort[req]
+            if cohort is not None:
+                c = table.offset[req] + cohort.steps
+                computed[req], idle[req] = c, not cohort.in_flight
+                need_of[req] = 0 if cohort.in_flight else 1
+            else:
+                computed[req], idle[req] = table.computed[req], not table.in_flight[req]
+                need_of[req] = table.num_tokens[req] - table.computed[req]
+        scheduled: list[tuple[int, int]] = []
         preempted = False
         i = 0
         while i < len(order) and budget > 0:
             req = order[i]
-            need = int(table.num_tokens[req] - table.num_computed_tokens[req])
+            need = need_of[req]
             if need <= 0 or (prefills_only and need == 1):
                 i += 1
                 continue
             n = min(need, budget)
             if n < need and not self.config.enable_chunked_prefill:
                 break
-            scheduled = removed = False
-            while not scheduled:
-                if (
-                    kv.allocate_slots(req, n, num_computed_tokens=int(table.num_computed_tokens[req]))
-                    is not None
-                ):
-                    scheduled = True
-                    break
-                victim = next(
-                    (j for j in range(len(order) - 1, i - 1, -1) if not self.in_flight[order[j]]), None
+            done = removed = False
+            while not done:
+                blocks = (
+                    0
+                    if self.reserve_full_length
+                    else kv.blocks_for(computed[req] + n) - kv.blocks_for(computed[req])
                 )
+                if blocks <= kv.num_free_blocks:
+                    if blocks > 0:
+                        kv.take(blocks)
+                    done = True
+                    break
+                victim = next((j for j in range(len(order) - 1, i - 1, -1) if idle[order[j]]), None)
                 if victim is None:
                     break
                 self._preempt(order.pop(victim))
@@ -152,106 +263,196 @@ class Scheduler:
                 if victim == i:
                     removed = True
                     break
-            if scheduled:
-                reqs.append(req)
-                grants.append(n)
+            if done:
+                scheduled.append((req, n))
                 budget -= n
             if not removed:
                 i += 1
-        self.running = np.asarray(order, dtype=np.int64)
-        return np.asarray(reqs, dtype=np.int64), np.asarray(grants, dtype=np.int64), budget, preempted
+        cohorts, singles = self._regroup(scheduled)
+        return cohorts, singles, budget, preempted
+
+    def _regroup(self, scheduled: list[tuple[int, int]]) -> tuple[list[Cohort], list[tuple[int, int]]]:
+        """Split the scheduled requests into whole cohorts (a cohort the budget cut through is split) and
+        single (request, grant) pairs."""
+        table = self.table
+        picked: dict[Cohort, set[int]] = {}
+        singles = []
+        for req, n in scheduled:
+            cohort = table.cohort[req]
+            if cohort is None:
+                singles.append((req, n))
+            else:
+                picked.setdefault(cohort, set()).add(req)
+        cohorts = []
+        for cohort, members in picked.items():
+            if len(members) < cohort.count:  # the budget cut through it: split off the smaller side
+                others = {r for r in cohort.members() if r not in members}
+                moving = members if len(members) <= len(others) else others
+                part = self._split(cohort, moving)
+                if moving is members:
+                    cohort = part
+            cohorts.append(cohort)
+        return cohorts, singles
+
+    def _split(self, cohort: Cohort, reqs: set[int]) -> Cohort:
+        """Move `reqs` out of an idle cohort into a new one with the same steps and last token time."""
+        table = self.table
+        computed = {req: table.offset[req] + cohort.steps for req in reqs}
+        cohort.remove(table, reqs)
+        part = Cohort(self._cohort_blocks, cohort.last_s)
+        part.steps = cohort.steps
+        for req in reqs:
+            part.add(table, req, computed[req])
+        self.cohorts.append(part)
+        return part
 
     def _preempt(self, req: int) -> None:
         """Recompute preemption: drop the KV cache, keep the generated tokens, requeue at the head."""
-        self.kv.free(req)
-        self.table.num_computed_tokens[req] = 0
-        self.table.status[req] = RequestStatus.PREEMPTED
-        self.table.num_preemptions[req] += 1
+        table = self.table
+        self.kv.give(self.held_blocks(req))
+        cohort = table.cohort[req]
+        if cohort is not None:
+            cohort.remove(table, {req})
+            self.drop_if_empty(cohort)
+        else:
+            del self.singles[req]
+        del self.running[req]
+        table.computed[req] = 0
+        table.status[req] = RequestStatus.PREEMPTED
+        table.num_preemptions[req] += 1
         self.num_preemptions += 1
         self.waiting.appendleft(req)
 
     def _admit_waiting(self, budget: int, *, max_seqs: int | None = None):
         """Admit queued requests in order while budget, sequence slots and KV blocks last.
-        Returns (reqs, grants, budget left); admitted requests join the running tail."""
+        Returns ([(request, grant)], budget left); admitted requests join the running tail."""
         table, kv, config = self.table, self.kv, self.config
+        waiting = self.waiting
         slots = (max_seqs or config.max_num_seqs) - len(self.running)
-        reqs, grants = [], []
-        while self.waiting and budget > 0 and len(reqs) < slots:
-            req = self.waiting[0]
-            computed = int(table.num_computed_tokens[req])
-            n = int(table.num_tokens[req]) - computed
+        admitted = []
+        while waiting and budget > 0 and len(admitted) < slots:
+            req = waiting[0]
+            computed = table.computed[req]
+            n = table.num_tokens[req] - computed
             if n > budget:
                 if config.enable_chunked_prefill:
                     n = budget
-                elif budget < config.max_num_batched_tokens or reqs:
+                elif budget < config.max_num_batched_tokens or admitted:
                     break  # a whole prompt that does not fit what is left waits for the next iteration
-            hold = int(table.stop_tokens[req]) if self.reserve_full_length else computed + n
-            if kv.allocate_slots(req, hold - computed, num_computed_tokens=computed) is None:
+            blocks = kv.blocks_for(table.stop[req] if self.reserve_full_length else computed + n)
+            if blocks > kv.num_free_blocks:
                 break
-            self.waiting.popleft()
+            if blocks > 0:
+                kv.take(blocks)
+            waiting.popleft()
             table.status[req] = RequestStatus.RUNNING
-            reqs.append(req)
-            grants.append(n)
+            self.running[req] = None
+            self.singles[req] = None
+            admitted.append((req, n))
             budget -= n
-        if not reqs:
-            return _EMPTY, _EMPTY, budget
-        admitted = np.asarray(reqs, dtype=np.int64)
-        self.running = np.concatenate((self.running, admitted))
-        return admitted, np.asarray(grants, dtype=np.int64), budget
+        return admitted, budget
 
-    def _make_batch(self, reqs: np.ndarray, grants: np.ndarray) -> Batch | None:
-        """Advance num_computed_tokens at schedule time (as vLLM v1 does) and describe the work."""
-        if len(reqs) == 0:
+    def _make_batch(self, cohorts: list[Cohort], singles: list[tuple[int, int]]) -> Batch | None:
+        """Advance computed tokens at schedule time (as vLLM v1 does) and describe the work."""
+        if not cohorts and not singles:
             return None
+        num_decode = context = 0
+        for c in cohorts:
+            num_decode += c.count
+            context += c.context_tokens()
+            c.steps += 1
+            c.in_flight = True
+        if not singles:
+            return Batch(tuple(cohorts), (), num_decode, num_decode, context, None)
         table = self.table
-        before = table.num_computed_tokens[reqs]
-        end = before + grants
-        table.num_computed_tokens[reqs] = end
-        if self.track_in_flight:
-            self.in_flight[reqs] = True
-        decode = (grants == 1) & (before >= table.input_tokens[reqs])
-        if decode.all():
-            shape = BatchShape(num_decode=len(reqs), decode_context_tokens=int(before.sum()))
-        else:
-            pre = ~decode
-            new, cached = grants[pre], before[pre]
-            num_new = int(new.sum())
-            shape = BatchShape(
-                num_prefill_tokens=num_new,
-                num_prefill_seqs=len(new),
-                prefill_attention_pairs=float((new * (cached + (new + 1) / 2)).sum()),
-                prefill_context_tokens=num_new + int(cached.sum()),
-                num_decode=int(decode.sum()),
-                decode_context_tokens=int(before[decode].sum()),
-            )
-        return Batch(reqs, grants, end, shape)
+        computed, prompt, in_flight = table.computed, table.prompt, table.in_flight
+        ends = []
+        new = seqs = cached_new = 0
+        pairs = 0.0
+        for req, grant in singles:
+            before = computed[req]
+            end = computed[req] = before + grant
+            in_flight[req] += 1
+            ends.append((req, end))
+            if grant == 1 and before >= prompt[req]:
+                num_decode += 1
+                context += before
+            else:
+                new += grant
+                seqs += 1
+                cached_new += before + grant
+                pairs += grant * (before + (grant + 1) / 2)
+        if not new:
+            return Batch(tuple(cohorts), tuple(ends), num_decode, num_decode, context, None)
+        shape = BatchShape(
+            num_prefill_tokens=new,
+            num_prefill_seqs=seqs,
+            prefill_attention_pairs=pairs,
+            prefill_context_tokens=cached_new,
+            num_decode=num_decode,
+            decode_context_tokens=context,
+        )
+        return Batch(tuple(cohorts), tuple(ends), new + num_decode, num_decode, context, shape)
 
     # ------------------------------------------------------------------------------------------- output
-    def update_from_output(self, batch: Batch, now_s: float) -> np.ndarray:
-        """Requests whose chunk completed their tokens emit one token; returns those that reached their stop
+    def update_from_output(self, batch: Batch, now_s: float) -> list[int]:
+        """Every request whose chunk completed its tokens emits one token; returns those that reached their stop
         length here (their KV is freed and they leave the running queue)."""
-        done = self._sample(batch, now_s)
-        if done is None:
-            return _EMPTY
-        if len(done):
-            self._release(done)
+        table = self.table
+        gaps = table.gaps
+        done: list[int] = []
+        cohorts = batch.cohorts
+        for c in cohorts:
+            self.sample_cohort(c, now_s, done)
+        target = None
+        if len(cohorts) == 1:
+            target = cohorts[0]
+            if target.count == 0:
+                self.drop_if_empty(target)
+                target = None
+            cohorts = ()
+        for c in cohorts:  # several cohorts sampled together (pipelines, cut budgets) merge: same last token
+            if c.count == 0:
+                self.drop_if_empty(c)
+            elif target is None:
+                target = c
+            elif c.count > target.count:
+                c.absorb(table, target)
+                self.drop_if_empty(target)
+                target = c
+            else:
+                target.absorb(table, c)
+                self.drop_if_empty(c)
+        if batch.singles:
+            num_tokens, prompt, stop = table.num_tokens, table.prompt, table.stop
+            for req, end in batch.singles:
+                table.in_flight[req] -= 1
+                if end != num_tokens[req]:
+                    continue  # a prefill chunk short of the prompt: no token yet
+                if num_tokens[req] > prompt[req]:
+                    gaps.add(now_s - table.last_token_s[req], 1)
+                else:
+                    table.first_token_s[req] = now_s
+                table.last_token_s[req] = now_s
+                num_tokens[req] = end + 1
+                if end + 1 >= stop[req]:
+                    del self.singles[req]
+                    self._on_done(req)
+                    done.append(req)
+                    continue
+                if target is None:
+                    target = Cohort(self._cohort_blocks, now_s)
+                    self.cohorts.append(target)
+                del self.singles[req]
+                target.add(table, req, end)
         return done
 
-    def _sample(self, batch: Batch, now_s: float) -> np.ndarray | None:
-        """Record one token for each request whose chunk reached its token count; returns the requests that hit
-        their stop length (None when no request sampled a token)."""
-        table = self.table
-        reqs = batch.reqs
-        if self.track_in_flight:
-            self.in_flight[reqs] = False
-        sampled = reqs[batch.end_tokens == table.num_tokens[reqs]]
-        if len(sampled) == 0:
-            return None
-        table.record_tokens(sampled, now_s)
-        return sampled[table.num_tokens[sampled] >= table.stop_tokens[sampled]]
+    def _on_done(self, req: int) -> None:
+        """A request reached its stop length (computed / num_tokens are in the table): free it."""
+        self.kv.give(self.held_blocks(req))
+        del self.running[req]
 
-    def _release(self, done: np.ndarray) -> None:
-        self.kv.free(done)
-        self._mark[done] = True
-        self.running = self.running[~self._mark[self.running]]
-        self._mark[done] = False
+    def drop_if_empty(self, cohort: Cohort) -> None:
+        """Forget a cohort whose last member left."""
+        if cohort.count == 0 and cohort in self.cohorts:
+            self.cohorts.remove(cohort)

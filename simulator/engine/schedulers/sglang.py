@@ -9,19 +9,20 @@ out of KV, requests are retracted (we retract the latest admitted) and recompute
 
 from __future__ import annotations
 
-import numpy as np
-
 from simulator.engine.schedulers.common import Batch, Scheduler
 
 
 class SGLangScheduler(Scheduler):
+    def _decode_budget(self) -> int:
+        return max(self.config.max_num_batched_tokens, len(self.running))
+
     def schedule(self, now_s: float) -> Batch | None:
         budget = self.config.max_num_batched_tokens
-        reqs, grants, budget, preempted = self._schedule_running(budget, prefills_only=True)
+        _, singles, budget, preempted = self._schedule_running(budget, prefills_only=True)
         if self.waiting and budget > 0 and not preempted:
-            new, new_grants, budget = self._admit_waiting(budget)
-            reqs, grants = np.concatenate((reqs, new)), np.concatenate((grants, new_grants))
-        if len(reqs):
-            return self._make_batch(reqs, grants)
-        reqs, grants, _, _ = self._schedule_running(max(budget, len(self.running)))
-        return self._make_batch(reqs, grants)
+            admitted, budget = self._admit_waiting(budget)
+            singles += admitted
+        if singles:
+            return self._make_batch([], singles)
+        cohorts, singles, _, _ = self._schedule_running(max(budget, len(self.running)))
+        return self._make_batch(cohorts, singles)

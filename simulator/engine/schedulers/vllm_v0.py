@@ -13,14 +13,18 @@ from simulator.engine.schedulers.vllm_v1 import VllmV1Scheduler
 
 
 class VllmV0Scheduler(VllmV1Scheduler):
+    def _decode_budget(self) -> int:
+        budget = self.config.max_num_batched_tokens
+        return budget if self.config.enable_chunked_prefill else max(budget, len(self.running))
+
     def schedule(self, now_s: float) -> Batch | None:
         if self.config.enable_chunked_prefill:
             return self._schedule_mixed()
         if self.waiting:
-            reqs, grants, _ = self._admit_waiting(self.config.max_num_batched_tokens)
-            if len(reqs):
-                return self._make_batch(reqs, grants)
-        reqs, grants, _, _ = self._schedule_running(
+            admitted, _ = self._admit_waiting(self.config.max_num_batched_tokens)
+            if admitted:
+                return self._make_batch([], admitted)
+        cohorts, singles, _, _ = self._schedule_running(
             max(self.config.max_num_batched_tokens, len(self.running))
         )
-        return self._make_batch(reqs, grants)
+        return self._make_batch(cohorts, singles)

@@ -10,8 +10,6 @@ their prompts chunked to the budget that is left. Defaults: max_num_seqs 256, ma
 
 from __future__ import annotations
 
-import numpy as np
-
 from simulator.engine.schedulers.common import Batch, Scheduler
 
 
@@ -20,9 +18,8 @@ class VllmV1Scheduler(Scheduler):
         return self._schedule_mixed()
 
     def _schedule_mixed(self) -> Batch | None:
-        reqs, grants, budget, preempted = self._schedule_running(self.config.max_num_batched_tokens)
+        cohorts, singles, budget, preempted = self._schedule_running(self.config.max_num_batched_tokens)
         if not preempted and self.waiting:
-            new, new_grants, budget = self._admit_waiting(budget)
-            if len(new):
-                reqs, grants = np.concatenate((reqs, new)), np.concatenate((grants, new_grants))
-        return self._make_batch(reqs, grants)
+            admitted, budget = self._admit_waiting(budget)
+            singles += admitted
+        return self._make_batch(cohorts, singles)

@@ -39,6 +39,13 @@ class FakeStage:
     def flops(self, shape: BatchShape) -> float:
         return 2e9 * shape.num_tokens
 
+    def price(self, shape: BatchShape) -> tuple[float, float, float]:
+        t = self.iteration_time(shape)
+        return t, self.energy(shape, t), self.flops(shape)
+
+    def price_decode(self, num_decode: int, context_tokens: int) -> tuple[float, float, float]:
+        return self.price(BatchShape(num_decode=num_decode, decode_context_tokens=context_tokens))
+
 
 @dataclass
 class FakeReplicaCost:
@@ -99,3 +106,9 @@ def make_scheduler(
     table = RequestTable(requests.arrival_s, requests.input_tokens, requests.output_tokens)
     config = SchedulerConfig(max_num_seqs, max_num_batched_tokens, chunked, block_size)
     return create_scheduler(kind, table, config, kv_tokens)
+
+
+def batch_requests(batch) -> list[int]:
+    """The requests a Batch schedules: cohort members, then single requests."""
+    members = [req for c in batch.cohorts for req in sorted(c.members())]
+    return members + [req for req, _ in batch.singles]

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from engine_fakes import FakeStage, make_cost, make_requests, make_scheduler, run
+from engine_fakes import FakeStage, batch_requests, make_cost, make_requests, make_scheduler, run
 
 from simulator.engine.request import RequestStatus
 
@@ -42,15 +42,15 @@ def test_kv_competition_preempts_and_recomputes_vllm_v1():
     out = result.to_json()
     assert out["requests"]["completed"] == 2
     assert out["requests"]["preempted"] == 1
-    assert system.table.num_preemptions.tolist() == [0, 1]
+    assert result.records.num_preemptions.tolist() == [0, 1]
     assert system.kv_blocks_conserved()
 
 
 @pytest.mark.parametrize("kind", ["trtllm", "orca"])
 def test_kv_competition_second_waits_when_reserving_full_length(kind):
     """Engines that reserve the full length admit the second request only after the first finishes."""
-    result, system = run(make_requests(2, prompt=64, output=48), make_cost(kv_tokens=160), kind=kind)
-    t = system.table
+    result, _ = run(make_requests(2, prompt=64, output=48), make_cost(kv_tokens=160), kind=kind)
+    t = result.records
     assert result.to_json()["requests"]["preempted"] == 0
     assert t.first_token_s[1] > t.finish_s[0]
 
@@ -58,8 +58,8 @@ def test_kv_competition_second_waits_when_reserving_full_length(kind):
 def test_static_batch_runs_to_completion_before_next():
     """Static batching starts the next batch only when every member of the current one is done."""
     requests = make_requests(4, prompt=10, output=[5, 20, 5, 5])
-    _, system = run(requests, kind="static", max_num_seqs=2)
-    t = system.table
+    result, _ = run(requests, kind="static", max_num_seqs=2)
+    t = result.records
     assert t.first_token_s[2] >= t.finish_s[1]
     assert t.first_token_s[3] == t.first_token_s[2]
 
@@ -81,7 +81,7 @@ def test_vllm_v1_schedule_mixes_decodes_and_new_prefill():
     sched.update_from_output(first, 1.0)
     sched.add_request(2)
     batch = sched.schedule(1.0)
-    assert batch.reqs.tolist() == [0, 1, 2]
+    assert batch_requests(batch) == [0, 1, 2]
     assert (batch.shape.num_decode, batch.shape.num_prefill_tokens) == (2, 20)
 
 
@@ -93,8 +93,10 @@ def test_sglang_schedule_prefill_priority_excludes_decodes():
     sched.update_from_output(sched.schedule(0.0), 1.0)
     sched.add_request(2)
     batch = sched.schedule(1.0)
-    assert batch.reqs.tolist() == [2]
-    assert sched.schedule(2.0).shape.num_decode == 2
+    assert batch_requests(batch) == [2]
+    sched.update_from_output(batch, 2.0)
+    decode = sched.schedule(2.0)
+    assert decode.shape is None and decode.num_decode == 3
 
 
 def test_scheduler_max_num_seqs_caps_running():
@@ -103,7 +105,7 @@ def test_scheduler_max_num_seqs_caps_running():
     for i in range(10):
         sched.add_request(i)
     batch = sched.schedule(0.0)
-    assert len(batch.reqs) == 3 and len(sched.waiting) == 7
+    assert len(batch_requests(batch)) == 3 and len(sched.waiting) == 7
 
 
 @pytest.mark.parametrize("pp", [1, 2])
@@ -119,7 +121,7 @@ def test_conservation_every_request_completes_once_and_blocks_freed(kind, pp):
     )
     cost = make_cost(kv_tokens=800, stages=[FakeStage() for _ in range(pp)])
     result, system = run(requests, cost, kind=kind, max_num_batched_tokens=512)
-    t = system.table
+    t = result.records
     assert (t.status == RequestStatus.FINISHED).all()
     assert system.num_completed == 60
     assert (t.num_output_tokens == t.output_tokens).all()
@@ -127,3 +129,4 @@ def test_conservation_every_request_completes_once_and_blocks_freed(kind, pp):
     assert (t.finish_s >= t.first_token_s).all()
     assert system.kv_blocks_conserved()
     assert all(r.scheduler.kv.num_free_blocks == r.scheduler.kv.num_blocks for r in system.replicas)
+    assert all(not r.scheduler.running and not r.scheduler.cohorts for r in system.replicas)

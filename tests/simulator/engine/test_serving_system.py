@@ -31,17 +31,17 @@ def test_pipeline_send_time_adds_to_latency():
 
 def test_router_round_robin_spreads_evenly():
     """Round-robin puts 10 requests 5 and 5 on two replicas."""
-    _, system = run(make_requests(10, arrival=np.arange(10) * 0.001), count=2, router="round-robin")
-    assert np.bincount(system.table.replica).tolist() == [5, 5]
+    result, _ = run(make_requests(10, arrival=np.arange(10) * 0.001), count=2, router="round-robin")
+    assert np.bincount(result.records.replica).tolist() == [5, 5]
 
 
 def test_router_least_outstanding_avoids_busy_replica():
     """Least-outstanding sends short requests away from the replica busy with a long one."""
     requests = make_requests(5, prompt=10, output=[2000, 2, 2, 2, 2], arrival=[0, 1, 2, 3, 4])
-    _, lo = run(requests, count=2, router="least-outstanding")
-    _, rr = run(requests, count=2, router="round-robin")
-    assert lo.table.replica.tolist() == [0, 1, 1, 1, 1]
-    assert rr.table.replica.tolist() == [0, 1, 0, 1, 0]
+    lo, _ = run(requests, count=2, router="least-outstanding")
+    rr, _ = run(requests, count=2, router="round-robin")
+    assert lo.records.replica.tolist() == [0, 1, 1, 1, 1]
+    assert rr.records.replica.tolist() == [0, 1, 0, 1, 0]
 
 
 def test_disaggregation_kv_transfer_delays_decode_start():
@@ -52,7 +52,7 @@ def test_disaggregation_kv_transfer_delays_decode_start():
     out = result.to_json()
     assert out["ttft_s"]["mean"] == pytest.approx(0.11)
     assert out["e2e_s"]["mean"] == pytest.approx(0.11 + 0.5 + 4 * 0.011)
-    assert system.table.replica[0] == 1
+    assert result.records.replica[0] == 1
     assert system.kv_blocks_conserved()
 
 
@@ -68,7 +68,7 @@ def test_simulation_deterministic_for_fixed_seed():
     first = run(requests, count=4, router="power-of-two", seed=7)[0]
     second = run(requests, count=4, router="power-of-two", seed=7)[0]
     assert first.to_json() == second.to_json()
-    assert (first.table.replica == second.table.replica).all()
+    assert (first.records.replica == second.records.replica).all()
 
 
 def test_slo_attainment_and_goodput_count_requests_under_every_threshold():

@@ -1,0 +1,80 @@
+"""The one list of simulation metrics: dotted path into the simulation JSON, label, unit, better direction.
+
+CLI tables, study columns, report CSVs and plots read their metrics from here, so a metric is named, unitted
+and ordered once. `path` is a key path of `SimulationSummary.to_json()` (docs/design.md §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.results import STATS
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    path: str  # e.g. "ttft_s.p99"
+    label: str  # e.g. "TTFT p99"
+    unit: str  # e.g. "s"; "" for counts and fractions
+    better: str | None  # "higher", "lower", or None when neither is better
+    study: bool = False  # a column of every study row (planner/studies.py), in catalog order
+
+    @property
+    def title(self) -> str:
+        """Label with its unit, for plot axes and table headers: "TTFT p99 (s)"."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.better == "higher"
+
+    def value(self, summary: dict) -> float | None:
+        """This metric in a simulation JSON; None when absent or not a number."""
+        node = summary
+        for key in self.path.split("."):
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+        return float(node) if isinstance(node, (int, float)) else None
+
+
+def _distribution(name: str, label: str, *, study: bool) -> list[Metric]:
+    return [Metric(f"{name}.{stat}", f"{label} {stat}", "s", "lower", study) for stat in STATS]
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("throughput.output_tokens_per_s", "output throughput", "tok/s", "higher", True),
+    Metric("throughput.total_tokens_per_s", "total throughput", "tok/s", "higher", True),
+    Metric("throughput.requests_per_s", "request throughput", "req/s", "higher", True),
+    *_distribution("ttft_s", "TTFT", study=True),
+    *_distribution("tpot_s", "TPOT", study=True),
+    *_distribution("itl_s", "ITL", study=False),
+    *_distribution("e2e_s", "end-to-end latency", study=True),
+    Metric("energy.joules", "energy", "J", "lower", True),
+    Metric("energy.joules_per_output_token", "energy per output token", "J/tok", "lower", True),
+    Metric("cost.usd_per_hour", "cost", "$/h", "lower", True),
+    Metric("cost.usd_per_million_output_tokens", "cost per million output tokens", "$/Mtok", "lower", True),
+    Metric("memory.weights_gib_per_gpu", "weights per GPU", "GiB", None),
+    Metric("memory.kv_cache_tokens", "KV cache capacity", "tokens", None),
+    Metric("memory.kv_cache_peak_tokens", "KV cache peak use", "tokens", None),
+    Metric("slo.attainment", "SLO attainment", "", "higher", True),
+    Metric("slo.goodput_rps", "goodput", "req/s", "higher", True),
+    Metric("slo.met", "SLOs met", "", "higher"),
+    Metric("requests.completed", "requests completed", "", "higher", True),
+    Metric("requests.preempted", "requests preempted", "", "lower", True),
+    Metric("requests.preemptions", "preemptions", "", "lower"),
+    Metric("requests.rejected", "requests rejected", "", "lower"),
+    Metric("requests.total", "requests", "", None),
+    Metric("mfu", "MFU", "", "higher"),
+    Metric("makespan_s", "makespan", "s", None, True),
+)
+BY_PATH: dict[str, Metric] = {m.path: m for m in METRICS}
+STUDY_METRICS: tuple[str, ...] = tuple(m.path for m in METRICS if m.study)
+
+
+def metric(path: str) -> Metric:
+    """The catalog entry of `path`; KeyError names the known paths."""
+    try:
+        return BY_PATH[path]
+    except KeyError:
+        raise KeyError(f"unknown metric {path!r}; expected one of: {', '.join(BY_PATH)}") from None
