@@ -173,3 +173,29 @@ def write_aiperf(run: RunToWrite, path: str | Path) -> None:
         loadgen["concurrency"] = run.max_concurrency
     summary = {"apex_note": NOTE, "input_config": {"loadgen": loadgen}}
     path.with_name("profile_export_aiperf.json").write_text(json.dumps(summary))
+
+
+FORMATS = ("vllm", "sglang", "genai-perf", "aiperf")
+
+
+def write_results(fmt: str, runs: list[RunToWrite], folder: str | Path) -> list[str]:
+    """Write `runs` as `fmt` files under `folder` (AIPerf: one folder per run, ep0/, ep1/, ... as the emitted
+    benchmark scripts lay them out); returns the paths to pass to `apex calibrate` / `apex ingest`."""
+    folder = Path(folder)
+    if fmt == "vllm":
+        write_vllm(runs, folder / "vllm-bench.json")
+        return [str(folder / "vllm-bench.json")]
+    if fmt == "sglang":
+        write_sglang(runs, folder / "sglang-bench.jsonl")
+        return [str(folder / "sglang-bench.jsonl")]
+    if fmt == "genai-perf":
+        write_genai_perf(runs, folder / "profile_export.json")
+        return [str(folder / "profile_export.json")]
+    if fmt != "aiperf":
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    paths = []
+    for i, run in enumerate(runs):
+        (folder / f"ep{i}").mkdir(parents=True, exist_ok=True)
+        write_aiperf(run, folder / f"ep{i}" / "profile_export.jsonl")
+        paths.append(str(folder / f"ep{i}" / "profile_export.jsonl"))
+    return paths

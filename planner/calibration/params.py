@@ -8,11 +8,12 @@
 * `memory_scale` — one multiplier on `memory_max` (HBM efficiency of memory-bound kernels), so that it stays
   at most 0.95 of the datasheet bandwidth (streaming kernels reach 80–90 %, data/reference/hardware.md).
 
-`DEFAULT_FIT` leaves out two of them, for reasons measured by the recovery test (README, "From plan to
-deployment"): `per_sequence_s` adds a few µs per running sequence to a step of several ms, so at benchmark batch
-sizes the runs barely depend on it and its fit wanders (0.3–20× the true value) while the others are recovered;
-`memory_scale` adds to every decode step just as `per_iteration_s` does, and is better fitted on kernel times
-(`apex calibrate data/reference/kernels.yaml`). Either can be asked for with `--fit`.
+`DEFAULT_FIT` leaves out two of them, for reasons measured by the recovery benchmark
+(bench/bench_calibrate_recovery.py; README, "From plan to deployment"): `per_sequence_s` adds a few µs per
+running sequence to a step of several ms, so at benchmark batch sizes the runs barely depend on it (fitted, it came
+out at 2.6× its true value with the same error); `memory_scale` adds to every decode step as `per_iteration_s`
+does (fitted together they came out at ×0.92 and 0.70× the truth with the same error), and is better fitted on
+kernel times (`apex calibrate data/reference/kernels.yaml`). Either can be asked for with `--fit`.
 
 The starting point (the "before" of every report) is the scenario's own model: its calibration file's values
 where it names one, else the catalog's.

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from planner.bench_results.export import RunToWrite, write_aiperf, write_genai_perf, write_sglang, write_vllm
+from planner.bench_results.export import RunToWrite, write_results, write_sglang, write_vllm
 from planner.bench_results.load import load_results
 from planner.calibration import calibrate_serving
 from planner.calibration.params import Prior
@@ -71,21 +71,7 @@ def truth_runs(n: int, rates, seed: int = 5) -> list[RunToWrite]:
 
 
 def write_format(fmt: str, runs: list[RunToWrite], folder) -> list[str]:
-    if fmt == "vllm":
-        write_vllm(runs, folder / "vllm.json")
-        return [str(folder / "vllm.json")]
-    if fmt == "sglang":
-        write_sglang(runs, folder / "sglang.jsonl")
-        return [str(folder / "sglang.jsonl")]
-    if fmt == "genai-perf":
-        write_genai_perf(runs, folder / "profile_export.json")
-        return [str(folder / "profile_export.json")]
-    paths = []
-    for i, run in enumerate(runs):  # AIPerf writes one run per folder
-        (folder / f"ep{i}").mkdir()
-        write_aiperf(run, folder / f"ep{i}" / "profile_export.jsonl")
-        paths.append(str(folder / f"ep{i}" / "profile_export.jsonl"))
-    return paths
+    return write_results(fmt, runs, folder)
 
 
 def assert_recovered(fit) -> None:
