@@ -152,7 +152,7 @@ def calibrate(
         ),
     ],
     gpu: Annotated[
-        str | None, typer.Option(help="GPU catalog name whose coefficients are fitted [default: h100-sxm]")
+        str | None, typer.Option(help="GPU catalog name whose coefficients are fitted (default h100-sxm)")
     ] = None,
     report: Annotated[
         bool, typer.Option("--report", help="print every point: measured, predicted, error")
@@ -171,14 +171,12 @@ def calibrate(
         str | None,
         typer.Option(
             help="with --scenario: parameters to fit, comma-separated, of per_iteration_s, per_sequence_s, "
-            "frontend_s, compute_scale, memory_scale [default: per_iteration_s,frontend_s,compute_scale]"
+            "frontend_s, compute_scale, memory_scale (default per_iteration_s,frontend_s,compute_scale)"
         ),
     ] = None,
     hold_out: Annotated[
         str | None,
-        typer.Option(
-            help="with --scenario: runs left out, by load: alternate, highest or none [default: alternate]"
-        ),
+        typer.Option(help="with --scenario: runs left out, by load: alternate (default), highest or none"),
     ] = None,
     fmt: Annotated[
         str | None, typer.Option("--format", help="with --scenario: auto, vllm, sglang, genai-perf, aiperf")
