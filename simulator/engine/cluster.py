@@ -5,6 +5,8 @@ stops a request after its first token (the first-token time is the end of prefil
 the cache to a decode replica; it lands after `ReplicaCost.kv_transfer_time`, and decoding goes on there.
 A replica without pipelining that finishes an iteration starts the next one and, when that one ends before
 any other queued event, runs it inline (the order the event heap would give it, without the heap).
+In a closed loop (`closed`), the first `concurrency` requests arrive at t = 0 and each request that finishes
+or is rejected sends the next one in workload order `think_time_s` later (its arrival time is set then).
 """
 
 from __future__ import annotations
@@ -48,8 +50,10 @@ class ServingSystem:
         config: SchedulerConfig,
         router: str,
         rng: np.random.Generator,
+        closed=None,
     ):
         self.table = table
+        self.closed = closed  # simulator.workload.ClosedLoop, or None for arrivals at the table's times
         self.replicas: list[Replica] = []
         for spec in specs:
             for _ in range(spec.count):
@@ -79,14 +83,21 @@ class ServingSystem:
         """Simulate until every request is finished or rejected, the clock passes until_s, or max_requests
         requests have completed."""
         if self.table.num_requests and self._next_arrival == 0:
-            self._next_arrival = 1
-            self.loop.schedule(self._arrival_s[0], PRIORITY_ARRIVAL, self._on_arrival, 0)
+            if self.closed is None:
+                self._next_arrival = 1
+                self.loop.schedule(self._arrival_s[0], PRIORITY_ARRIVAL, self._on_arrival, 0)
+            else:
+                self._next_arrival = min(self.closed.concurrency, self.table.num_requests)
+                for req in range(self._next_arrival):
+                    self.loop.schedule(0.0, PRIORITY_ARRIVAL, self._on_arrival, req)
         stop = None if max_requests is None else (lambda: self.num_completed >= max_requests)
         self.loop.run(until_s=until_s, stop=stop)
 
     def _on_arrival(self, now_s: float, req: int) -> None:
         n = self._next_arrival
-        if n < self.table.num_requests:
+        if self.closed is not None:
+            self.table.arrival_s[req] = now_s
+        elif n < self.table.num_requests:
             self._next_arrival = n + 1
             self.loop.schedule(self._arrival_s[n], PRIORITY_ARRIVAL, self._on_arrival, n)
         replica = self.entry[self.entry_router.choose(self.outstanding, self._entry_index)]
@@ -98,6 +109,8 @@ class ServingSystem:
         if not replica.scheduler.can_ever_fit(req):
             self.table.status[req] = RequestStatus.REJECTED
             self.num_rejected += 1
+            if self.closed is not None:
+                self._send_next(1, now_s)
             return
         self.table.replica[req] = replica.index
         self.outstanding[replica.index] += 1
@@ -159,9 +172,21 @@ class ServingSystem:
             table.finish_s[req] = now_s
         before = self.num_completed
         self.num_completed += len(done)
+        if self.closed is not None:
+            self._send_next(len(done), now_s)
         total = table.num_requests
         if self.progress is not None and self.num_completed * 100 // total > before * 100 // total:
             self.progress(self.num_completed, total)
+
+    def _send_next(self, count: int, now_s: float) -> None:
+        """Closed loop: `count` clients are free at now_s; each sends the next request after its think time."""
+        at = now_s + self.closed.think_time_s
+        for _ in range(count):
+            n = self._next_arrival
+            if n >= self.table.num_requests:
+                return
+            self._next_arrival = n + 1
+            self.loop.schedule(at, PRIORITY_ARRIVAL, self._on_arrival, n)
 
     def _handoff(self, prefill: Replica, req: int, now_s: float) -> None:
         """Send req's KV cache (its prompt) from the prefill replica to a decode replica."""
