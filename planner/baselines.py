@@ -46,7 +46,7 @@ def exhaustive(
 ) -> PlanSearchResult:
     """Simulate every plan of the search space; the best one wins (NoPlanError when none meets the goals)."""
     options = options or SearchOptions()
-    t0 = time.perf_counter()
+    t0 = options.started_at or time.perf_counter()
     deadline = deadline_of(t0, options)
     prep = prepare(scenario, options, deadline)
     space = prep.space

@@ -1,33 +1,34 @@
 """Bounds the simulator cannot beat, per template, from the cost model's own StageCost objects (docs/design.md
-§5.2).
+§5.3).
 
 The simulator prices every iteration of every stage with `StageCost.iteration_time(shape)` and
 `StageCost.energy(shape, time)`. This module evaluates those same objects at shapes that provably cost no more
 than any iteration they stand for, and turns the values into per-token rates with the work-rate LP
 (`formulations.work_bound`). What it assumes of the cost model — each checked by tests/planner/test_bounds.py
-on the shipped cost model, so a change to the cost model that breaks one fails a test instead of a bound:
+on the shipped cost model, so a cost-model change that breaks one fails a test instead of a certificate:
 
-* (M) iteration time and dynamic energy (energy above the stage's idle power over the same time) are
-  non-decreasing in every aggregate of a `BatchShape` (prefill tokens, chunks, attention pairs, prefill
-  context, decode tokens, decode context), adding a prefill to a decode batch included;
-* (A) decode context adds at least its own attention: T(shape) − T(shape without decode context) ≥
-  A(x) := T(dp decodes, context x) − T(dp decodes, context 0), with dp the stage's attention data parallelism
-  (the busiest dp group holds at least 1/dp of the context), and A(x)/x is non-increasing in x.
+* (M) an iteration with at least p prefill tokens and d decodes costs at least the *corner value* of (p, d):
+  the cheapest shape with those tokens (one chunk, one attention pair and one context token per prefill token,
+  zero decode context, and with attention data parallelism also the chunking that spreads the sequences evenly
+  over the dp groups), priced, times 1 − TIME_SLACK (time) or 1 − ENERGY_SLACK (dynamic energy: energy above the
+  stage's idle power over the same time);
+* (A) only the decode-attention operator of `StageCost.breakdown` reads the decode context, and it costs at
+  least γ per context token (γ: its least time per token, measured where the whole KV cache is read).
 
-From them, for one stage:
+From them, for one replica:
 
-* `time_rates`: α, β (s per prefill / decode token) from cells of the (p, d) iteration space priced at their
-  lower corner with zero decode context (M), plus γ = A(x_max)/x_max s per token of decode context (A), x_max
-  the replica's KV capacity: busy time ≥ α·P + β·D + γ·X over any iterations processing P prefill tokens, D
-  decode tokens and X decode context — with the TPOT multiplier when a TPOT limit holds for those tokens;
-* `energy_rates`: the same for dynamic energy (J), cells priced with the least decode context a decode can have;
+* `time` rates: α, β (s per prefill / decode token) of the bottleneck stage from cells of the (p, d) iteration
+  space priced at their corner without decode attention, and γ: busy time ≥ α·P + β·D + γ·X over any iterations
+  processing P prefill tokens, D decode tokens and X decode context — with the TPOT multiplier when a TPOT limit
+  holds for those tokens' requests;
+* `energy` rates: the same for dynamic energy (J), summed over the stages;
 * `prefill_floor(n)`, `decode_floor(x)`: one request's prefill of n tokens through every stage, and one decode
-  step at context x through every stage, each on an otherwise empty replica (TTFT ≥ prefill floor,
-  every decode gap ≥ decode floor).
+  step at context x through every stage, each on an otherwise empty replica (TTFT ≥ prefill floor, every gap
+  between two of its tokens ≥ decode floor).
 
-Cells start as a power-of-two grid and the cells the LP finds tight are split (`refine`), so the rates rise
-towards the cost model's best per-token cost while every cell keeps covering its part of the space: every
-intermediate result is valid.
+Cells start as a grid (COARSE or FINE) and the cells the LP finds tight are split, so the rates rise towards the
+cost model's best per-token cost while every cell keeps covering its part of the space: every intermediate result
+is valid.
 """
 
 from __future__ import annotations
@@ -62,15 +63,23 @@ class IterationLimits:
         return max(self.max_tokens, self.max_seqs)
 
 
-def prefill_shape(p: int, d: int = 0, x: int = 0) -> BatchShape:
-    """The cheapest shape with p prefill tokens (one chunk, one pair and one context token per token) and d
-    decodes of total context x: every aggregate at its least value, so (M) makes it cost at most any real
-    iteration with as many tokens."""
+# How much the shipped cost model's time and dynamic energy can fall when one aggregate of a shape grows (the
+# attention kernels' wave quantization over the SMs; the GEMM kernels' HBM traffic, which drops when a larger
+# M selects another tiling; measured by tests/planner/test_bounds.py, which fails if a change exceeds them).
+# Every cell's value is its lower corner's times (1 − slack).
+TIME_SLACK = 0.05
+ENERGY_SLACK = 0.25
+DECODE_ATTENTION = "attention_decode"  # the op of `StageCost.breakdown` that reads the decode context
+
+
+def prefill_shape(p: int, d: int = 0, x: int = 0, chunks: int = 1) -> BatchShape:
+    """The cheapest shape with p prefill tokens (in `chunks` chunks, one pair and one context token per token)
+    and d decodes of total context x: every aggregate at its least value."""
     if p <= 0:
         return BatchShape(num_decode=d, decode_context_tokens=x)
     return BatchShape(
         num_prefill_tokens=p,
-        num_prefill_seqs=1,
+        num_prefill_seqs=max(1, min(chunks, p)),
         prefill_attention_pairs=float(p),
         prefill_context_tokens=p,
         num_decode=d,
@@ -78,37 +87,97 @@ def prefill_shape(p: int, d: int = 0, x: int = 0) -> BatchShape:
     )
 
 
+def _attention_dp(stage) -> int:
+    split = getattr(getattr(stage, "ops", None), "split", None)
+    return max(int(getattr(split, "attn_dp", 1) or 1), 1)
+
+
 class StageProbe:
-    """Prices shapes on one StageCost and remembers them."""
+    """Prices shapes on one StageCost and remembers them.
+
+    `time`/`dynamic_energy` price one shape; `corner_time`/`corner_energy` price the least any iteration with
+    at least p prefill tokens and d decodes can cost: the cheapest shape (one chunk) and — with attention data
+    parallelism, where more sequences spread the batch over the dp groups and can make it cheaper — the same
+    tokens in as many chunks as make the sequences a multiple of dp, times (1 − slack)."""
 
     def __init__(self, stage: StageCost):
         self.stage = stage
-        self._time: dict[tuple[int, int, int], float] = {}
-        self._energy: dict[tuple[int, int, int], float] = {}
+        self.dp = _attention_dp(stage)
+        self._time: dict[tuple[int, int, int, int], float] = {}
+        self._energy: dict[tuple[int, int, int, int], float] = {}
         self.evaluations = 0
 
-    def time(self, p: int, d: int, x: int = 0) -> float:
-        key = (p, d, x)
+    def time(self, p: int, d: int, x: int = 0, chunks: int = 1) -> float:
+        key = (p, d, x, chunks)
         t = self._time.get(key)
         if t is None:
-            t = self._time[key] = self.stage.iteration_time(prefill_shape(p, d, x)) if p + d else 0.0
+            shape = prefill_shape(p, d, x, chunks)
+            t = self._time[key] = self.stage.iteration_time(shape) if p + d else 0.0
             self.evaluations += 1
         return t
 
-    def dynamic_energy(self, p: int, d: int, x: int = 0) -> float:
+    def dynamic_energy(self, p: int, d: int, x: int = 0, chunks: int = 1) -> float:
         """Joules above the stage's idle power over the iteration's own duration."""
-        key = (p, d, x)
+        key = (p, d, x, chunks)
         e = self._energy.get(key)
         if e is None:
             if p + d == 0:
                 e = 0.0
             else:
-                t = self.time(p, d, x)
-                e = max(
-                    self.stage.energy(prefill_shape(p, d, x), t) - self.stage.energy(BatchShape(), t), 0.0
-                )
+                t = self.time(p, d, x, chunks)
+                shape = prefill_shape(p, d, x, chunks)
+                e = max(self.stage.energy(shape, t) - self.stage.energy(BatchShape(), t), 0.0)
             self._energy[key] = e
         return e
+
+    def time_without_decode_attention(self, p: int, d: int, chunks: int = 1) -> float:
+        """Iteration time at zero decode context less its decode-attention kernel (`breakdown`): what every
+        op but decode attention costs; those ops do not read the decode context (A). Without attention data
+        parallelism the decode kernel sees the d decodes alone, so its time is that of the pure decode batch
+        (priced once per d); with it, the kernel's share depends on all sequences and is read off the shape."""
+        key = (p, d, -1, chunks)
+        t = self._time.get(key)
+        if t is None:
+            if self.dp == 1 or d == 0:
+                t = self.time(p, d, 0, chunks) - self._decode_attention_alone(d)
+            else:
+                shape = prefill_shape(p, d, 0, chunks)
+                t = sum(c.time_s for c in self.stage.breakdown(shape) if c.name != DECODE_ATTENTION)
+                self.evaluations += 1
+            self._time[key] = t
+        return t
+
+    def _decode_attention_alone(self, d: int) -> float:
+        if d == 0:
+            return 0.0
+        key = (0, d, -2, 0)
+        a = self._time.get(key)
+        if a is None:
+            a = self._time[key] = self.decode_attention(d, 0)
+        return a
+
+    def decode_attention(self, d: int, x: int) -> float:
+        """The decode-attention kernel's time for d decodes over x context tokens."""
+        shape = BatchShape(num_decode=d, decode_context_tokens=x)
+        return sum(c.time_s for c in self.stage.breakdown(shape) if c.name == DECODE_ATTENTION)
+
+    def _chunkings(self, p: int, d: int) -> list[int]:
+        out = [1]
+        if p > 1 and self.dp > 1:
+            extra = (-(d + 1)) % self.dp
+            if 0 < extra < p:
+                out.append(1 + extra)
+        return out
+
+    def corner_time(self, p: int, d: int) -> float:
+        """The least time of an iteration with ≥ p prefill tokens and ≥ d decodes, its decode attention left
+        out (the context rate γ accounts for it)."""
+        return (1 - TIME_SLACK) * min(
+            self.time_without_decode_attention(p, d, c) for c in self._chunkings(p, d)
+        )
+
+    def corner_energy(self, p: int, d: int, x: int) -> float:
+        return (1 - ENERGY_SLACK) * min(self.dynamic_energy(p, d, x, c) for c in self._chunkings(p, d))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +193,7 @@ class GridPrecision:
     refine_rounds: int
 
 
-COARSE = GridPrecision(1.35, 256, 0.5, 0)
+COARSE = GridPrecision(1.6, 256, 0.4, 0)
 FINE = GridPrecision(1.07, 256, 0.7, 4)
 
 
@@ -242,11 +311,13 @@ def rates(
     return [solve_work_rates(arr, p, d, tpot_s)[0] for p, d in mixes]
 
 
-def context_rate(probe: StageProbe, dp: int, kv_tokens: int) -> float:
-    """γ: seconds per token of decode context, A(x_max)/x_max with A(x) = T(dp decodes, x) − T(dp, 0)."""
+def context_rate(probe: StageProbe, dmax: int, kv_tokens: int) -> float:
+    """γ: the least seconds of decode attention per token of decode context, taken where it is least — the
+    whole KV cache read by one, dp, or the most decodes (the kernel streams every KV byte; its per-sequence
+    latency floors only add, so the ratio falls as context grows)."""
     x = max(int(kv_tokens), 1)
-    a = probe.time(0, dp, x) - probe.time(0, dp, 0)
-    return max(a, 0.0) / x
+    counts = sorted({1, probe.dp, max(1, dmax)})
+    return (1 - TIME_SLACK) * min(max(probe.decode_attention(d, x), 0.0) / x for d in counts)
 
 
 def geometric_points(limit: int, ratio: float) -> np.ndarray:
@@ -313,12 +384,16 @@ def bound_template(
     tokens, decode tokens). `energy`: also the dynamic-energy rates (min_energy and J/token budgets)."""
     probes = [StageProbe(s) for s in stages]
     dmax = limits.max_decodes
-    weight = [p.time(limits.max_tokens, 0) + p.time(0, dmax) for p in probes]
+    weight = [p.time(limits.max_tokens, 0) + p.time(0, dmax) for p in probes]  # which stage is busiest
     neck = int(np.argmax(weight))
-    p_pts = geometric_points(limits.max_tokens, 1.1)
-    p_vals = np.array([sum(pr.time(int(n), 0) for pr in probes) for n in p_pts])
-    x_pts = np.concatenate(([0], geometric_points(max(max_context or limits.kv_tokens, 1), 1.25)))
-    x_vals = np.array([sum(pr.time(0, 1, int(x)) for pr in probes) for x in x_pts])
+    p_pts = geometric_points(limits.max_tokens, 1.25)
+    p_vals = (1 - TIME_SLACK) * np.array(
+        [_over_stages(probes, lambda pr, n=int(n): pr.time(n, 0)) for n in p_pts]
+    )
+    x_pts = np.concatenate(([0], geometric_points(max(max_context or limits.kv_tokens, 1), 1.6)))
+    x_vals = (1 - TIME_SLACK) * np.array(
+        [_over_stages(probes, lambda pr, x=int(x): pr.time(0, 1, x)) for x in x_pts]
+    )
     bound = TemplateBound(limits, probes, neck, precision, [], 0.0, None, p_pts, p_vals, x_pts, x_vals)
     return with_precision(bound, mixes, tpot_s, precision, energy=energy)
 
@@ -329,23 +404,46 @@ def with_precision(
     """(Re)compute the time (and, with `energy`, energy) rates on cells of `precision` (priced shapes are
     remembered, so refining reuses the coarse pass's evaluations)."""
     probe = bound.probes[bound.bottleneck]
-    part = CellPartition(bound.limits, lambda p, d: probe.time(p, d), precision)
+    part = CellPartition(bound.limits, probe.corner_time, precision)
     bound.time = rates(part, mixes, tpot_s)
-    stage = probe.stage
-    dp = getattr(getattr(getattr(stage, "ops", None), "split", None), "attn_dp", 1) or 1
-    bound.gamma = context_rate(probe, dp, bound.limits.kv_tokens)
+    bound.gamma = context_rate(probe, bound.limits.max_decodes, bound.limits.kv_tokens)
     bound.energy = _energy_rates(bound.probes, bound.limits, mixes, precision) if energy else None
     bound.precision = precision
     return bound
 
 
+def stage_signature(stage) -> tuple:
+    """What a stage's prices depend on: its GPU, GPUs, place in the pipeline, split and operators (two stages
+    with the same signature price every shape alike)."""
+    ops = getattr(stage, "ops", None)
+    if ops is None:
+        return (id(stage),)
+    op_key = tuple((type(op).__name__, getattr(op, "name", ""), getattr(op, "count", 0)) for op in ops.static)
+    return (stage.gpu.name, stage.num_gpus, stage.first, stage.last, repr(ops.split), op_key, ops.num_layers)
+
+
+def _over_stages(probes, fn) -> float:
+    """Σ over the stages of fn(probe), pricing each distinct stage once."""
+    seen: dict = {}
+    total = 0.0
+    for pr in probes:
+        key = stage_signature(pr.stage)
+        if key not in seen:
+            seen[key] = fn(pr)
+        total += seen[key]
+    return total
+
+
 def _energy_rates(probes, limits, mixes, precision) -> list[WorkRates]:
     """Dynamic-energy rates summed over the stages (every token passes every stage)."""
     per_stage = []
-    ctx = limits.min_context
+    done: dict = {}
     for pr in probes:
-        part = CellPartition(limits, lambda p, d, pr=pr: pr.dynamic_energy(p, d, d * ctx), precision)
-        per_stage.append(rates(part, mixes, None))
+        key = stage_signature(pr.stage)
+        if key not in done:  # identical stages (the middle of a deep pipeline) have identical rates
+            part = CellPartition(limits, lambda p, d, pr=pr: pr.corner_energy(p, d, 0), precision)
+            done[key] = rates(part, mixes, None)
+        per_stage.append(done[key])
     out = []
     for k, (p, d) in enumerate(mixes):
         a = sum(r[k].alpha for r in per_stage)

@@ -1,4 +1,4 @@
-"""The solve–simulate loop behind `apex plan` (docs/design.md §5.3).
+"""The solve–simulate loop behind `apex plan` (docs/design.md §5.4).
 
 ```
 profile   ← the workload's requests, classes and deadlines               (workload.py)
@@ -29,7 +29,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from formulations.master import ObjectiveBound, explain_master_infeasibility, solve_master_highspy
 from formulations.objectives import objective_spec
@@ -67,6 +67,7 @@ class SearchOptions:
     partition_backend: str = "dp"  # exact; "cpsat" and "highs" solve the same layer-partition model
     placement_reserve_s: float = 10.0  # of the time limit, kept for placing the best plan
     exhaustive_limit: int = 3000  # --exhaustive simulates the whole space when it has at most this many plans
+    started_at: float | None = None  # time.perf_counter() when the command started (the limit counts from it)
 
 
 @dataclass
@@ -147,7 +148,7 @@ def run_search(
 ) -> PlanSearchResult:
     """Search the plan space of `scenario` for its goals (see the module docstring)."""
     options = options or SearchOptions()
-    t0 = time.perf_counter()
+    t0 = options.started_at or time.perf_counter()
     deadline = deadline_of(t0, options)
     prep = prepare(scenario, options, deadline)
     space = prep.space
@@ -208,7 +209,7 @@ def run_search(
             if stale >= options.patience:
                 stopped = f"{options.patience} rounds without a better plan (the bound is not closed)"
                 break
-            plans = _proposals(space, solver, options, incumbent, spec)
+            plans = _proposals(space, within(solver, deadline), options, incumbent, spec, deadline)
             plans = [p for p in plans if sims.key(p) not in pool]
             if not plans:
                 stopped = "no new candidate"
@@ -289,12 +290,21 @@ def _bound_and_gap(
     return bound, max(shortfall, 0.0) / max(abs(inc), 1e-12)
 
 
+def within(solver: SolverOptions, deadline: float | None) -> SolverOptions:
+    """The solver options with the time limit cut to what is left before `deadline` (at least 0.5 s, so a
+    solve at the limit still returns its incumbent and bound)."""
+    if deadline is None:
+        return solver
+    left = max(deadline - time.perf_counter(), 0.5)
+    return replace(solver, time_limit_s=min(solver.time_limit_s, left))
+
+
 def _remaining(space: PlanSpace, solver: SolverOptions, deadline: float | None, *, refine: bool = True):
     """The bound master's optimum over the unsimulated count vectors, in simulation units, and its solution
     (None, None when no unsimulated vector is feasible). With `refine`, the templates of the optimum get fine
     bounds until the optimum uses refined templates only (or the deadline)."""
     while True:
-        res = solve_master_highspy(space.bound, solver)
+        res = solve_master_highspy(space.bound, within(solver, deadline))
         if not res.has_solution:
             return None, None
         coarse = [t for t in res.solution.counts if space.bounds[t].precision is not FINE]
@@ -313,35 +323,62 @@ def refine_template(space: PlanSpace, tid: str) -> None:
     space.refresh(tid)
 
 
-def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec) -> list:
-    """Up to top_k plans to simulate next: the bound master's best (those that could beat the incumbent by
-    more than ε), and — for objectives whose bound is weak (min_energy) or absent (min_latency) — the
-    predictive master's best."""
+def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec, deadline) -> list:
+    """Up to top_k plans to simulate next: the predictive master's best (the plans most likely to be good,
+    so a good incumbent appears early) and the bound master's best among those that could beat the incumbent
+    by more than ε (the plans that must be simulated to close the gap; their templates get fine bounds first,
+    so a plan only a coarse bound allows is not simulated). min_energy, whose bound is weak, takes half of
+    each; min_latency, which has none, takes only predictions."""
     k = options.top_k
-    from_bound = 0 if spec.bound == "none" else (max(1, k // 2) if space.objective == "min_energy" else k)
+    if spec.bound == "none":
+        from_predict = k
+    elif space.objective == "min_energy":
+        from_predict = max(1, k - k // 2)
+    else:
+        from_predict = 1 if k > 1 else 0
     plans, seen = [], set()
 
-    def take(problem, n):
-        while n > 0:
-            res = solve_master_highspy(problem, solver)
-            if not res.has_solution:
-                return
-            counts = res.solution.counts
-            key = tuple(sorted(counts.items()))
-            if key not in seen:
-                seen.add(key)
-                plans.append(space.plan_of(counts))
-                n -= 1
-            problem = problem.with_(no_good=problem.no_good + ({t: counts.get(t, 0) for t in space.priced},))
+    def add(counts) -> bool:
+        key = tuple(sorted(counts.items()))
+        if key in seen:
+            return False
+        seen.add(key)
+        plans.append(space.plan_of(counts))
+        return True
 
-    if from_bound:
-        problem = space.bound
-        if incumbent is not None:
-            limit = space.from_sim_units(_beyond(incumbent.objective, options.epsilon, spec))
-            row = ObjectiveBound(space.bound.objective, limit)
-            problem = problem.with_(objective_bounds=problem.objective_bounds + (row,))
-        take(problem, from_bound)
-    take(space.predict, k - len(plans))
+    def cut(problem, counts):
+        return problem.with_(no_good=problem.no_good + ({t: counts.get(t, 0) for t in space.priced},))
+
+    problem = space.predict
+    while len(plans) < from_predict:
+        res = solve_master_highspy(problem, solver)
+        if not res.has_solution:
+            break
+        add(res.solution.counts)
+        problem = cut(problem, res.solution.counts)
+    if spec.bound == "none":
+        return plans
+    extra = ()
+    if incumbent is not None:
+        limit = space.from_sim_units(_beyond(incumbent.objective, options.epsilon, spec))
+        extra = (ObjectiveBound(space.bound.objective, limit),)
+    taken = 0
+    excluded: list[dict] = []
+    while len(plans) < k and (deadline is None or time.perf_counter() < deadline):
+        problem = space.bound.with_(objective_bounds=space.bound.objective_bounds + extra)
+        for counts in excluded:
+            problem = cut(problem, counts)
+        res = solve_master_highspy(problem, solver)
+        if not res.has_solution:
+            break
+        counts = res.solution.counts
+        coarse = [t for t in counts if space.bounds[t].precision is not FINE]
+        if coarse:
+            for t in coarse:
+                refine_template(space, t)
+            continue  # re-solve with the finer bounds
+        excluded.append(counts)
+        taken += add(counts)
     return plans
 
 

@@ -116,8 +116,10 @@ def _init_worker(scenario: Scenario, simulate_fn: Callable | None, in_child: boo
     _WORKER_SCENARIO, _WORKER_SIMULATE = scenario, simulate_fn
     if in_child:
         # Ctrl-C reaches the whole process group; the parent handles it and terminates the workers, so a
-        # worker must neither print a traceback nor die half-way through writing its result.
+        # worker ignores SIGINT, and dies at once on SIGTERM (not through the CLI's handler it inherited by
+        # fork, which would raise and print from inside the worker).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _default_simulate(scenario: Scenario) -> dict:
