@@ -1,5 +1,5 @@
-"""`apex capacity` on issue 13's case (not a test): llama-3.1-70b / 8×H100 / tp4×2, fixed 1024 / 256 tokens,
-Poisson arrivals, TTFT mean ≤ 1 s, TPOT mean ≤ 50 ms.
+"""`apex capacity` on issue 13's case (not a test): configs/examples/llama-70b-h100-capacity.yaml, llama-3.1-70b /
+8×H100 / tp4×2, fixed 1024 / 256 tokens, Poisson arrivals, TTFT mean ≤ 1 s, TPOT mean ≤ 50 ms.
 
 For each of several seed sets (3 seeds each, the CLI's default) prints the capacity, tokens/s per GPU and per
 user, the seeds' own rates, simulations, run length and wall time; then how far the answers and the seeds'
@@ -12,26 +12,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
 from planner.api import capacity
+from simulator.yamlio import read_yaml
 
-SCENARIO = {
-    "name": "llama-70b-h100-capacity",
-    "model": "llama-3.1-70b",
-    "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 8},
-    "engine": {"kind": "vllm-v1", "max_num_seqs": 256, "max_num_batched_tokens": 8192},
-    "workload": {
-        "requests": 2000,
-        "arrival": {"process": "poisson", "rate": 8.0},
-        "input_tokens": {"dist": "fixed", "value": 1024},
-        "output_tokens": {"dist": "fixed", "value": 256},
-        "seed": 1,
-    },
-    "plan": "tp=4,dp=2",
-    "goals": {"slo": {"ttft_s": {"mean": 1.0}, "tpot_s": {"mean": 0.05}}},
-}
+EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "examples" / "llama-70b-h100-capacity.yaml"
 
 
 def main() -> None:
@@ -41,15 +29,16 @@ def main() -> None:
     ap.add_argument("--tolerance", type=float, default=0.01)
     ap.add_argument("--requests", type=int, default=None)
     args = ap.parse_args()
+    scenario = read_yaml(EXAMPLE)
     answers, per_seed, walls = [], [], []
     print(
         f"{'seeds':>10} {'req/s':>7} {'tok/s/GPU':>9} {'tok/s/user':>10} {'seed rates':>24} {'sims':>5} "
         f"{'run':>6} {'wall s':>7}"
     )
     for base in args.bases:
-        SCENARIO["workload"]["seed"] = base
+        scenario["workload"]["seed"] = base
         t = time.perf_counter()
-        r = capacity(SCENARIO, seeds=args.seeds, tolerance=args.tolerance, requests=args.requests)
+        r = capacity(scenario, seeds=args.seeds, tolerance=args.tolerance, requests=args.requests)
         wall = time.perf_counter() - t
         answers.append(r.rate_rps)
         per_seed += [s.rate_rps for s in r.seeds]
