@@ -156,7 +156,7 @@ class StageCostModel:
     _by_seqs: dict = field(default_factory=dict, repr=False)
     _by_both: dict = field(default_factory=dict, repr=False)
     _by_prefill: dict = field(default_factory=dict, repr=False)  # prefill aggregates -> attention price
-    _decode_lines: dict = field(default_factory=dict, repr=False)  # num_decode -> decode attention form
+    _decode_lines: dict = field(default_factory=dict, repr=False)  # (num_decode, dp share) -> attention form
     _by_decode: dict = field(default_factory=dict, repr=False)  # num_decode -> price_decode's coefficients
 
     def __post_init__(self):
@@ -208,21 +208,25 @@ class StageCostModel:
         return self.ops.num_layers * per_layer + engine
 
     def _decode_attention(self, num_decode: int, frac: float) -> _DecodeAttention | None:
-        line = self._decode_lines.get(num_decode, False)
+        # Keyed by the pair: with attention dp the busiest group's share `frac` depends on every sequence of
+        # the iteration (prefill chunks too), not on the decodes alone.
+        key = (num_decode, frac)
+        line = self._decode_lines.get(key, False)
         if line is False:
             seqs = max(1.0, num_decode * frac)
             line = _DecodeAttention.of(self.ops, self.gpu, seqs) if self._fused_decode else None
-            self._decode_lines[num_decode] = line
+            self._decode_lines[key] = line
         return line
 
     def _prefill_attention(self, shape: BatchShape, frac: float) -> tuple[float, float, float]:
         """(seconds, FLOPs, bytes) of the prefill chunks' attention, memoized by their exact aggregates (a
         single new prompt of a given length recurs)."""
-        key = (
+        key = (  # frac too: with attention dp the busiest group's share depends on the decodes as well
             shape.num_prefill_tokens,
             shape.num_prefill_seqs,
             shape.prefill_attention_pairs,
             shape.prefill_context_tokens,
+            frac,
         )
         hit = self._by_prefill.get(key)
         if hit is None:
