@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from planner import api, render
 from planner.calibrate_command import serving_calibration
+from planner.capacity_command import capacity_command
 from planner.emit_command import emit_command
 from planner.errors import InputError, NoPlanError, Terminated
 from planner.ingest_command import ingest_command
@@ -256,6 +257,7 @@ app.command("study")(study_command)
 app.command("report")(report_command)
 app.command("emit")(emit_command)
 app.command("ingest")(ingest_command)
+app.command("capacity")(capacity_command)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -50,11 +50,30 @@ def simulate(
         workload_field=length_field(spec.workload),
     )
     enforce(admission, file=scenario.file, plan_label=scenario.plan.label())
+    return simulate_workload(
+        scenario, requests, specs, progress=progress, until_s=until_s, max_requests=max_requests
+    )
+
+
+def simulate_workload(
+    scenario: Scenario,
+    requests: Requests,
+    specs: list[ReplicaSpec],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    until_s: float = math.inf,
+    max_requests: int | None = None,
+    seed: int | None = None,
+) -> SimulationResult:
+    """Simulate `requests` (instead of the scenario's workload) on replicas already priced as `specs`
+    (`replica_specs(scenario)`), with the scenario's engine and SLOs; the router's stream comes from `seed`
+    (default the workload's). No admission screen: that is the caller's."""
+    spec = scenario.spec
     result, _ = simulate_requests(
         requests,
         specs,
         spec.engine,
-        seed=spec.workload.seed,
+        seed=spec.workload.seed if seed is None else seed,
         slo=spec.goals.slo,
         plan_label=scenario.plan.label(),
         peak_flops=_plan_peak_flops(scenario),

@@ -52,8 +52,12 @@ def simulate_requests(
     `frontend_s` (costmodel/host.py): every request reaches the engine that long after the client sent it. The
     same delay for every request is a translation in time of the engine's whole run, so it is added to the
     first-token and finish times the client observes instead of shifting the arrivals (TTFT and E2E grow,
-    ITL not)."""
-    table = RequestTable(requests.arrival_s, requests.input_tokens, requests.output_tokens)
+    ITL not). Under a closed loop the client's next send waits on the engine's finish, not the observed one:
+    the frontend delay is then not added to the think time (a stated approximation)."""
+    closed = requests.closed
+    # a closed loop writes arrival times as it sends requests: into a copy, never into the caller's Requests
+    arrival = requests.arrival_s.copy() if closed is not None else requests.arrival_s
+    table = RequestTable(arrival, requests.input_tokens, requests.output_tokens)
     router_ss = np.random.SeedSequence(seed).spawn(4)[3]
     system = ServingSystem(
         table,
@@ -62,6 +66,7 @@ def simulate_requests(
         config=scheduler_config(engine, max_model_len),
         router=engine.router,
         rng=np.random.default_rng(router_ss),
+        closed=closed,
     )
     system.progress = progress
     system.run(until_s=until_s, max_requests=max_requests)
