@@ -11,8 +11,9 @@ Reading guide — open these first:
    `TemplateCoefficients` (what the master reads) and `analytic_capacity` (a first-pass capacity model).
 
 Then `layer_partition.py` (contiguous layer groups → stages: DP reference, pyomo MILP, CP-SAT) and
-`placement.py` (CP-SAT: replicas → (node group, node, GPU index)). `highs_util.py` / `cpsat_util.py` run a
-model with explicit options and map statuses.
+`placement.py` (replicas → (node group, node, GPU index) at any cluster size: constructive placement, then the
+exact aggregate CP-SAT model over templates × domain classes; `placement_*.py` hold the pieces).
+`highs_util.py` / `cpsat_util.py` run a model with explicit options and map statuses.
 
 Extension points: new objectives or budget rows go in `master.build_master` *and* `master.solve_master_highspy`
 (the agreement test catches a missing one); coefficients come from whatever fills `TemplateCoefficients`

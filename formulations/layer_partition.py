@@ -7,8 +7,9 @@ Data (plain, solver-neutral):
 * `StageSlot`: one pipeline stage's GPU group, in pipeline order: memory capacity per GPU, fixed memory per GPU
   (embedding, LM head, activations), `time_scale` (a layer's time on this group = reference time × time_scale),
   `memory_scale` (a layer's memory on this group = reference memory × memory_scale, e.g. 1/tp relative to the
-  reference split) and `send_time_s` (the activation send to the next stage, counted by the "sum" objective
-  for every stage but the last).
+  reference split), `fixed_time_s` (time the stage spends whatever its layers, e.g. the LM head on the last
+  stage) and `send_time_s` (the activation send to the next stage, counted by the "sum" objective for every
+  stage but the last).
 
 Stage s holds layers [b_s, b_{s+1}) with b_0 = 0, b_S = L and at least one layer per stage. Objectives:
 "bottleneck" minimizes max_s T_s (pipeline throughput); "sum" minimizes Σ_s T_s + Σ_{s<S-1} send_s (latency).
@@ -50,6 +51,7 @@ class StageSlot:
     time_scale: float = 1.0
     memory_scale: float = 1.0
     send_time_s: float = 0.0
+    fixed_time_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,7 @@ def evaluate_split(problem: LayerPartitionProblem, bounds: list[tuple[int, int]]
     times, mems = problem.layer_times_s, problem.layer_memory_bytes
     stage_t, stage_m = [], []
     for slot, (a, b) in zip(problem.stages, bounds, strict=True):
-        stage_t.append(slot.time_scale * sum(times[a:b]))
+        stage_t.append(slot.fixed_time_s + slot.time_scale * sum(times[a:b]))
         stage_m.append(slot.fixed_memory_bytes + slot.memory_scale * sum(mems[a:b]))
     sends = sum(s.send_time_s for s in problem.stages[:-1])
     return LayerSplit(tuple(bounds), tuple(stage_t), tuple(stage_m), max(stage_t), sum(stage_t) + sends)
@@ -177,7 +179,7 @@ def partition_dp(problem: LayerPartitionProblem) -> SolveResult[LayerSplit]:
                 mem = slot.fixed_memory_bytes + slot.memory_scale * (pm[j] - pm[i])
                 if mem > slot.memory_capacity_bytes:
                     continue
-                stage_t = slot.time_scale * (pt[j] - pt[i])
+                stage_t = slot.fixed_time_s + slot.time_scale * (pt[j] - pt[i])
                 value = max(prev, stage_t) if bottleneck else prev + stage_t + send
                 if value < best[s][j] - 1e-15:
                     best[s][j], arg[s][j] = value, i
@@ -238,11 +240,13 @@ def build_partition_milp(problem: LayerPartitionProblem):
             <= problem.stages[s].memory_capacity_bytes
         ),
     )
-    # Stage time: T_s = time_scale_s · Σ_i t_i · in_stage(s, i).
+    # Stage time: T_s = fixed_s + time_scale_s · Σ_i t_i · in_stage(s, i).
     m.time_def = pyo.Constraint(
         m.S,
         rule=lambda m, s: (
-            m.stage_time[s] == problem.stages[s].time_scale * sum(times[i] * in_stage(s, i) for i in m.L)
+            m.stage_time[s]
+            == problem.stages[s].fixed_time_s
+            + problem.stages[s].time_scale * sum(times[i] * in_stage(s, i) for i in m.L)
         ),
     )
     if problem.objective == "bottleneck":
@@ -293,7 +297,7 @@ def build_partition_cpsat(problem: LayerPartitionProblem):
 
     times, mems = problem.layer_times_s, problem.layer_memory_bytes
     num_layers, num_stages = len(times), len(problem.stages)
-    slowest = max(s.time_scale for s in problem.stages) * max(sum(times), 1e-30)
+    slowest = max(s.fixed_time_s + s.time_scale * sum(times) for s in problem.stages) or 1e-30
     ticks_per_s = CPSAT_TIME_TICKS / slowest
     m = cp_model.CpModel()
     # in_first[s][i]: layer i sits in stages 0..s (the same staircase as the MILP).
@@ -323,9 +327,8 @@ def build_partition_cpsat(problem: LayerPartitionProblem):
         t = m.new_int_var(0, 2 * CPSAT_TIME_TICKS + num_layers, f"stage_ticks_{s}")
         m.add(
             t
-            == sum(
-                round(slot.time_scale * times[i] * ticks_per_s) * in_stage(s, i) for i in range(num_layers)
-            )
+            == round(slot.fixed_time_s * ticks_per_s)
+            + sum(round(slot.time_scale * times[i] * ticks_per_s) * in_stage(s, i) for i in range(num_layers))
         )
         stage_ticks.append(t)
     if problem.objective == "bottleneck":

@@ -1,39 +1,49 @@
 """Master MILP: how many replicas of each template, and how much of each workload class each one serves.
 
 Data (plain): `MasterTemplate`s (GPUs per type, NVLink-domain need per type, `TemplateCoefficients`),
-`WorkloadClass`es (demand rate, tokens per request), `Inventory` (GPUs per type and the node groups' domain
-sizes), `Budgets`, a capacity headroom factor and an objective. Variables:
+`WorkloadClass`es (demand rate, tokens per request), `DomainPool`s (GPUs per type and the node groups' domain
+sizes), `Budgets`, a capacity headroom factor and an objective (`formulations.objectives`). Variables:
 
 * `count[t]` ∈ ℤ≥0, replicas of template t (≤ its max_count);
-* `rate[c, t]` ≥ 0, requests/s of class c routed to template t.
+* `rate[c, t]` ≥ 0, class-c demand (requests/s, or any unit of work per second) routed to template t;
+* `use[t]` ∈ {0, 1} when `max_templates` is set (count[t] ≤ max_count · use[t], Σ use ≤ max_templates);
+* `unserved[c]` ≥ 0 when `unserved_allowance` > 0.
 
 Rows (one family per comment in `build_master`):
 
-* demand: Σ_t rate[c,t] = demand_c (min_cost / min_energy / min_latency: all demand is served);
-  ≤ demand_c (max_goodput); = share_c · throughput (max_throughput: the largest multiple of the demand mix);
-* capacity: Σ_c rate[c,t] / cap[c,t] ≤ headroom · count[t] (cap in requests/s of one replica within the SLOs);
+* demand: Σ_t rate[c,t] + unserved[c] = demand_c (min_cost / min_energy / min_latency), Σ_c unserved[c] ≤
+  unserved_allowance (the demand that may miss its deadlines, e.g. the 1 % a p99 target forgives);
+  ≤ demand_c (max_goodput); = share_c · throughput (max_throughput: the largest multiple of the demand mix),
+  throughput ≤ throughput_limit;
+* capacity: Σ_c rate[c,t] / cap[c,t] ≤ headroom · count[t] (cap: what one replica of t serves of class c);
+* routes: rate[c,t] ≤ route_limits[c,t] (the part of class c that t can serve at all, e.g. within a deadline);
 * inventory: Σ_t count[t] · gpus[t, τ] ≤ available_τ per GPU type τ; per domain size d:
   Σ_{t: need[t,τ] ≥ d} count[t] · gpus[t, τ] ≤ GPUs of type τ in whole domains of size ≥ d (a stage whose
   TP group needs a domain of d GPUs can only use node groups whose domain holds d);
-* budgets: $/h, watts (idle + active), GPU count, J/token (energy per second ≤ J/token · tokens per second).
+* budgets: $/h, watts (idle + active), GPU count, J/token (energy per second ≤ J/token · tokens per second);
+* templates: at most `max_templates` templates with count > 0 (the plan space's replica groups), and at
+  least `min_replicas` replicas in all (a plan is never empty).
 
 Objectives (all per hour or per second, so they are linear):
 
 * max_goodput: Σ rate (requests/s served within the SLOs);
-* max_throughput: throughput (requests/s at the demand's class mix);
+* max_throughput: throughput (at the demand's class mix);
 * min_cost: Σ count[t] · usd_per_hour[t]  ($/h);
 * min_energy: average power in kW = (Σ count[t]·idle_w[t] + Σ rate[c,t]·energy_per_request_j[c,t]) / 1000,
-  i.e. kWh per hour (idle_w is a replica's power when idle; energy_per_request_j is the energy a request adds
-  on top of idle);
+  i.e. kWh per hour (idle_w is a replica's power when idle; energy_per_request_j is the energy a unit of
+  demand adds on top of idle);
 * min_latency: Σ rate[c,t] · latency_score[c,t] / Σ_c demand_c (the rate-weighted mean latency score).
 
 Extras: no-good cuts (exclude an exact count vector), capacity cuts (a template's capacity corrected down),
-objective bounds (ε-constraints and lexicographic steps), a warm start (initial counts). An infeasible solve is
-re-solved with elastic slack on every row family and reports the rows that need slack, with amounts.
+objective bounds (ε-constraints, lexicographic steps, an incumbent cutoff), a warm start (initial counts), and
+`enumerate_count_vectors` (every count vector the integer rows allow: the plan space, for exhaustive search).
+An infeasible solve is re-solved with elastic slack on every row family and reports the rows that need slack,
+with amounts.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -41,24 +51,13 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from formulations.highs_util import silence_highs_banner, solve_pyomo_highs
+from formulations.objectives import OBJECTIVES
 from formulations.result import SolutionStatus, SolveResult, SolverOptions, Termination, relative_gap
 from formulations.templates import TemplateCoefficients
 
 MasterObjective = Literal["max_goodput", "min_cost", "min_energy", "min_latency", "max_throughput"]
-OBJECTIVE_SENSE: dict[str, str] = {
-    "max_goodput": "max",
-    "max_throughput": "max",
-    "min_cost": "min",
-    "min_energy": "min",
-    "min_latency": "min",
-}
-OBJECTIVE_UNIT = {
-    "max_goodput": "req/s",
-    "max_throughput": "req/s",
-    "min_cost": "$/h",
-    "min_energy": "kW",
-    "min_latency": "score",
-}
+OBJECTIVE_SENSE: dict[str, str] = {name: spec.sense for name, spec in OBJECTIVES.items()}
+OBJECTIVE_UNIT: dict[str, str] = {name: spec.solver_unit for name, spec in OBJECTIVES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +124,14 @@ class MasterProblem:
     no_good: tuple[Mapping[str, int], ...] = ()
     capacity_cuts: tuple[CapacityCut, ...] = ()
     objective_bounds: tuple[ObjectiveBound, ...] = ()
+    route_limits: Mapping[tuple[str, str], float] = field(
+        default_factory=dict
+    )  # (class, template) -> max rate
+    unserved_allowance: float = 0.0  # demand (summed over classes) that min objectives may leave unserved
+    max_templates: int | None = None  # at most this many templates with count > 0
+    throughput_limit: float | None = None  # max_throughput: throughput ≤ this
+    rows_of: str | None = None  # whose demand rows to build (default: the objective's; see pareto_front)
+    min_replicas: int = 0  # Σ count ≥ this (a plan has at least one replica)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVE_SENSE:
@@ -136,9 +143,17 @@ class MasterProblem:
         ids = [t.id for t in self.templates]
         if len(set(ids)) != len(ids):
             raise ValueError("template ids must be unique")
+        if self.unserved_allowance < 0 or (self.max_templates is not None and self.max_templates < 1):
+            raise ValueError("unserved_allowance must be ≥ 0 and max_templates ≥ 1")
 
     def with_(self, **changes) -> MasterProblem:
         return replace(self, **changes)
+
+    @property
+    def demand_rows(self) -> str:
+        """The objective whose demand rows the model has: ≤ demand (max_goodput), = a multiple of the mix
+        (max_throughput) or = demand (the min objectives)."""
+        return self.rows_of or self.objective
 
     # ---- derived coefficients (read by every builder) ----
 
@@ -188,8 +203,16 @@ class MasterProblem:
         return max(limit, 0)
 
     def routes(self) -> list[tuple[str, str]]:
-        """(class, template) pairs with positive capacity: the only rate variables created."""
-        return [(c.id, t.id) for c in self.classes for t in self.templates if self.capacity(t, c.id) > 0]
+        """(class, template) pairs with positive capacity and route limit: the only rate variables created."""
+        return [
+            (c.id, t.id)
+            for c in self.classes
+            for t in self.templates
+            if self.capacity(t, c.id) > 0 and self.route_limits.get((c.id, t.id), math.inf) > 0
+        ]
+
+    def route_limit(self, class_id: str, template_id: str) -> float:
+        return self.route_limits.get((class_id, template_id), math.inf)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +286,10 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
     m.count = pyo.Var(
         m.T, domain=pyo.NonNegativeIntegers, bounds=lambda m, t: (0, problem.max_count(templates[t]))
     )
-    m.rate = pyo.Var(m.R, domain=pyo.NonNegativeReals)
-    m.throughput = pyo.Var(domain=pyo.NonNegativeReals)
+    m.rate = pyo.Var(
+        m.R, domain=pyo.NonNegativeReals, bounds=lambda m, c, t: (0, _finite(problem.route_limit(c, t)))
+    )
+    m.throughput = pyo.Var(domain=pyo.NonNegativeReals, bounds=(0, _finite(problem.throughput_limit)))
     slacks = []
 
     def slack(name):
@@ -278,18 +303,35 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
     def served(c):
         return sum(m.rate[c, t] for (c2, t) in routes if c2 == c)
 
-    # Demand: Σ_t rate[c,t] = demand_c (≤ for max_goodput; = share_c·throughput for max_throughput).
+    # Demand: Σ_t rate[c,t] + unserved[c] = demand_c (≤ for max_goodput; = share_c·throughput for
+    # max_throughput); Σ_c unserved[c] ≤ unserved_allowance.
     total_demand = sum(c.demand_rps for c in problem.classes)
+    allowance = problem.unserved_allowance if problem.demand_rows not in _MAX_DEMAND_ROWS else 0.0
+    if allowance > 0:
+        m.unserved = pyo.Var(list(classes), domain=pyo.NonNegativeReals)
+        m.unserved_allowance = pyo.Constraint(expr=sum(m.unserved[c] for c in classes) <= allowance)
     for cid, c in classes.items():
-        if problem.objective == "max_goodput":
+        if problem.demand_rows == "max_goodput":
             m.add_component(f"demand_{cid}", pyo.Constraint(expr=served(cid) <= c.demand_rps))
-        elif problem.objective == "max_throughput":
+        elif problem.demand_rows == "max_throughput":
             share = c.demand_rps / total_demand if total_demand > 0 else 0.0
             m.add_component(f"demand_{cid}", pyo.Constraint(expr=served(cid) == share * m.throughput))
         else:
+            unserved = m.unserved[cid] if allowance > 0 else 0
             m.add_component(
-                f"demand_{cid}", pyo.Constraint(expr=served(cid) + slack(f"demand_{cid}") == c.demand_rps)
+                f"demand_{cid}",
+                pyo.Constraint(expr=served(cid) + unserved + slack(f"demand_{cid}") == c.demand_rps),
             )
+    # Templates: count[t] ≤ max_count[t] · use[t], Σ_t use[t] ≤ max_templates.
+    if problem.max_templates is not None and problem.max_templates < len(templates):
+        m.use = pyo.Var(m.T, domain=pyo.Binary)
+        m.use_link = pyo.Constraint(
+            m.T, rule=lambda m, t: m.count[t] <= problem.max_count(templates[t]) * m.use[t]
+        )
+        m.max_templates = pyo.Constraint(expr=sum(m.use[t] for t in m.T) <= problem.max_templates)
+    # At least min_replicas replicas in all (a plan is never empty).
+    if problem.min_replicas > 0:
+        m.min_replicas = pyo.Constraint(expr=sum(m.count[t] for t in m.T) >= problem.min_replicas)
     # Capacity: Σ_c rate[c,t] / cap[c,t] ≤ headroom · count[t].
     for tid, t in templates.items():
         load = sum(m.rate[c, t2] / problem.capacity(t, c) for (c, t2) in routes if t2 == tid)
@@ -363,15 +405,25 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
     return m
 
 
+_MAX_DEMAND_ROWS = ("max_goodput", "max_throughput")
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
 def _add_no_good_cuts(m, problem: MasterProblem, templates: dict[str, MasterTemplate]) -> None:
-    """Exclude count vectors exactly: for each cut n*, some t has count[t] ≥ n*_t + 1 (above[t]) or
-    count[t] ≤ n*_t − 1 (below[t]); Σ_t above[t] + below[t] ≥ 1."""
+    """Exclude count vectors exactly: for each cut n*, some t of its support has count[t] ≥ n*_t + 1
+    (above[t]) or count[t] ≤ n*_t − 1 (below[t]), or some template outside the support is used (other:
+    Σ_{t ∉ support} count[t] ≥ other); Σ above + below + other ≥ 1. Binaries grow with the support, not with
+    the number of templates."""
     import pyomo.environ as pyo
 
     for k, cut in enumerate(problem.no_good):
         terms = []
-        for tid, t in templates.items():
-            target, upper = int(cut.get(tid, 0)), problem.max_count(t)
+        support = {tid for tid in templates if int(cut.get(tid, 0)) > 0}
+        for tid in sorted(support):
+            target, upper = int(cut[tid]), problem.max_count(templates[tid])
             if target + 1 <= upper:
                 above = pyo.Var(domain=pyo.Binary)
                 m.add_component(f"nogood_{k}_above_{tid}", above)
@@ -380,20 +432,113 @@ def _add_no_good_cuts(m, problem: MasterProblem, templates: dict[str, MasterTemp
                     f"nogood_{k}_above_row_{tid}", pyo.Constraint(expr=m.count[tid] >= (target + 1) * above)
                 )
                 terms.append(above)
-            if target >= 1:
-                below = pyo.Var(domain=pyo.Binary)
-                m.add_component(f"nogood_{k}_below_{tid}", below)
-                # count[t] ≤ n*_t − 1 + (upper − n*_t + 1) · (1 − below[t])
-                m.add_component(
-                    f"nogood_{k}_below_row_{tid}",
-                    pyo.Constraint(expr=m.count[tid] <= target - 1 + (upper - target + 1) * (1 - below)),
-                )
-                terms.append(below)
-        # At least one template moves away from n*: Σ above + below ≥ 1 (no terms: the cut excludes everything).
+            below = pyo.Var(domain=pyo.Binary)
+            m.add_component(f"nogood_{k}_below_{tid}", below)
+            # count[t] ≤ n*_t − 1 + (upper − n*_t + 1) · (1 − below[t])
+            m.add_component(
+                f"nogood_{k}_below_row_{tid}",
+                pyo.Constraint(expr=m.count[tid] <= target - 1 + (upper - target + 1) * (1 - below)),
+            )
+            terms.append(below)
+        others = [tid for tid, t in templates.items() if tid not in support and problem.max_count(t) >= 1]
+        if others:
+            other = pyo.Var(domain=pyo.Binary)
+            m.add_component(f"nogood_{k}_other", other)
+            m.add_component(
+                f"nogood_{k}_other_row", pyo.Constraint(expr=sum(m.count[t] for t in others) >= other)
+            )
+            terms.append(other)
+        # At least one template moves away from n* (no terms: the cut excludes everything).
         if terms:
             m.add_component(f"nogood_{k}", pyo.Constraint(expr=sum(terms) >= 1))
         else:
             m.add_component(f"nogood_{k}", pyo.Constraint(rule=lambda m: pyo.Constraint.Infeasible))
+
+
+# ---- the plan space: every count vector the integer rows allow ---------------------------------------------
+
+
+class SpaceTooLarge(Exception):
+    """`enumerate_count_vectors` found more vectors than its limit (`.limit`)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"more than {limit} count vectors")
+        self.limit = limit
+
+
+def count_vector_fits(problem: MasterProblem, counts: Mapping[str, int]) -> bool:
+    """Whether a count vector meets the rows that involve only counts: inventory, domains, $/h and GPU
+    budgets, max_templates (capacity, demand and objective rows are not checked)."""
+    by_id = {t.id: t for t in problem.templates}
+    used = {t: n for t, n in counts.items() if n > 0}
+    if not used or any(t not in by_id or n > problem.max_count(by_id[t]) for t, n in used.items()):
+        return False
+    if problem.max_templates is not None and len(used) > problem.max_templates:
+        return False
+    for gpu_type in problem.gpu_types():
+        if sum(n * by_id[t].gpus_by_type.get(gpu_type, 0) for t, n in used.items()) > problem.available(
+            gpu_type
+        ):
+            return False
+    for gpu_type, d, usable in problem.domain_rows():
+        need = sum(
+            n * by_id[t].gpus_by_type.get(gpu_type, 0)
+            for t, n in used.items()
+            if by_id[t].domain_need_by_type.get(gpu_type, 1) >= d
+        )
+        if need > usable:
+            return False
+    b = problem.budgets
+    if b.usd_per_hour is not None:
+        cost = sum(n * by_id[t].coefficients.usd_per_hour for t, n in used.items())
+        if cost > b.usd_per_hour * (1 + 1e-9):
+            return False
+    gpus = sum(n * sum(by_id[t].gpus_by_type.values()) for t, n in used.items())
+    return b.num_gpus is None or gpus <= b.num_gpus
+
+
+def enumerate_count_vectors(problem: MasterProblem, limit: int) -> list[dict[str, int]]:
+    """Every non-zero count vector that `count_vector_fits` accepts, zeros omitted: by number of templates
+    used (1, 2, ... up to max_templates), then template combination in problem order, then counts. Raises
+    SpaceTooLarge past `limit` vectors."""
+    templates = list(problem.templates)
+    max_k = problem.max_templates if problem.max_templates is not None else len(templates)
+    out: list[dict[str, int]] = []
+    for k in range(1, min(max_k, len(templates)) + 1):
+        for combo in itertools.combinations(templates, k):
+            if any(problem.max_count(t) < 1 for t in combo):
+                continue
+            for counts in _counts_within_inventory(problem, combo):
+                if count_vector_fits(problem, counts):
+                    out.append(counts)
+                    if len(out) > limit:
+                        raise SpaceTooLarge(limit)
+    return out
+
+
+def _counts_within_inventory(problem: MasterProblem, combo) -> list[dict[str, int]]:
+    """Count assignments ≥ 1 to every template of `combo` that fit the GPU inventory per type."""
+    left = {g: problem.available(g) for g in problem.gpu_types()}
+    out: list[dict[str, int]] = []
+
+    def assign(i: int, counts: dict[str, int]) -> None:
+        if i == len(combo):
+            out.append(dict(counts))
+            return
+        t = combo[i]
+        for n in range(1, problem.max_count(t) + 1):
+            if any(g * n > left.get(name, 0) for name, g in t.gpus_by_type.items()):
+                break
+            for name, g in t.gpus_by_type.items():
+                left[name] -= g * n
+            counts[t.id] = n
+            assign(i + 1, counts)
+            del counts[t.id]
+            for name, g in t.gpus_by_type.items():
+                left[name] += g * n
+
+    assign(0, {})
+    return out
 
 
 # ---- solve / extract ---------------------------------------------------------------------------------------
@@ -546,7 +691,11 @@ def pareto_front(
     non-dominated points sorted by `other`."""
     primary = problem.objective
     first = solve_master(problem, options, explain_infeasible=False)
-    best_other = solve_master(problem.with_(objective=other), options, explain_infeasible=False)
+    # `other`'s own optimum over the same rows as the primary (e.g. the least cost of any goodput, not the
+    # least cost of serving all demand)
+    best_other = solve_master(
+        problem.with_(objective=other, rows_of=problem.demand_rows), options, explain_infeasible=False
+    )
     if not first.has_solution or not best_other.has_solution:
         return []
     lo, hi = sorted((first.solution.metrics[other], best_other.objective))
@@ -615,32 +764,50 @@ def solve_master_highspy(
     h.setOptionValue("threads", options.threads)
     h.setOptionValue("random_seed", options.seed)
     templates = {t.id: t for t in problem.templates}
+    if not templates:
+        return SolveResult.infeasible(time.perf_counter() - t0, "the master has no templates")
     classes = {c.id: c for c in problem.classes}
     routes = problem.routes()
     inf = highspy.kHighsInf
     count = {
         tid: h.addIntegral(lb=0, ub=problem.max_count(t), name=f"count_{tid}") for tid, t in templates.items()
     }
-    rate = {r: h.addVariable(lb=0, ub=inf, name=f"rate_{r[0]}_{r[1]}") for r in routes}
-    throughput = h.addVariable(lb=0, ub=inf, name="throughput")
+    rate = {
+        r: h.addVariable(lb=0, ub=_finite(problem.route_limit(*r)) or inf, name=f"rate_{r[0]}_{r[1]}")
+        for r in routes
+    }
+    throughput = h.addVariable(lb=0, ub=_finite(problem.throughput_limit) or inf, name="throughput")
     total_demand = sum(c.demand_rps for c in problem.classes)
+    allowance = problem.unserved_allowance if problem.demand_rows not in _MAX_DEMAND_ROWS else 0.0
+    unserved = (
+        {cid: h.addVariable(lb=0, ub=inf, name=f"unserved_{cid}") for cid in classes} if allowance else {}
+    )
 
     def qsum(terms):
         terms = list(terms)
         return h.qsum(terms) if terms else None
 
+    if unserved:
+        h.addConstr(h.qsum(list(unserved.values())) <= allowance, name="unserved_allowance")
     for cid, c in classes.items():
-        served = qsum(rate[r] for r in routes if r[0] == cid)
+        served = qsum([rate[r] for r in routes if r[0] == cid] + ([unserved[cid]] if unserved else []))
         if served is None:
-            if problem.objective not in ("max_goodput", "max_throughput") and c.demand_rps > 0:
+            if problem.demand_rows not in _MAX_DEMAND_ROWS and c.demand_rps > 0:
                 return SolveResult.infeasible(time.perf_counter() - t0, f"no template serves class {cid}")
             continue
-        if problem.objective == "max_goodput":
+        if problem.demand_rows == "max_goodput":
             h.addConstr(served <= c.demand_rps, name=f"demand_{cid}")
-        elif problem.objective == "max_throughput":
+        elif problem.demand_rows == "max_throughput":
             h.addConstr(served - (c.demand_rps / total_demand) * throughput == 0, name=f"demand_{cid}")
         else:
             h.addConstr(served == c.demand_rps, name=f"demand_{cid}")
+    if problem.max_templates is not None and problem.max_templates < len(templates):
+        use = {tid: h.addBinary(name=f"use_{tid}") for tid in templates}
+        for tid, t in templates.items():
+            h.addConstr(count[tid] - problem.max_count(t) * use[tid] <= 0, name=f"use_{tid}")
+        h.addConstr(h.qsum(list(use.values())) <= problem.max_templates, name="max_templates")
+    if problem.min_replicas > 0:
+        h.addConstr(h.qsum(list(count.values())) >= problem.min_replicas, name="min_replicas")
     for tid, t in templates.items():
         load = qsum((1.0 / problem.capacity(t, c)) * rate[(c, t2)] for (c, t2) in routes if t2 == tid)
         if load is not None:
@@ -696,16 +863,21 @@ def solve_master_highspy(
         )
     for k, cut in enumerate(problem.no_good):
         terms = []
-        for tid, t in templates.items():
-            target, upper = int(cut.get(tid, 0)), problem.max_count(t)
+        support = {tid for tid in templates if int(cut.get(tid, 0)) > 0}
+        for tid in sorted(support):
+            target, upper = int(cut[tid]), problem.max_count(templates[tid])
             if target + 1 <= upper:
                 above = h.addBinary(name=f"nogood_{k}_above_{tid}")
                 h.addConstr(count[tid] - (target + 1) * above >= 0)
                 terms.append(above)
-            if target >= 1:
-                below = h.addBinary(name=f"nogood_{k}_below_{tid}")
-                h.addConstr(count[tid] + (upper - target + 1) * below <= upper)
-                terms.append(below)
+            below = h.addBinary(name=f"nogood_{k}_below_{tid}")
+            h.addConstr(count[tid] + (upper - target + 1) * below <= upper)
+            terms.append(below)
+        others = [tid for tid, t in templates.items() if tid not in support and problem.max_count(t) >= 1]
+        if others:
+            other = h.addBinary(name=f"nogood_{k}_other")
+            h.addConstr(h.qsum([count[t] for t in others]) - other >= 0)
+            terms.append(other)
         if not terms:
             return SolveResult.infeasible(
                 time.perf_counter() - t0, "a no-good cut excludes every count vector"

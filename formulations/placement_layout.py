@@ -155,11 +155,9 @@ def realize(
             raise ValueError(f"domain {dom.id}: {len(requests)} whole nodes asked, {len(whole_nodes)} free")
         for (ri, k), node in zip(requests, whole_nodes, strict=False):
             out[ri][k] += take(gi, node, per_node)
-        size = {}
-        for run in runs.get(dom.id, ()):
-            size[id(run)] = sum(replicas[ri].stages[k].num_gpus for ri, k in run)
-        for run in sorted(runs.get(dom.id, ()), key=lambda run: -size[id(run)]):
-            node = _tightest(free, gi, dom.nodes, size[id(run)])
+        sized = [(sum(replicas[ri].stages[k].num_gpus for ri, k in run), run) for run in runs.get(dom.id, ())]
+        for run_gpus, run in sorted(sized, key=lambda item: -item[0]):
+            node = _tightest(free, gi, dom.nodes, run_gpus)
             for ri, k in run:
                 n_gpus = replicas[ri].stages[k].num_gpus
                 target = node if node is not None else _tightest(free, gi, dom.nodes, n_gpus)

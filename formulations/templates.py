@@ -18,7 +18,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from formulations.layer_partition import (
+    LayerGroup,
+    LayerPartitionProblem,
+    StageSlot,
+    evaluate_split,
+    partition_dp,
+    solve_layer_partition,
+)
+from formulations.result import SolverOptions
 from simulator.costmodel.memory import edge_weight_bytes, layer_weight_bytes, stage_weight_bytes
+from simulator.dtypes import bytes_per_element
 from simulator.hardware import GPU, Cluster
 from simulator.model import Model
 from simulator.plan import AttentionSplit, FFNSplit, ReplicaGroup, Stage, even_layer_split, stage_label
@@ -152,6 +162,9 @@ def cell_options(model: Model, num_gpus: int) -> list[tuple[AttentionSplit, FFNS
     return out
 
 
+MAX_PP = 16  # the deepest pipeline enumerated when a model needs more than `max_pp` stages to fit
+
+
 def enumerate_structures(
     model: Model,
     cluster: Cluster,
@@ -166,26 +179,41 @@ def enumerate_structures(
     roles: Sequence[Role] = ("colocated",),
     max_stage_gpus: int | None = None,
     uneven_split_fn: Callable | None = None,
+    partition_backend: str = "dp",
+    partition_time_s: float = 2.0,
+    balance_gain: float = 0.05,
 ) -> list[Template]:
     """Replica structures worth considering (no coefficients yet).
 
     Stage sizes are powers of two up to the GPU type's NVLink domain (or `max_stage_gpus`); every stage of a
-    replica has the same size and cells. Homogeneous replicas use even splits (`even_layer_split`); with
-    `allow_mixed_gpus`, replicas whose first k stages are one type and the rest another get an uneven split
-    from the layer-partition model (bottleneck objective, exact DP by default; `uneven_split_fn(problem)` may
-    replace it). Kept when each stage's weights per GPU ≤ memory × `memory_fraction` × `max_weights_share`
-    (the rest is left for KV cache and activations). Engine knobs: `engine_grid` of
-    (max_num_seqs, max_num_batched_tokens); `roles` multiply the set.
+    replica has the same size and cells. Pipelines have 1..`max_pp` stages, and more — the fewest that fit
+    and one more, up to MAX_PP — when the model needs them (a replica larger than `max_pp` NVLink domains).
+    Each pipeline gets the even split (`even_layer_split`) and, when its layers differ (dense-first MoE
+    layers, the LM head on the last stage, different GPU types), the split that balances the stages' reference
+    time under the memory limit, from the layer-partition model (`formulations.layer_partition`, solved with
+    `partition_backend` — "cpsat", "highs" or the exact "dp"; `uneven_split_fn(problem)` may replace it) — kept
+    when its bottleneck is at least `balance_gain` lower than the even split's. With `allow_mixed_gpus`,
+    replicas whose first k stages are one type and the rest another use that balanced split only. Kept when
+    each stage's weights per GPU ≤ memory × `memory_fraction` × `max_weights_share` (the rest is left for KV
+    cache and activations). Engine knobs: `engine_grid` of (max_num_seqs, max_num_batched_tokens); `roles`
+    multiply the set.
     """
     domain = {}
     for g in cluster.node_groups:
         domain[g.gpu] = max(domain.get(g.gpu, 0), g.domain_gpus)
     types = sorted(domain)
+    share = memory_fraction * max_weights_share
+    split_fn = uneven_split_fn or _partition_solver(partition_backend, partition_time_s)
     structures: list[tuple[Stage, ...]] = []
     seen = set()
-    for pp in range(1, max_pp + 1):
-        if pp > model.num_layers:
-            break
+
+    def add(stages):
+        key = tuple((s.layers, s.gpu, s.attention, s.ffn) for s in stages)
+        if key not in seen:
+            seen.add(key)
+            structures.append(stages)
+
+    for pp in _pipeline_depths(model, gpus, types, domain, max_pp, max_stage_gpus, weights_dtype, share):
         type_sequences = [(t,) * pp for t in types]
         if allow_mixed_gpus and pp >= 2:
             for a, b in itertools.permutations(types, 2):
@@ -196,23 +224,10 @@ def enumerate_structures(
                 limit = min(limit, max_stage_gpus)
             for size in _powers_of_two(limit):
                 for attention, ffn in cell_options(model, size):
-                    stages = _build_stages(
-                        model,
-                        gpus,
-                        seq,
-                        size,
-                        attention,
-                        ffn,
-                        weights_dtype,
-                        memory_fraction * max_weights_share,
-                        uneven_split_fn,
-                    )
-                    if stages is None:
-                        continue
-                    key = tuple((s.layers, s.gpu, s.attention, s.ffn) for s in stages)
-                    if key not in seen:
-                        seen.add(key)
-                        structures.append(stages)
+                    for stages in _build_stages(
+                        model, gpus, seq, size, attention, ffn, weights_dtype, share, split_fn, balance_gain
+                    ):
+                        add(stages)
     return [
         Template(stages, seqs, tokens, role)
         for stages in structures
@@ -221,24 +236,90 @@ def enumerate_structures(
     ]
 
 
-def _build_stages(model, gpus, seq, size, attention, ffn, dtype, usable_share, uneven_split_fn):
-    pp = len(seq)
-    if len(set(seq)) == 1:
-        bounds = even_layer_split(model.num_layers, pp)
-    else:
-        bounds = _uneven_bounds(model, gpus, seq, size, attention, ffn, dtype, usable_share, uneven_split_fn)
-        if bounds is None:
-            return None
-    stages = tuple(
-        Stage(layers=b, gpu=t, attention=attention, ffn=ffn) for b, t in zip(bounds, seq, strict=True)
+def _pipeline_depths(model, gpus, types, domain, max_pp, max_stage_gpus, dtype, share) -> list[int]:
+    """1..max_pp, plus the fewest stages that fit the largest stage of some GPU type and one more (up to
+    MAX_PP and the number of layers) when that is beyond max_pp."""
+    depths = set(range(1, min(max_pp, model.num_layers) + 1))
+    total = sum(
+        layer_weight_bytes_per_gpu(model, i, AttentionSplit(), FFNSplit(), dtype)
+        for i in range(model.num_layers)
     )
+    for t in types:
+        size = min(domain[t], max_stage_gpus or domain[t])
+        usable = gpus[t].memory_bytes * share
+        need = math.ceil(total / max(size * usable, 1.0))
+        if need > max_pp:
+            for pp in range(need, min(need + 2, MAX_PP + 1, model.num_layers + 1)):
+                depths.add(pp)
+    return sorted(depths)
+
+
+def _partition_solver(backend: str, time_s: float) -> Callable:
+    """problem -> SolveResult: the layer-partition model with `backend` ("cpsat", "highs" or "dp"); when a
+    solver stops without a proven optimum the exact DP answers instead. Solutions are cached by problem."""
+    options = SolverOptions(time_limit_s=time_s, mip_rel_gap=1e-6, threads=1, seed=0)
+    cache: dict = {}
+
+    def solve(problem):
+        hit = cache.get(problem)
+        if hit is None:
+            if backend == "dp":
+                hit = partition_dp(problem)
+            else:
+                hit = solve_layer_partition(problem, backend=backend, options=options)
+                if not (hit.has_solution and hit.is_optimal):
+                    hit = partition_dp(problem)
+            cache[problem] = hit
+        return hit
+
+    return solve
+
+
+def _build_stages(model, gpus, seq, size, attention, ffn, dtype, usable_share, split_fn, balance_gain):
+    """The stage tuples of one pipeline (GPU types `seq`, `size` GPUs and one cell split per stage) that fit:
+    the even split (homogeneous types) and the balanced split when it is enough better."""
+    pp = len(seq)
+    out = []
+    problem = (
+        partition_problem_for(model, gpus, seq, attention, ffn, dtype, usable_share, size) if pp > 1 else None
+    )
+    even = even_layer_split(model.num_layers, pp) if len(set(seq)) == 1 else None
+    if even is not None:
+        out.append(even)
+    if problem is not None:
+        result = split_fn(problem)
+        if result.has_solution:
+            balanced = list(result.solution.bounds)
+            if even is None:
+                out.append(balanced)
+            elif balanced != even:
+                even_split = evaluate_split(problem, even)
+                if result.solution.bottleneck_s <= (1 - balance_gain) * even_split.bottleneck_s:
+                    out.append(balanced)
+    built = []
+    for bounds in out:
+        stages = tuple(
+            Stage(layers=b, gpu=t, attention=attention, ffn=ffn) for b, t in zip(bounds, seq, strict=True)
+        )
+        if _fits(model, gpus, stages, ffn, dtype, usable_share):
+            built.append(stages)
+    return built
+
+
+def _fits(model, gpus, stages, ffn, dtype, usable_share) -> bool:
+    pp = len(stages)
     for i, s in enumerate(stages):
-        if any(model.is_moe_layer(k) for k in range(*s.layers)) is False and ffn.ep > 1:
-            return None  # an expert-parallel stage without MoE layers is not a valid stage
+        if not any(model.is_moe_layer(k) for k in range(*s.layers)) and ffn.ep > 1:
+            return False  # an expert-parallel stage without MoE layers is not a valid stage
         need = stage_weight_bytes_per_gpu(model, s, i == 0, i == pp - 1, dtype)
         if need > gpus[s.gpu].memory_bytes * usable_share:
-            return None
-    return stages
+            return False
+    return True
+
+
+REFERENCE_BATCH = (
+    256  # tokens per iteration at which a layer's reference time is taken (a large decode batch)
+)
 
 
 def partition_problem_for(
@@ -251,40 +332,46 @@ def partition_problem_for(
     usable_share: float,
     size: int,
 ):
-    """The layer-partition data for stages of `size` GPUs of types `seq` (reference time: GEMM FLOPs of a
-    layer per token / (GPU bf16-or-dtype peak × size); memory: weights per GPU of that layer)."""
-    from formulations.layer_partition import LayerGroup, LayerPartitionProblem, StageSlot
+    """The layer-partition data for stages of `size` GPUs of types `seq`. A layer's reference time is its
+    roofline at REFERENCE_BATCH tokens on one GPU of the reference type, max(GEMM FLOPs / peak, weight bytes
+    / HBM bandwidth); each stage scales it by its GPU's speed; the last stage also runs the LM head (its
+    weights and FLOPs the same way). Memory: weights per GPU of that layer, plus embedding / LM head."""
+    ref = gpus[seq[0]]
+
+    def roofline(flops_per_token: float, weight_bytes: float) -> float:
+        return max(
+            flops_per_token * REFERENCE_BATCH / (ref.peak_flops(dtype) * size),
+            weight_bytes / (ref.memory_bandwidth_bytes_per_s * size),
+        )
 
     groups: list[LayerGroup] = []
     for i in range(model.num_layers):
         mem = layer_weight_bytes_per_gpu(model, i, attention, ffn, dtype)
-        t = 2.0 * model.layer_active_params(i)
+        t = roofline(2.0 * model.layer_active_params(i), mem * size)
         if groups and groups[-1].time_s == t and groups[-1].memory_bytes == mem:
             groups[-1] = LayerGroup(groups[-1].num_layers + 1, t, mem, groups[-1].name)
         else:
             groups.append(LayerGroup(1, t, mem, "moe" if model.is_moe_layer(i) else "dense"))
+    head_params = model.vocab_size * model.hidden_size
+    head_time = roofline(2.0 * head_params, head_params * bytes_per_element(dtype))
     slots = []
     for k, gpu_name in enumerate(seq):
         g = gpus[gpu_name]
+        speed = max(
+            ref.peak_flops(dtype) / g.peak_flops(dtype),
+            ref.memory_bandwidth_bytes_per_s / g.memory_bandwidth_bytes_per_s,
+        )
+        last = k == len(seq) - 1
         slots.append(
             StageSlot(
                 name=f"stage{k}@{gpu_name}",
                 memory_capacity_bytes=g.memory_bytes * usable_share,
-                fixed_memory_bytes=stage_fixed_bytes_per_gpu(
-                    model, k == 0, k == len(seq) - 1, attention.tp, dtype
-                ),
-                time_scale=1.0 / (g.peak_flops(dtype) * size),
+                fixed_memory_bytes=stage_fixed_bytes_per_gpu(model, k == 0, last, attention.tp, dtype),
+                time_scale=speed,
+                fixed_time_s=head_time * speed if last else 0.0,
             )
         )
     return LayerPartitionProblem(tuple(groups), tuple(slots), "bottleneck")
-
-
-def _uneven_bounds(model, gpus, seq, size, attention, ffn, dtype, usable_share, uneven_split_fn):
-    from formulations.layer_partition import partition_dp
-
-    problem = partition_problem_for(model, gpus, seq, attention, ffn, dtype, usable_share, size)
-    result = (uneven_split_fn or partition_dp)(problem)
-    return list(result.solution.bounds) if result.has_solution else None
 
 
 # ---- analytic capacity -------------------------------------------------------------------------------------

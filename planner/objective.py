@@ -2,12 +2,14 @@
 
 Both read a simulation result's JSON (docs/design.md §6 keys) and the scenario's `Goals`:
 
-* `objective_value(metrics, goals)` — the number the objective optimizes, in the simulation's own units
-  (min_cost: $/h, max_goodput: requests/s meeting every SLO, min_energy: J per output token, min_latency:
-  E2E latency at p99 in s, max_throughput: output tokens/s);
+* `objective_value(metrics, goals)` — the number the objective optimizes, read from the metric the objective
+  table names (`formulations.objectives`: min_cost $/h, max_goodput requests/s meeting every SLO, min_energy
+  J per output token, min_latency p99 E2E in s, max_throughput output tokens/s);
 * `violations(metrics, goals, num_gpus)` — every SLO (at its percentile) and budget the plan breaks, with the
-  measured value, the target and how far off it is, and requests the plan rejected (too long for its KV cache). For max_goodput the SLOs are already inside the objective
-  (goodput counts only the requests that meet every SLO), so only budgets decide feasibility there.
+  measured value, the target and how far off it is, and requests the plan rejected (too long for its KV
+  cache). For max_goodput the SLOs are already inside the objective (goodput counts only the requests that
+  meet every SLO), so budgets decide feasibility there — unless no request meets the SLOs at all: a plan with
+  goodput 0 misses the goals, and its violations name the SLOs it misses and by how much.
 
 `rank_key` orders scored plans (feasible first, then the objective, then $/h, GPUs, label) so the exhaustive
 baseline and the loop break ties the same way.
@@ -18,22 +20,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from formulations.objectives import OBJECTIVES, ObjectiveSpec, objective_spec
 from simulator.scenario import Goals
 
-SENSE: dict[str, str] = {
-    "max_goodput": "max",
-    "max_throughput": "max",
-    "min_cost": "min",
-    "min_energy": "min",
-    "min_latency": "min",
-}
-UNIT: dict[str, str] = {
-    "max_goodput": "req/s",
-    "max_throughput": "tok/s",
-    "min_cost": "$/h",
-    "min_energy": "J/tok",
-    "min_latency": "s",
-}
+SENSE: dict[str, str] = {name: o.sense for name, o in OBJECTIVES.items()}
+UNIT: dict[str, str] = {name: o.unit for name, o in OBJECTIVES.items()}
+
+
+def spec(name: str) -> ObjectiveSpec:
+    """The objective table's entry (formulations.objectives)."""
+    return objective_spec(name)
+
+
 _SLO_NAMES = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "E2E"}
 _STATS = ("mean", "p50", "p90", "p99")
 
@@ -56,6 +54,8 @@ class Violation:
         """E.g. "TTFT p99 2.8 s > 2.0 s target (+40%)"."""
         if self.goal == "requests.rejected":
             return f"{self.value:.0f} requests rejected (they never fit a replica's KV cache)"
+        if self.goal == "slo.goodput_rps":
+            return "no request meets every SLO (goodput 0 req/s)"
         if self.goal.startswith("budget."):
             name = f"budget {self.goal.removeprefix('budget.')}"
         else:
@@ -78,28 +78,20 @@ def _get(metrics: dict, *path: str) -> float | None:
 
 def objective_value(metrics: dict, goals: Goals) -> float:
     """The objective of one simulated plan in the simulation's units (see the module docstring)."""
-    obj = goals.objective
-    if obj == "min_cost":
-        value = _get(metrics, "cost", "usd_per_hour")
-    elif obj == "max_goodput":
-        value = _get(metrics, "slo", "goodput_rps")
-    elif obj == "min_energy":
-        value = _get(metrics, "energy", "joules_per_output_token")
-    elif obj == "min_latency":
-        value = _get(metrics, "e2e_s", "p99")
-    elif obj == "max_throughput":
-        value = _get(metrics, "throughput", "output_tokens_per_s")
-    else:
-        raise ValueError(f"unknown objective {obj!r}")
+    o = spec(goals.objective)
+    value = _get(metrics, *o.metric)
     if value is None or math.isnan(value):
-        return -math.inf if SENSE[obj] == "max" else math.inf
+        return o.worst
     return value
 
 
 def violations(metrics: dict, goals: Goals, num_gpus: int | None = None) -> list[Violation]:
     """Every SLO at its percentile and every budget the simulated plan breaks (empty = it meets the goals)."""
     out: list[Violation] = []
-    if goals.objective != "max_goodput":
+    goodput = _get(metrics, "slo", "goodput_rps")
+    # max_goodput leaves the SLOs to the goodput itself, unless not one request meets them: then the plan
+    # serves nothing and the SLOs it misses are what to report
+    if goals.objective != "max_goodput" or not goodput:
         for metric in ("ttft_s", "tpot_s", "e2e_s"):
             target = getattr(goals.slo, metric)
             if target is None:
@@ -109,6 +101,8 @@ def violations(metrics: dict, goals: Goals, num_gpus: int | None = None) -> list
                 value = _get(metrics, metric, stat)
                 if limit is not None and value is not None and value > limit:
                     out.append(Violation(f"{metric}.{stat}", value, limit, "s"))
+    if goals.objective == "max_goodput" and not goodput and not out:
+        out.append(Violation("slo.goodput_rps", 0.0, 0.0, "req/s"))
     rejected = _get(metrics, "requests", "rejected")
     if rejected:
         out.append(Violation("requests.rejected", rejected, 0.0, "requests"))
@@ -131,7 +125,7 @@ def violations(metrics: dict, goals: Goals, num_gpus: int | None = None) -> list
 
 def better(a: float, b: float, objective: str) -> bool:
     """True when objective value `a` is strictly better than `b`."""
-    return a > b if SENSE[objective] == "max" else a < b
+    return spec(objective).better(a, b)
 
 
 def relative_gap(incumbent: float, bound: float, objective: str) -> float:

@@ -8,15 +8,18 @@ merged into `goals` and validated like the file itself (a bad value is an InputE
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import replace as dc_replace
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from planner.baselines import exhaustive as run_exhaustive
 from planner.errors import NoPlanError
 from planner.placement_step import place_best
 from planner.search import PlanSearchResult, SearchOptions, run_search
+from simulator.admission import refuse_impossible_workload
 from simulator.errors import InputError, pydantic_error_to_input_error
 from simulator.scenario import Goals, Scenario, load_scenario
 
@@ -103,12 +106,17 @@ def plan(
     epsilon: float = 0.02,
     progress: Callable[[int, int], None] | None = None,
     simulate_fn: Callable | None = None,
+    max_templates: int | None = None,
 ) -> PlanSearchResult:
     """Find the plan that serves the scenario's workload best under its goals (docs/design.md §5).
 
     Raises NoPlanError (exit 1) when no plan meets the goals, saying which goal the closest plan misses and
-    by how much; InputError (exit 2) for bad arguments.
+    by how much; InputError (exit 2) for bad arguments. `time_limit_s` covers the whole call: templates,
+    bounds, simulations (baselines and --exhaustive included) and placement. `max_templates`: plans mix at
+    most this many replica templates (default two, or the number of GPU types); --exhaustive searches the
+    same space.
     """
+    started, started_monotonic = time.perf_counter(), time.monotonic()
     if top_k < 1:
         raise InputError(f"top_k must be at least 1, got {top_k}", field="--top-k")
     if not time_limit_s > 0 or time_limit_s == float("inf"):  # NaN and infinity too
@@ -118,20 +126,23 @@ def plan(
     if not 0 <= epsilon < 1:
         raise InputError(f"epsilon must be in [0, 1), got {epsilon}", field="epsilon")
     sc = load_scenario(scenario)
+    refuse_impossible_workload(sc)  # exit 2 now, not exit 1 after simulating every candidate for nothing
     sc = with_goals(sc, objective=objective, slo=slo, budget=budget)
     options = SearchOptions(
         top_k=top_k,
         time_limit_s=time_limit_s,
         epsilon=epsilon,
         workers=workers if workers is not None else min(2, os.cpu_count() or 1),
+        started_at=started,
+        max_templates=max_templates,
     )
     if exhaustive:
-        from planner.baselines import exhaustive as run_exhaustive
-
         result = run_exhaustive(sc, options, progress=progress, simulate_fn=simulate_fn)
     else:
         result = run_search(sc, options, progress=progress, simulate_fn=simulate_fn)
-    result.placement_notes = place_best(result)
+    # the time limit covers the whole command: placement gets what the search left (at least a moment)
+    ends = started_monotonic + time_limit_s
+    result.placement_notes = place_best(result, deadline=max(ends, time.monotonic() + 1.0))
     if result.placement is None:
         raise NoPlanError(
             "no plan that meets the goals can be placed on the cluster's nodes: "

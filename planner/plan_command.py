@@ -89,7 +89,7 @@ def plan_command(
     for table in plan_tables(result):
         console.print(table)
     if result.placement is not None:
-        console.print(f"placement of the best plan (CP-SAT): {result.placement.summary()}", highlight=False)
+        console.print(f"placement of the best plan: {result.placement.summary()}", highlight=False)
     for note in result.placement_notes:
         console.print(f"note: {escape(note)}", highlight=False)
     if emitted is not None:
@@ -192,10 +192,16 @@ def plan_tables(result, max_rows: int = 8) -> list[Table]:
     summary.add_column("what")
     summary.add_column("value", justify="right")
     summary.add_row("solver", s.solver)
+    summary.add_row("templates", str(s.templates))
     summary.add_row("rounds", str(s.rounds))
-    summary.add_row("simulations", str(s.simulations))
-    summary.add_row(f"bound ({unit})", _fmt(s.bound, 4))
-    summary.add_row("gap", "-" if s.gap is None or not math.isfinite(s.gap) else f"{100 * s.gap:.2f}%")
+    summary.add_row("simulations (all, baselines included)", str(s.simulations))
+    if s.bound_kind == "none":
+        summary.add_row("bound", escape(f"none proven: {s.bound_note}"))
+    else:
+        summary.add_row(f"bound ({unit}, {s.bound_kind})", _fmt(s.bound, 4))
+        summary.add_row("gap", "-" if s.gap is None or not math.isfinite(s.gap) else f"{100 * s.gap:.2f}%")
+    if s.space_note:
+        summary.add_row("space searched", escape(s.space_note))
     summary.add_row("stopped", s.stopped)
     summary.add_row("wall time", f"{s.wall_s:.1f} s")
     tables.append(summary)

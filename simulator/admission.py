@@ -21,7 +21,8 @@ import numpy as np
 
 from simulator.errors import InputError, InputWarning
 from simulator.model import Model
-from simulator.scenario import Engine, engine_setting
+from simulator.scenario import Engine, Scenario, engine_setting
+from simulator.workload import generate
 
 
 @dataclass(frozen=True)
@@ -158,3 +159,18 @@ def enforce(screening: Screening, *, file: str | None, plan_label: str | None = 
         ),
         stacklevel=2,
     )
+
+
+def refuse_impossible_workload(scenario: Scenario) -> None:
+    """InputError when no request of the scenario's workload can run on any plan (context window, token budget
+    without chunked prefill); a search would otherwise simulate every candidate for nothing."""
+    requests = generate(scenario.spec.workload, file=scenario.file)
+    screening = screen(
+        requests.input_tokens,
+        requests.output_tokens,
+        scenario.model,
+        scenario.spec.engine,
+        workload_field=length_field(scenario.spec.workload),
+    )
+    if screening.never_run == screening.total:
+        enforce(screening, file=scenario.file)

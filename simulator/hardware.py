@@ -81,7 +81,7 @@ class GPUEfficiency(_Strict):
     # Defaults are the Hopper fit of `apex calibrate data/reference/kernels.yaml --gpu h100-sxm`; the catalog
     # files carry each generation's own values (configs/hardware/*.yaml, with the fit named in `sources`).
     kernel_launch_s: float = Field(
-        2.72e-06,
+        2.58e-06,
         ge=0,
         description="fixed cost of one kernel (launch, prologue, epilogue, tail): measured GEMMs rarely run "
         "under 2-3 us (fit on data/reference/kernels.yaml)",
@@ -93,7 +93,7 @@ class GPUEfficiency(_Strict):
         description="best-shape FP8/INT8 GEMM throughput / dense FP8 peak (None: gemm_max)",
     )
     gemm_split_k_s: float = Field(
-        2.36e-06,
+        2.52e-06,
         ge=0,
         description="extra fixed cost of a split-K / stream-K decomposition (the partial-sum reduction pass)",
     )
@@ -101,7 +101,7 @@ class GPUEfficiency(_Strict):
         256, gt=0, description="shortest K slice a split-K CTA runs (CUTLASS: k-tile 64 x pipeline stages 4)"
     )
     saturating_sm_fraction: float = Field(
-        0.0979,
+        0.106,
         gt=0,
         le=1,
         description="share of the SMs whose CTAs together saturate HBM; a kernel with fewer CTAs streams "
@@ -125,19 +125,26 @@ class GPUEfficiency(_Strict):
         description="fixed cost of one prefill attention call (KV-cache write, metadata, kernel)",
     )
     attention_decode_floor_s: float = Field(
-        9.22e-06,
+        9.29e-06,
         ge=0,
         description="fixed cost of one decode attention call (KV-cache write, metadata, kernel)",
     )
     attention_decode_cta_s: float = Field(
-        2.57e-06,
+        2.48e-06,
         ge=0,
         description="latency of one decode CTA (one sequence x KV head): a chain of dependent page loads",
     )
     attention_decode_row_s: float = Field(
-        4.16e-07,
+        4.53e-07,
         ge=0,
         description="cost per query row (sequence x query head) per SM: softmax and output of each row",
+    )
+    quant_wave_s: float = Field(
+        2.3e-06,
+        ge=0,
+        description="time of one wave of the activation-quantization kernel's row CTAs (one 1024-thread CTA "
+        "per row, two per SM: vLLM scaled_fp8_quant): a CTA launch and a dependent HBM load and store, "
+        "at the reference clock",
     )
     moe_imbalance: float = Field(
         1.2,

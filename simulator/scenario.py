@@ -369,6 +369,12 @@ def load_scenario(
             f"got {type(data).__name__}",
             file=file,
         )
+    if "base" in data and "model" not in data:
+        raise InputError(
+            "this looks like a study file (it has base:, no model:); run it with `apex study`",
+            file=file,
+            field="base",
+        )
     try:
         spec = ScenarioFile.model_validate(data)
     except ValidationError as exc:

@@ -6,8 +6,8 @@ the keys it streams (`kv / (kv + attention_fill_tokens)`, kv = causal pairs per 
 (`hd / (hd + attention_head_dim_half)`, normalised to 1 at head dim 128, where `attention_max` is the
 published large-sequence throughput). One call costs `attention_prefill_floor_s` on top.
 
-Decode (paged KV): the kernel reads every cached KV byte of every running sequence, in whole pages of
-`block_size` tokens, plus Q and O; it runs at the streaming bandwidth, but never faster than one CTA latency
+Decode (paged KV): the kernel reads every cached KV byte of every running sequence (only the valid tokens of
+the last page: the tile loads past the sequence end are predicated off), plus Q and O; it runs at the streaming bandwidth, but never faster than one CTA latency
 (`attention_decode_cta_s`) per wave of (sequence x KV head) CTAs, plus `attention_decode_row_s` per query row
 and SM, plus `attention_decode_floor_s` per call. MLA decode (absorbed) is the same kernel over the latent
 (one KV head of `kv_lora_rank + rope` wide, scores and output in the latent).

@@ -6,8 +6,10 @@ Per engine kind, two figures:
 * `per_sequence_s` — the part of that step that grows with the running sequences (sampling bookkeeping,
   detokenization, Python objects per request).
 
-The figures are engine properties, not GPU ones; each row names its public source and how the number follows.
-The per-request frontend (HTTP server, tokenizer) is not modelled: no public per-request measurement was found.
+The figures are engine properties, not GPU ones. Each row says what its public source measured and, where
+no source gives a number, says plainly that the number is an assumption (`measured` is False then). Only
+vLLM v0's per-step figure is a public measurement; every `per_sequence_s` is an assumption. The per-request
+frontend (HTTP server, tokenizer) is not modelled: no public per-request measurement was found.
 """
 
 from __future__ import annotations
@@ -20,44 +22,52 @@ class HostOverhead:
     per_iteration_s: float
     per_sequence_s: float
     source: str
+    measured: bool = False  # per_iteration_s comes from a public measurement (else an assumption)
 
 
 ENGINES: dict[str, HostOverhead] = {
     "vllm-v0": HostOverhead(
-        3.0e-3,
+        4.0e-3,
         20e-6,
-        "vLLM v0.6.0 performance blog (blog.vllm.ai/2024/09/05/perf-update.html): profiling Llama-3-8B on one H100 "
-        "with v0.5.3, the HTTP API server took 33% and scheduling/output processing 29% of the time, the GPU 38%; "
-        "at a ~5 ms forward step that is ~3 ms of un-overlapped CPU per step, part of it per running sequence",
+        "vLLM RFC 'Multi-Step Scheduling' (github.com/vllm-project/vllm issue 6854, July 2024): nsys profiles "
+        "of v0 decoding show about 4 ms of GPU bubble incurred on every decode step (sampled-token copy to "
+        "the CPU, pythonizing outputs, preparing the next step's inputs, the scheduler), 5-13 ms in general; "
+        "the v0.6.0 performance blog (blog.vllm.ai/2024/09/05/perf-update.html) profiles Llama-3-8B on one "
+        "H100 with v0.5.3 at 33% of the time in the HTTP API server and 29% in scheduling and output "
+        "processing. per_iteration_s = the 4 ms bubble; per_sequence_s (20 us) is an assumption",
+        measured=True,
     ),
     "vllm-v1": HostOverhead(
         0.5e-3,
         2e-6,
-        "vLLM V1 alpha blog (blog.vllm.ai/2025/01/27/v1-alpha-release.html): the engine core runs in its own "
-        "process with the API server, tokenization and detokenization moved out of the step loop and a persistent "
-        "batch, reaching up to 1.7x v0's throughput; the remaining un-overlapped step cost is taken as 1/6 of v0's",
+        "assumption: the vLLM V1 alpha blog (blog.vllm.ai/2025/01/27/v1-alpha-release.html) states the goal "
+        "of near-zero CPU overhead, moves tokenization, detokenization and request streaming out of the "
+        "engine-core loop into other processes and reports up to 1.7x V0's throughput, but publishes no "
+        "per-step CPU time; 0.5 ms and 2 us per sequence are assumed",
     ),
     "sglang": HostOverhead(
         0.3e-3,
         2e-6,
-        "SGLang v0.4 blog (lmsys.org/blog/2024-12-04-sglang-v0-4): the zero-overhead batch scheduler overlaps CPU "
-        "scheduling of the next batch with the current forward pass, leaving a small un-overlapped remainder",
+        "assumption: the SGLang v0.4 blog (lmsys.org/blog/2024-12-04-sglang-v0-4, 'zero-overhead batch "
+        "scheduler') overlaps the CPU scheduling of the next batch with the current forward pass and shows "
+        "the GPU kept busy, without a per-step figure for what remains un-overlapped; 0.3 ms is assumed",
     ),
     "trtllm": HostOverhead(
         0.2e-3,
         1e-6,
-        "TensorRT-LLM's C++ batch manager (in-flight batching in the executor, no Python in the step loop; "
-        "NVIDIA TensorRT-LLM docs, 'The Batch Manager'); trtllm-bench measures the engine without a frontend",
+        "assumption: TensorRT-LLM's batch manager runs in-flight batching in C++ and its overlap scheduler "
+        "(TensorRT-LLM docs, 'Overlap Scheduler', on by default) launches step n+1 before step n's CPU work; "
+        "no public per-step figure; 0.2 ms is assumed",
     ),
     "orca": HostOverhead(
         1.0e-3,
         0.0,
-        "no public measurement of Orca's host path; the former engine-independent 1 ms per step of APEX",
+        "assumption: no public measurement of Orca's host path; the former engine-independent 1 ms per step",
     ),
     "static": HostOverhead(
         1.0e-3,
         0.0,
-        "no public measurement for a static-batching server; the former engine-independent 1 ms per step of APEX",
+        "assumption: no public measurement for a static-batching server; the former engine-independent 1 ms",
     ),
 }
 

@@ -38,6 +38,7 @@ KERNEL_FIT_PARAMS: tuple[tuple[str, float, float, float], ...] = (
     ("attention_decode_floor_s", 10e-6, 1e-6, 50e-6),
     ("attention_decode_cta_s", 4e-6, 0.1e-6, 20e-6),  # a few dependent ~1 us global-memory round trips
     ("attention_decode_row_s", 1e-7, 1e-9, 2e-6),
+    ("quant_wave_s", 2e-6, 0.2e-6, 10e-6),  # a CTA launch + one dependent HBM load and store (~1 us each)
 )
 PRIOR_WEIGHT = 0.03
 OPS = ("gemm", "all_reduce", "context_attention", "generation_attention")
@@ -204,3 +205,18 @@ def fit_kernels(path: str | Path, gpu: str | GPU) -> KernelFit:
         subset = [p for p in points if p.gpu == name]
         fit.errors[name], fit.counts[name] = mdape_by_kind(subset, with_coefficients(target, params))
     return fit
+
+
+def transfer_errors(
+    path: str | Path, fitted: KernelFit, target: KernelFit, own: tuple[str, ...] = ("memory_max",)
+) -> dict[str, float]:
+    """Diagnosis, not a held-out figure: MdAPE per op kind on `target.gpu` with `fitted`'s coefficients except
+    `own`, which are taken from the target GPU's own fit. It shows how much of the leave-one-GPU-out error
+    a single generation-specific coefficient carries (README 'Accuracy')."""
+    from simulator import catalog
+
+    params = dict(fitted.params)
+    params.update({name: target.params[name] for name in own})
+    points = [p for p in load_kernel_points(path) if p.gpu == target.gpu]
+    errors, _ = mdape_by_kind(points, with_coefficients(catalog.get_gpu(target.gpu), params))
+    return errors

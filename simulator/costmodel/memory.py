@@ -99,7 +99,10 @@ def activation_bytes(model: Model, stage: Stage, dtypes: DTypes, engine: Engine,
     up = 3 if model.ffn_gated else 2
     widest = max(model.num_heads * model.head_dim * 3 / ta, up * model.ffn_size / tf)
     if model.moe:
-        widest = max(widest, up * model.moe.expert_ffn_size / tf * model.moe.top_k)
+        # vLLM fused_moe's intermediate caches per token: top_k x (gate/up output, activation output) and
+        # top_k x hidden for the expert outputs before the weighted sum
+        moe = model.moe.top_k * (up * model.moe.expert_ffn_size / tf + model.hidden_size)
+        widest = max(widest, moe)
     work = tokens * (WORKSPACE_HIDDEN_VECTORS * model.hidden_size + widest) * ab
     if last:
         work += engine_setting(engine, "max_num_seqs") * model.vocab_size / ta * LOGIT_BYTES

@@ -49,9 +49,12 @@ LINK_CLASS = {
 }
 
 
+def _half(protocol: str, eff: GPUEfficiency) -> float:
+    return {"LL": LL_HALF_BYTES, "LL128": LL128_HALF_BYTES, "Simple": eff.collective_half_bytes}[protocol]
+
+
 def _ramp(protocol: str, eff: GPUEfficiency, nbytes: float) -> float:
-    half = {"LL": LL_HALF_BYTES, "LL128": LL128_HALF_BYTES, "Simple": eff.collective_half_bytes}[protocol]
-    return nbytes / (nbytes + half)
+    return nbytes / (nbytes + _half(protocol, eff))
 
 
 def _bus(fabric: Fabric, eff: GPUEfficiency) -> float:
@@ -64,14 +67,36 @@ def _latency(eff: GPUEfficiency, us: float, clock_ghz: float | None) -> float:
     )
 
 
-def _ring(fabric, eff, steps: int, wire: float, nbytes: float, clock_ghz) -> float:
+# (fabric, eff, clock, ring steps) -> ((latency, bus bandwidth, half size) per protocol): the collectives of a
+# stage are priced once per iteration shape, so their size-independent parts are computed once. Keyed by the
+# objects' ids and checked by identity (fabrics and efficiencies are immutable).
+_RINGS: dict[tuple, tuple] = {}
+
+
+def _ring_protocols(fabric: Fabric, eff: GPUEfficiency, steps: int, clock_ghz) -> tuple:
+    key = (id(fabric), id(eff), clock_ghz, steps)
+    hit = _RINGS.get(key)
+    if hit is not None and hit[0] is fabric and hit[1] is eff:
+        return hit[2]
+    if len(_RINGS) > 4096:
+        _RINGS.clear()
     hop = HOP_US[LINK_CLASS[fabric.kind]]
     bus = _bus(fabric, eff)
-    return min(
-        _latency(eff, BASE_US[p] + steps * hop[p], clock_ghz)
-        + wire / (bus * BW_RATIO[p] * _ramp(p, eff, nbytes))
+    protos = tuple(
+        (_latency(eff, BASE_US[p] + steps * hop[p], clock_ghz), bus * BW_RATIO[p], _half(p, eff))
         for p in PROTOCOLS
     )
+    _RINGS[key] = (fabric, eff, protos)
+    return protos
+
+
+def _ring(fabric, eff, steps: int, wire: float, nbytes: float, clock_ghz) -> float:
+    best = float("inf")
+    for lat, bus, half in _ring_protocols(fabric, eff, steps, clock_ghz):
+        t = lat + wire * (nbytes + half) / (bus * nbytes)
+        if t < best:
+            best = t
+    return best
 
 
 def all_reduce_seconds(

@@ -203,47 +203,88 @@ class AttentionDecode:
     score_dim: float  # qk + v widths per head (MLA absorbed: 2 * kv_lora_rank + rope)
     kv_bytes_per_token: float
     kv_heads: float = 1.0  # KV heads on one GPU (MLA: the one latent)
-    block_size: int = 16  # KV pages: a sequence reads whole pages, half a page of padding on average
+    # KV page size. Pages count for capacity (memory.py), not traffic: FlashAttention's paged decode and
+    # TensorRT-LLM's XQA load key/value tiles with predicated, zero-filled rows past the sequence end, so
+    # the unused tail of the last page is never read.
+    block_size: int = 16
     qo_bytes_per_seq: float = 0.0  # query read + output written per sequence per layer
 
     def flops_of(self, context_tokens: float) -> float:
         return 2.0 * context_tokens * self.heads * self.score_dim * self.count
 
     def bytes_of(self, context_tokens: float, seqs: float = 0.0) -> float:
-        paged = context_tokens + seqs * self.block_size / 2.0
-        return self.count * (paged * self.kv_bytes_per_token + seqs * self.qo_bytes_per_seq)
+        return self.count * (context_tokens * self.kv_bytes_per_token + seqs * self.qo_bytes_per_seq)
 
 
 def _cost(name: str, k: KernelTime) -> OpCost:
     return OpCost(name, k.seconds, k.flops, k.bytes, k.bound, k.fixed_s)
 
 
-def price_op(op, load: Load, gpu: GPU) -> OpCost:
-    """Seconds of a static op (GEMM, MoE, memory-bound, collective) under `load`."""
+# Prices of a GEMM op at one row count, and the latency floor of a collective op, keyed by the ids of the op
+# and the GPU (checked by identity; both are immutable): the simulator prices many shapes that share a row
+# count (a decode batch of the same size, the LM head at the same number of sequences).
+_PRICES: dict[tuple, tuple] = {}
+PRICE_CACHE_SIZE = 1 << 16
+
+
+def _memo(op, gpu: GPU, m: float):
+    hit = _PRICES.get((id(op), id(gpu), m))
+    if hit is not None and hit[0] is op and hit[1] is gpu:
+        return hit[2]
+    return None
+
+
+def _remember(op, gpu: GPU, m: float, cost):
+    if len(_PRICES) >= PRICE_CACHE_SIZE:
+        _PRICES.clear()
+    _PRICES[(id(op), id(gpu), m)] = (op, gpu, cost)
+    return cost
+
+
+def _price_collective(op: Collective, load: Load, gpu: GPU) -> OpCost:
+    msg = op.message_bytes(load)
+    if msg <= 0:
+        return OpCost(op.name, 0.0, 0.0, 0.0, "network")
     eff = gpu.efficiency
-    if isinstance(op, Collective):
-        msg = op.message_bytes(load)
-        if msg <= 0:
-            return OpCost(op.name, 0.0, 0.0, 0.0, "network")
-        if op.kind == "all_reduce":
-            t = comm.all_reduce_seconds(op.fabric, eff, op.group, msg, gpu.clock_ghz)
-            floor = comm.all_reduce_seconds(op.fabric, eff, op.group, 1.0, gpu.clock_ghz)
-        else:
-            t = comm.all_to_all_seconds(op.fabric, eff, op.group, msg, gpu.clock_ghz)
-            floor = comm.all_to_all_seconds(op.fabric, eff, op.group, 1.0, gpu.clock_ghz)
-        return OpCost(op.name, t * op.count, 0.0, msg * op.count, "network", min(floor, t) * op.count)
-    if isinstance(op, Gemm):
-        m = op.m(load)
-        if m <= 0:
-            return OpCost(op.name, 0.0, 0.0, 0.0, "memory")
-        k = gemm_kernel(gpu, m, op.n, op.k, op.weight_bytes, op.act_bytes, op.compute_dtype)
-        return _cost(op.name, k.times(op.count))
-    if isinstance(op, MoEExperts):
-        return _cost(op.name, moe_experts_kernel(op, load, gpu))
+    seconds = comm.all_reduce_seconds if op.kind == "all_reduce" else comm.all_to_all_seconds
+    t = seconds(op.fabric, eff, op.group, msg, gpu.clock_ghz)
+    floor = _memo(op, gpu, -1.0)
+    if floor is None:
+        floor = _remember(op, gpu, -1.0, seconds(op.fabric, eff, op.group, 1.0, gpu.clock_ghz))
+    return OpCost(op.name, t * op.count, 0.0, msg * op.count, "network", min(floor, t) * op.count)
+
+
+def _price_gemm(op: Gemm, load: Load, gpu: GPU) -> OpCost:
+    m = op.m(load)
+    if m <= 0:
+        return OpCost(op.name, 0.0, 0.0, 0.0, "memory")
+    hit = _memo(op, gpu, m)
+    if hit is not None:
+        return hit
+    k = gemm_kernel(gpu, m, op.n, op.k, op.weight_bytes, op.act_bytes, op.compute_dtype)
+    c = op.count
+    return _remember(
+        op, gpu, m, OpCost(op.name, k.seconds * c, k.flops * c, k.bytes * c, k.bound, k.fixed_s * c)
+    )
+
+
+def _price_memory(op: Memory, load: Load, gpu: GPU) -> OpCost:
     nbytes = op.bytes_moved(load)
     if nbytes <= 0:
         return OpCost(op.name, 0.0, 0.0, 0.0, "memory")
     return _cost(op.name, memory_kernel(gpu, nbytes, op.kernels * op.count))
+
+
+def _price_moe(op: MoEExperts, load: Load, gpu: GPU) -> OpCost:
+    return _cost(op.name, moe_experts_kernel(op, load, gpu))
+
+
+_PRICERS = {Gemm: _price_gemm, Memory: _price_memory, Collective: _price_collective, MoEExperts: _price_moe}
+
+
+def price_op(op, load: Load, gpu: GPU) -> OpCost:
+    """Seconds of a static op (GEMM, MoE, memory-bound, collective) under `load`."""
+    return _PRICERS[type(op)](op, load, gpu)
 
 
 def moe_experts_kernel(op: MoEExperts, load: Load, gpu: GPU) -> KernelTime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -105,3 +106,23 @@ def test_report_dir_with_a_damaged_marker_is_not_an_earlier_report(tmp_path):
     (tmp_path / "plan.yaml").write_text("mine\n")
     with pytest.raises(InputError, match="not an earlier APEX report"):
         check_report_dir(tmp_path)
+
+
+def test_plan_with_no_request_that_can_run_exits_2_before_the_search(run_plan, tmp_path, monkeypatch):
+    """Prompts longer than the context window on every plan: exit 2 naming the limit, not exit 1 after a search."""
+    import planner.plan_api
+
+    monkeypatch.setattr(planner.plan_api, "run_search", lambda *a, **k: pytest.fail("searched"))
+    path = write_scenario(tmp_path)
+    data = yaml.safe_load(Path(path).read_text())
+    data["workload"]["input_tokens"] = {"dist": "fixed", "value": 140_000}
+    Path(path).write_text(yaml.safe_dump(data))
+    code, out, err = run_plan(path)
+    assert code == 2 and "workload.input_tokens" in err and "131,072" in err
+    assert "Traceback" not in out + err
+
+
+def test_check_on_a_study_file_says_so(run_cli):
+    study = Path(__file__).resolve().parents[2] / "configs" / "examples" / "study-gpu-cost.yaml"
+    code, _, err = run_cli("check", str(study))
+    assert code == 2 and "apex study" in err

@@ -31,12 +31,12 @@ def test_cost_attention_prefill_grows_quadratically_efficiency_rising():
     assert flops(16384) / t2 > 2 * flops(512) / short  # long causal prefill runs far closer to peak
 
 
-def test_cost_attention_decode_reads_kv_pages():
-    """Decode attention of 64 x 4096 tokens ~ floor + KV bytes (whole pages, plus Q/O) at the streaming rate."""
+def test_cost_attention_decode_reads_kv_tokens():
+    """Decode attention of 64 x 4096 tokens ~ floor + KV bytes (valid tokens only, plus Q/O) at the streaming rate."""
     from simulator.costmodel.kernels import streaming_bandwidth
 
     gpu = catalog.get_gpu("h100-sxm")
-    kv = 64 * (4096 + 8) * 2 * 8 * 128 * 2 + 64 * 2 * 64 * 128 * 2
+    kv = 64 * 4096 * 2 * 8 * 128 * 2 + 64 * 2 * 64 * 128 * 2
     expected = gpu.efficiency.attention_decode_floor_s + kv / streaming_bandwidth(gpu)
     assert cost.attention_decode_time(gpu, 64, 4096, 64, 8, 128) == pytest.approx(expected, rel=0.05)
 

@@ -35,7 +35,7 @@ def test_stage_energy_large_prefill_near_tdp(make_stage):
     shape = BatchShape.from_requests([8192], [0])
     t = stage.iteration_time(shape)
     watts = stage.energy(shape, t) / t
-    assert 0.8 * stage.gpu.tdp_w < watts <= stage.gpu.tdp_w
+    assert 0.8 * stage.gpu.tdp_w < watts <= stage.gpu.tdp_w * (1 + 1e-12)  # capped at TDP (float division)
     util = mfu(stage.gpu, stage.flops(shape), t, 1)
     assert 0.3 < util < stage.gpu.efficiency.gemm_max
     assert 0 < mbu(stage.gpu, stage.gpu_work(shape)[1], t, 1) < 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.costmodel.kernel_fit import fit_kernels, load_kernel_points
+from simulator.costmodel.kernel_fit import fit_kernels, load_kernel_points, transfer_errors
 from simulator.errors import InputError
 
 KERNELS = Path(__file__).parents[3] / "data" / "reference" / "kernels.yaml"
@@ -17,16 +17,17 @@ KERNELS = Path(__file__).parents[3] / "data" / "reference" / "kernels.yaml"
 # gpu fitted -> {gpu predicted -> {op kind -> max MdAPE}}
 BOUNDS = {
     "h100-sxm": {
-        "h100-sxm": {"all_reduce": 0.07, "context_attention": 0.11, "gemm_bf16": 0.08, "gemm_fp8": 0.15,
+        "h100-sxm": {"all_reduce": 0.07, "context_attention": 0.11, "gemm_bf16": 0.08, "gemm_fp8": 0.12,
                      "generation_attention": 0.07},
         "a100-sxm-80gb": {"all_reduce": 0.08, "context_attention": 0.11, "gemm_bf16": 0.15,
-                          "generation_attention": 0.25},
+                          "generation_attention": 0.25},  # misses the 15% bar: README 'Accuracy'
     },
     "a100-sxm-80gb": {
         "a100-sxm-80gb": {"all_reduce": 0.09, "context_attention": 0.12, "gemm_bf16": 0.08,
                           "generation_attention": 0.12},
-        "h100-sxm": {"all_reduce": 0.09, "context_attention": 0.10, "gemm_bf16": 0.19, "gemm_fp8": 0.20,
-                     "generation_attention": 0.23},
+        # gemm bf16/fp8 and generation attention miss the 15% bar here: README 'Accuracy' says why
+        "h100-sxm": {"all_reduce": 0.09, "context_attention": 0.10, "gemm_bf16": 0.19, "gemm_fp8": 0.18,
+                     "generation_attention": 0.22},
     },
 }  # fmt: skip
 
@@ -49,6 +50,20 @@ def test_held_out_all_reduce_and_attention_within_15_percent(fit):
     for errors in fit.held_out().values():
         assert errors["all_reduce"] <= 0.15
         assert errors["context_attention"] <= 0.15
+
+
+def test_gemm_transfer_gap_is_the_streaming_fraction():
+    """The GEMM errors on the GPU left out come from one generation-specific coefficient: with the achieved HBM
+    fraction (memory_max) taken from the held-out GPU's own fit and everything else transferred, GEMMs land
+    within the 15% bar both ways, while decode attention from the H100 fit still misses it (FlashAttention-3's
+    CTA costs are not FlashAttention-2's)."""
+    h100, a100 = fit_kernels(KERNELS, "h100-sxm"), fit_kernels(KERNELS, "a100-sxm-80gb")
+    to_a100 = transfer_errors(KERNELS, h100, a100)
+    to_h100 = transfer_errors(KERNELS, a100, h100)
+    assert to_a100["gemm_bf16"] < 0.10 < h100.errors["a100-sxm-80gb"]["gemm_bf16"]
+    assert to_h100["gemm_bf16"] < 0.15 < a100.errors["h100-sxm"]["gemm_bf16"]
+    assert to_h100["gemm_fp8"] < 0.15 < a100.errors["h100-sxm"]["gemm_fp8"]
+    assert to_a100["generation_attention"] > 0.15
 
 
 def test_fit_moves_coefficients_from_priors(fit):

@@ -75,3 +75,37 @@ def test_stage_memory_too_big_reports_not_fits(h100):
     assert mem.over_bytes == pytest.approx(
         mem.weights_bytes + mem.activation_bytes + mem.reserve_bytes - 0.9 * mem.capacity_bytes
     )
+
+
+def _maverick(gpu: str, weights: str) -> dict:
+    return {
+        "name": "maverick-capacity",
+        "model": "llama-4-maverick",
+        "cluster": {"gpu": gpu, "nodes": 1, "gpus_per_node": 8},
+        "dtype": {"weights": weights, "kv_cache": "bf16", "activations": "bf16"},
+        "engine": {"kind": "vllm-v1"},
+        "workload": {
+            "requests": 80,
+            "arrival": {"process": "burst"},
+            "input_tokens": {"dist": "fixed", "value": 16000},
+            "output_tokens": {"dist": "fixed", "value": 1000},
+            "seed": 0,
+        },
+        "plan": "tp=8",
+    }
+
+
+def test_llama4_maverick_on_8xh100_is_capacity_bound():
+    """Llama-4-Maverick (400B total, 128 experts) on one 8xH100 node: in BF16 the expert weights alone overflow
+    80 GiB per GPU, so the plan does not fit; in FP8 it fits, but 80 requests of 16k+1k tokens (1.36M tokens of
+    KV) fill the KV cache completely, while the same workload on 8xH200 (141 GB) leaves most of it free."""
+    from planner import api
+
+    bf16 = api.check(_maverick("h100-sxm", "bf16")).rows[0]
+    assert not bf16.fits and bf16.weights_gib > 80
+    h100 = api.simulate(_maverick("h100-sxm", "fp8")).to_json()["memory"]
+    assert 40 < h100["weights_gib_per_gpu"] < 55  # ~400 GB of fp8 weights over 8 GPUs
+    assert h100["kv_cache_tokens"] < 80 * 17000  # less KV than the workload needs at once
+    assert h100["kv_cache_peak_tokens"] >= 0.98 * h100["kv_cache_tokens"]
+    h200 = api.simulate(_maverick("h200-sxm", "fp8")).to_json()["memory"]
+    assert h200["kv_cache_peak_tokens"] < 0.6 * h200["kv_cache_tokens"]

@@ -1,0 +1,61 @@
+"""Names of plans: the short label people read, the shorthand when it exists, and the simulation cache key."""
+
+from __future__ import annotations
+
+import json
+
+from simulator.plan import Plan, Stage, even_layer_split
+
+
+def short_label(plan: Plan) -> str:
+    """`Plan.label()` with the GPU type written once per replica group: `2x[tp4|tp4]@h100-sxm`."""
+    parts = []
+    for g in plan.replicas:
+        text = Plan(replicas=[g]).label()
+        gpus = {st.gpu for st in g.stages}
+        if len(gpus) == 1 and None not in gpus:
+            (gpu,) = gpus
+            text = text.replace(f" @{gpu}", "") + f"@{gpu}"
+        parts.append(text)
+    return " + ".join(parts)
+
+
+def shorthand(plan: Plan) -> str:
+    """`tp=4,pp=2,dp=2` (plus `ep=`) when the plan is that homogeneous shorthand, else its short label."""
+    if len(plan.replicas) == 1 and plan.replicas[0].role == "colocated":
+        g = plan.replicas[0]
+        s0 = g.stages[0]
+        tp, ep, pp = s0.attention.tp, s0.ffn.ep, len(g.stages)
+        num_layers = g.stages[-1].layers[1]
+        same = all(
+            st.attention == Stage(layers=st.layers, tp=tp, ep=ep).attention
+            and st.ffn == Stage(layers=st.layers, tp=tp, ep=ep).ffn
+            for st in g.stages
+        ) and [st.layers for st in g.stages] == even_layer_split(num_layers, pp)
+        if same and len({st.gpu for st in g.stages}) == 1:
+            text = f"tp={tp}" + (f",pp={pp}" if pp > 1 else "") + (f",dp={g.count}" if g.count > 1 else "")
+            return text + (f",ep={ep}" if ep > 1 else "")
+    return short_label(plan)
+
+
+def plan_key(plan: Plan) -> str:
+    """Everything about a plan that changes its simulation — replica groups in order, each with its count,
+    role and every stage's layer range, GPU type and per-cell split — as canonical JSON. (The engine knobs and
+    dtypes are the scenario's, the same for every plan of one search; `Simulations` keys on them too.)"""
+    groups = [
+        {
+            "count": g.count,
+            "role": g.role,
+            "stages": [
+                {
+                    "layers": list(st.layers),
+                    "gpu": st.gpu,
+                    "attention": st.attention.model_dump(mode="json"),
+                    "ffn": st.ffn.model_dump(mode="json"),
+                }
+                for st in g.stages
+            ],
+        }
+        for g in plan.replicas
+    ]
+    return json.dumps(groups, sort_keys=True, separators=(",", ":"))

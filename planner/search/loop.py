@@ -1,0 +1,451 @@
+"""The solve–simulate loop behind `apex plan` (docs/design.md §5.4).
+
+```
+profile   ← the workload's requests, classes and deadlines               (workload.py)
+templates ← replica structures priced by the cost model                  (pricing.py)
+bounds    ← per template, rates the simulator cannot beat                (bounds.py, coarse cells first)
+space     ← the bound master and the predictive master over the plans    (space.py)
+pool      ← the heuristic baselines, simulated                           (every simulation is counted)
+loop:
+  remaining ← the bound master's optimum over the count vectors not simulated yet; refine the bounds of
+              its templates (fine cells) until they are all refined
+  bound     ← the better of the best simulated plan and `remaining` (min objectives: the lower one)
+  stop when the best simulated plan is within ε of the bound, when nothing remains, after `patience` rounds
+       without a better plan, or at the time limit
+  candidates ← the next best count vectors of the bound master (objectives with a proven bound, restricted
+               to those that could beat the best plan by more than ε) and of the predictive master (min_energy,
+               min_latency); simulate them; every simulated vector is excluded from both masters
+```
+
+Every candidate — loop or baseline — is judged by the same objective and enters one pool; the reported gap is
+between the pool's best plan and the bound over the whole space. Where the objective has no provable bound
+(min_latency) no bound or gap is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from formulations.master import ObjectiveBound, explain_master_infeasibility, solve_master_highspy
+from formulations.objectives import objective_spec
+from formulations.result import SolverOptions
+from planner.errors import NoPlanError
+from planner.search.bounds import COARSE, FINE, IterationLimits, bound_template, with_precision
+from planner.search.heuristics import heuristic_plans
+from planner.search.pool import Candidate, Simulations, best_first
+from planner.search.pricing import PricedTemplate, price_templates
+from planner.search.result import PlanSearchResult, SearchStats, no_plan_error
+from planner.search.space import PlanSpace
+from planner.search.workload import WorkloadProfile
+from simulator.costmodel.memory import stage_weight_bytes
+from simulator.plan import Stage
+from simulator.scenario import Scenario, engine_setting
+
+log = logging.getLogger("apex.plan")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Knobs of the loop. `epsilon`: stop when the best plan is within this relative gap of the bound;
+    `patience`: stop after this many rounds without a better plan; `max_templates`: plans mix at most this
+    many templates (default: two, or the number of GPU types when larger); `time_limit_s` covers the whole
+    command (templates, bounds, rounds, baselines, placement)."""
+
+    top_k: int = 3
+    time_limit_s: float = 300.0
+    epsilon: float = 0.02
+    workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    max_rounds: int = 50
+    solver_time_limit_s: float = 30.0
+    patience: int = 4
+    max_templates: int | None = None
+    partition_backend: str = "dp"  # exact; "cpsat" and "highs" solve the same layer-partition model
+    placement_reserve_s: float = 10.0  # of the time limit, kept for placing the best plan
+    exhaustive_limit: int = 3000  # --exhaustive simulates the whole space when it has at most this many plans
+    started_at: float | None = None  # time.perf_counter() when the command started (the limit counts from it)
+
+
+@dataclass
+class Prepared:
+    """Everything computed before the first simulation (shared by the loop and --exhaustive)."""
+
+    profile: WorkloadProfile
+    priced: list[PricedTemplate]
+    space: PlanSpace | None
+    phases_s: dict[str, float]
+
+
+def deadline_of(t0: float, options: SearchOptions) -> float:
+    """When the search must stop so that placement still fits in the time limit."""
+    reserve = min(options.placement_reserve_s, 0.25 * options.time_limit_s)
+    return t0 + max(options.time_limit_s - reserve, 0.0)
+
+
+def prepare(scenario: Scenario, options: SearchOptions, deadline: float) -> Prepared:
+    """Profile, templates, bounds and the plan space (NoPlanError when no template fits or a budget is below
+    what any plan needs)."""
+    phases: dict[str, float] = {}
+    t = time.perf_counter()
+    profile = WorkloadProfile.of(scenario)
+    _check_idle_floor(scenario)
+    priced = price_templates(
+        scenario, profile=profile, deadline=deadline, partition_backend=options.partition_backend
+    )
+    phases["templates"] = time.perf_counter() - t
+    if not priced:
+        raise NoPlanError(_why_no_template(scenario))
+    t = time.perf_counter()
+    bounds = {}
+    need_energy = scenario.spec.goals.objective == "min_energy" or scenario.spec.goals.budget.joules_per_token
+    for p in priced:
+        bounds[p.template.id] = bound_template(
+            p.cost.stages,
+            iteration_limits(scenario, p, profile),
+            profile.mixes(),
+            profile.deadlines.tpot_s,
+            energy=bool(need_energy),
+            precision=COARSE,
+            max_context=int((profile.input_tokens + profile.output_tokens).max()),
+        )
+    phases["bounds"] = time.perf_counter() - t
+    max_templates = options.max_templates or max(2, len(scenario.cluster.gpus_by_type()))
+    space = PlanSpace(scenario, profile, {p.template.id: p for p in priced}, bounds, max_templates)
+    return Prepared(profile, priced, space, phases)
+
+
+def iteration_limits(scenario: Scenario, priced: PricedTemplate, profile: WorkloadProfile) -> IterationLimits:
+    engine = scenario.spec.engine
+    max_tokens = engine_setting(engine, "max_num_batched_tokens")
+    max_seqs = engine_setting(engine, "max_num_seqs")
+    block = 1 if engine.kind == "orca" else engine.block_size
+    kv = int(priced.cost.kv_capacity_tokens)
+    shortest = int(profile.input_tokens.min()) if profile.num_requests else 1
+    per_request_blocks = -(-(shortest + 1) // block)
+    max_decodes = max(1, min(max_seqs, (kv // block) // max(per_request_blocks, 1)))
+    return IterationLimits(
+        max_tokens=max_tokens,
+        max_seqs=max_seqs,
+        max_decodes=max_decodes,
+        min_context=shortest,
+        kv_tokens=kv,
+        block_size=block,
+        chunked_prefill=bool(engine_setting(engine, "enable_chunked_prefill")),
+    )
+
+
+def run_search(
+    scenario: Scenario,
+    options: SearchOptions | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    simulate_fn: Callable | None = None,
+    with_baselines: bool = True,
+) -> PlanSearchResult:
+    """Search the plan space of `scenario` for its goals (see the module docstring)."""
+    options = options or SearchOptions()
+    t0 = options.started_at or time.perf_counter()
+    deadline = deadline_of(t0, options)
+    prep = prepare(scenario, options, deadline)
+    space = prep.space
+    objective = scenario.spec.goals.objective
+    spec = objective_spec(objective)
+    solver = SolverOptions(time_limit_s=options.solver_time_limit_s, mip_rel_gap=1e-6, threads=1, seed=0)
+    pool: dict[str, Candidate] = {}
+    baselines: dict[str, Candidate] = {}
+    rounds, stale, stopped = 0, 0, "time limit"
+    remaining: float | None = None
+    remaining_known = False
+    solver_says = ""
+    with Simulations(scenario, workers=options.workers, simulate_fn=simulate_fn, progress=progress) as sims:
+
+        def simulate(plans, source):
+            out = sims.run(plans, deadline=deadline, source=source)
+            for p, c in zip(plans, out, strict=True):
+                if c is None:
+                    continue
+                pool.setdefault(sims.key(p), c)
+                counts = space.counts_of(p)
+                if counts:
+                    space.exclude(counts)
+            return out
+
+        if with_baselines:
+            plans = heuristic_plans(scenario, [p.template for p in prep.priced])
+            results = simulate(list(plans.values()), "baseline")
+            baselines = {n: c for n, c in zip(plans, results, strict=True) if c is not None}
+        t_loop = time.perf_counter()
+        while rounds < options.max_rounds:
+            if time.perf_counter() >= deadline:
+                stopped = "time limit"
+                break
+            rounds += 1
+            incumbent = _best(pool.values(), objective)
+            remaining, first = _remaining(space, solver, deadline)
+            remaining_known = True
+            if first is None and rounds == 1 and incumbent is None:
+                solver_says = _explain(space, solver)
+            bound, gap = _bound_and_gap(incumbent, remaining, spec)
+            log.info(
+                "round %d: %d simulated, incumbent %s, remaining bound %s, gap %s",
+                rounds,
+                sims.count,
+                _fmt(incumbent.objective if incumbent else None),
+                _fmt(remaining),
+                "-" if gap is None else f"{100 * gap:.2f}%",
+            )
+            if first is None:
+                stopped = (
+                    "every plan the bound allows was simulated" if pool else "no plan can meet the goals"
+                )
+                break
+            if gap is not None and gap <= options.epsilon:
+                stopped = f"within {100 * options.epsilon:g}% of the bound"
+                break
+            if stale >= options.patience:
+                stopped = f"{options.patience} rounds without a better plan (the bound is not closed)"
+                break
+            plans = _proposals(space, within(solver, deadline), options, incumbent, spec, deadline)
+            plans = [p for p in plans if sims.key(p) not in pool]
+            if not plans:
+                stopped = "no new candidate"
+                break
+            before = incumbent.objective if incumbent else None
+            results = simulate(plans, "search")
+            for p, c in zip(plans, results, strict=True):
+                if c is not None:
+                    _learn(space, p, c)
+            after = _best(pool.values(), objective)
+            improved = after is not None and (before is None or spec.better(after.objective, before))
+            stale = 0 if improved else stale + 1
+            if sims.timed_out:
+                stopped = "time limit"
+                break
+        else:
+            stopped = "round limit"
+        prep.phases_s["loop"] = time.perf_counter() - t_loop
+    incumbent = _best(pool.values(), objective)
+    if not remaining_known or stopped == "time limit":
+        remaining, _ = _remaining(space, solver, None, refine=False)
+    bound, gap = _bound_and_gap(incumbent, remaining, spec)
+    candidates = best_first(pool.values(), objective)
+    if not candidates:
+        raise no_plan_error(scenario, None, "no plan could be simulated before the time limit", solver_says)
+    best = candidates[0]
+    if not best.feasible:
+        raise no_plan_error(scenario, best, solver_says=solver_says)
+    search = SearchStats(
+        "highs (master MILP) + simulator",
+        rounds,
+        sims.count,
+        bound,
+        gap,
+        time.perf_counter() - t0,
+        stopped,
+        templates=len(prep.priced),
+        bound_kind=spec.bound,
+        bound_note=spec.bound_note,
+        space_plans=None,
+        space_note=space_note(space),
+        phases_s=prep.phases_s,
+    )
+    return PlanSearchResult(objective, best, candidates, baselines, search, scenario)
+
+
+def space_note(space: PlanSpace) -> str:
+    return (
+        f"count vectors over {len(space.priced)} templates with at most {space.max_templates} of them, "
+        "within the GPU inventory, NVLink domains and $/h / GPU budgets"
+    )
+
+
+# ---- the bound -------------------------------------------------------------------------------------------
+
+
+def _best(cands, objective: str) -> Candidate | None:
+    feasible = [c for c in cands if c.feasible]
+    return best_first(feasible, objective)[0] if feasible else None
+
+
+def _bound_and_gap(
+    incumbent: Candidate | None, remaining: float | None, spec
+) -> tuple[float | None, float | None]:
+    """The bound over the whole space: the better of the incumbent (exact) and the unsimulated plans'."""
+    if spec.bound == "none":
+        return None, None
+    inc = incumbent.objective if incumbent is not None else None
+    if remaining is None:
+        bound = inc
+    elif inc is None:
+        bound = remaining
+    else:
+        bound = max(inc, remaining) if spec.sense == "max" else min(inc, remaining)
+    if inc is None or bound is None:
+        return bound, None
+    shortfall = bound - inc if spec.sense == "max" else inc - bound
+    return bound, max(shortfall, 0.0) / max(abs(inc), 1e-12)
+
+
+def within(solver: SolverOptions, deadline: float | None) -> SolverOptions:
+    """The solver options with the time limit cut to what is left before `deadline` (at least 0.5 s, so a
+    solve at the limit still returns its incumbent and bound)."""
+    if deadline is None:
+        return solver
+    left = max(deadline - time.perf_counter(), 0.5)
+    return replace(solver, time_limit_s=min(solver.time_limit_s, left))
+
+
+def _remaining(space: PlanSpace, solver: SolverOptions, deadline: float | None, *, refine: bool = True):
+    """The bound master's optimum over the unsimulated count vectors, in simulation units, and its solution
+    (None, None when no unsimulated vector is feasible). With `refine`, the templates of the optimum get fine
+    bounds until the optimum uses refined templates only (or the deadline)."""
+    while True:
+        res = solve_master_highspy(space.bound, within(solver, deadline))
+        if not res.has_solution:
+            return None, None
+        coarse = [t for t in res.solution.counts if space.bounds[t].precision is not FINE]
+        if not refine or not coarse or (deadline is not None and time.perf_counter() >= deadline):
+            value = res.bound if res.bound is not None and math.isfinite(res.bound) else res.objective
+            return space.to_sim_units(value), res.solution
+        for t in coarse:
+            refine_template(space, t)
+
+
+def refine_template(space: PlanSpace, tid: str) -> None:
+    """Recompute one template's bounds on fine cells and rebuild the bound master's coefficients."""
+    prof = space.profile
+    need_energy = space.bounds[tid].energy is not None
+    with_precision(space.bounds[tid], prof.mixes(), prof.deadlines.tpot_s, FINE, energy=need_energy)
+    space.refresh(tid)
+
+
+def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec, deadline) -> list:
+    """Up to top_k plans to simulate next: the predictive master's best (the plans most likely to be good,
+    so a good incumbent appears early) and the bound master's best among those that could beat the incumbent
+    by more than ε (the plans that must be simulated to close the gap; their templates get fine bounds first,
+    so a plan only a coarse bound allows is not simulated). min_energy, whose bound is weak, takes half of
+    each; min_latency, which has none, takes only predictions."""
+    k = options.top_k
+    if spec.bound == "none":
+        from_predict = k
+    elif space.objective == "min_energy":
+        from_predict = max(1, k - k // 2)
+    else:
+        from_predict = 1 if k > 1 else 0
+    plans, seen = [], set()
+
+    def add(counts) -> bool:
+        key = tuple(sorted(counts.items()))
+        if key in seen:
+            return False
+        seen.add(key)
+        plans.append(space.plan_of(counts))
+        return True
+
+    def cut(problem, counts):
+        return problem.with_(no_good=problem.no_good + ({t: counts.get(t, 0) for t in space.priced},))
+
+    problem = space.predict
+    while len(plans) < from_predict:
+        res = solve_master_highspy(problem, solver)
+        if not res.has_solution:
+            break
+        add(res.solution.counts)
+        problem = cut(problem, res.solution.counts)
+    if spec.bound == "none":
+        return plans
+    extra = ()
+    if incumbent is not None:
+        limit = space.from_sim_units(_beyond(incumbent.objective, options.epsilon, spec))
+        extra = (ObjectiveBound(space.bound.objective, limit),)
+    taken = 0
+    excluded: list[dict] = []
+    while len(plans) < k and (deadline is None or time.perf_counter() < deadline):
+        problem = space.bound.with_(objective_bounds=space.bound.objective_bounds + extra)
+        for counts in excluded:
+            problem = cut(problem, counts)
+        res = solve_master_highspy(problem, solver)
+        if not res.has_solution:
+            break
+        counts = res.solution.counts
+        coarse = [t for t in counts if space.bounds[t].precision is not FINE]
+        if coarse:
+            for t in coarse:
+                refine_template(space, t)
+            continue  # re-solve with the finer bounds
+        excluded.append(counts)
+        taken += add(counts)
+    return plans
+
+
+def _beyond(value: float, epsilon: float, spec) -> float:
+    """The value a plan must beat to improve on `value` by more than ε (relative)."""
+    return value * (1 + epsilon) if spec.sense == "max" else value / (1 + epsilon)
+
+
+def _learn(space: PlanSpace, plan, cand: Candidate) -> None:
+    counts = space.counts_of(plan)
+    if not counts:
+        return
+    res = space.predicted_solution(counts)
+    slo_missed = any(not v.goal.startswith("budget.") for v in cand.violations)
+    space.learn(counts, space.predicted_value(res), cand.objective, slo_missed, res.rates)
+
+
+def _explain(space: PlanSpace, solver) -> str:
+    """Why the bound master has no solution at all, in words (its elastic re-solve), or "" if it cannot say."""
+    try:
+        rows = explain_master_infeasibility(space.bound, solver)
+    except Exception as exc:  # the explanation is a courtesy; never let it hide the real answer
+        log.info("could not explain the infeasible master: %s", exc)
+        return ""
+    return "the bound master: " + "; ".join(r.message for r in rows[:3])
+
+
+def _check_idle_floor(scenario: Scenario) -> None:
+    """A watts budget below the idle power of the whole cluster cannot be met by any plan: the simulator
+    charges idle power to every GPU of the cluster, used or not."""
+    b = scenario.spec.goals.budget
+    if b.watts is None:
+        return
+    floor = sum(scenario.gpus[g].idle_w * n for g, n in scenario.cluster.gpus_by_type().items())
+    if b.watts < floor:
+        counts = ", ".join(
+            f"{n} × {g} at {scenario.gpus[g].idle_w:g} W" for g, n in scenario.cluster.gpus_by_type().items()
+        )
+        raise NoPlanError(
+            f"budget watts={b.watts:g} W is below the cluster's idle floor of {floor:,.0f} W ({counts}): every "
+            "GPU of the cluster draws idle power whether a plan uses it or not"
+        )
+
+
+def _why_no_template(scenario: Scenario) -> str:
+    """Why no replica structure of the model fits the cluster, with the numbers."""
+    model = scenario.model
+    spec = scenario.spec
+    frac = engine_setting(spec.engine, "gpu_memory_fraction")
+    parts = []
+    for g in scenario.cluster.node_groups:
+        gpu = scenario.gpus[g.gpu]
+        size = g.domain_gpus
+        whole = Stage(layers=(0, model.num_layers), gpu=g.gpu, tp=size)
+        need = stage_weight_bytes(model, whole, spec.dtype, first=True, last=True) / 2**30
+        have = gpu.memory_bytes * frac * 0.8 / 2**30
+        parts.append(
+            f"{g.gpu}: the whole model on one NVLink domain of {size} GPUs needs {need:,.1f} GiB of weights per "
+            f"GPU ({spec.dtype.weights}), at most {have:,.1f} GiB per GPU is usable for weights, so a replica "
+            f"needs at least {math.ceil(need / have)} pipeline stages of {size} GPUs"
+        )
+    return (
+        f"no replica structure of {model.name} fits the cluster's GPUs with the engine's memory limits "
+        f"(pipelines of up to the fewest stages that fit, stages inside one NVLink domain): "
+        + "; ".join(parts)
+    )
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.4g}"

@@ -1,0 +1,280 @@
+"""Simulated candidates and the process pool that simulates them.
+
+* `Candidate` — one simulated plan scored against the goals (`planner.objective`), ranked by `rank_key`.
+* `Simulations` — simulates plans of one scenario, caching by everything that changes the result
+  (`labels.plan_key` plus the scenario's engine and dtypes), in worker processes when `workers` > 1. It counts
+  every simulation it runs (`count`), honours a deadline (work not started by then is not started; work still
+  running is abandoned), and on any exception — Ctrl-C, SIGTERM turned into an exception by the CLI, an error —
+  terminates its workers at once before the exception propagates.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import math
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+
+from planner import objective as obj
+from planner.objective import Violation
+from planner.search.labels import plan_key, short_label
+from simulator.errors import InputError
+from simulator.plan import Plan
+from simulator.scenario import Scenario
+
+log = logging.getLogger("apex.plan")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One simulated plan, scored against the goals."""
+
+    plan: Plan
+    label: str
+    metrics: dict
+    objective: float
+    violations: tuple[Violation, ...]
+    num_gpus: int
+    error: str | None = None  # the simulation refused the plan (e.g. it does not fit in memory)
+    source: str = "search"  # "search", "baseline:<name>" or "exhaustive": who proposed it
+
+    @property
+    def feasible(self) -> bool:
+        return not self.violations and self.error is None
+
+    @property
+    def usd_per_hour(self) -> float:
+        return float(self.metrics.get("cost", {}).get("usd_per_hour", math.inf))
+
+    @property
+    def key(self) -> str:
+        return plan_key(self.plan)
+
+    def rank_key(self, objective: str):
+        """Feasible plans by objective; infeasible ones by how far they miss their goals (closest first)."""
+        if self.feasible:
+            e2e = float(self.metrics.get("e2e_s", {}).get("p99", math.inf))
+            return obj.rank_key(
+                objective, self.objective, True, self.usd_per_hour, self.num_gpus, e2e, self.label
+            )
+        miss = sum(min(v.excess, 1e6) for v in self.violations) if self.error is None else math.inf
+        return (True, miss, self.usd_per_hour, self.num_gpus, math.inf, self.label)
+
+    @property
+    def name(self) -> str:
+        """A short label for people: the GPU type once per replica group instead of on every stage."""
+        return short_label(self.plan)
+
+    def to_json(self) -> dict:
+        value = self.objective if math.isfinite(self.objective) else None
+        return {
+            "plan": self.name,
+            "label": self.label,
+            "objective": value,
+            "metrics": self.metrics,
+            "plan_spec": self.plan.model_dump(mode="json", exclude_none=True),
+            "feasible": self.feasible,
+            "violations": [v.describe() for v in self.violations] + ([self.error] if self.error else []),
+            "source": self.source,
+        }
+
+
+def score(scenario: Scenario, plan: Plan, metrics: dict | None, error: str | None = None) -> Candidate:
+    """Score one simulation result against the scenario's goals."""
+    goals = scenario.spec.goals
+    num_gpus = plan.num_gpus
+    if metrics is None:
+        worst = obj.spec(goals.objective).worst
+        return Candidate(plan, plan.label(), {}, worst, (), num_gpus, error or "simulation failed")
+    return Candidate(
+        plan,
+        plan.label(),
+        metrics,
+        obj.objective_value(metrics, goals),
+        tuple(obj.violations(metrics, goals, num_gpus)),
+        num_gpus,
+    )
+
+
+def best_first(candidates: Iterable[Candidate], objective: str) -> list[Candidate]:
+    return sorted(candidates, key=lambda c: c.rank_key(objective))
+
+
+# ---- workers -------------------------------------------------------------------------------------------------
+
+_WORKER_SCENARIO: Scenario | None = None
+_WORKER_SIMULATE: Callable | None = None
+
+
+def _init_worker(scenario: Scenario, simulate_fn: Callable | None, in_child: bool) -> None:
+    global _WORKER_SCENARIO, _WORKER_SIMULATE
+    _WORKER_SCENARIO, _WORKER_SIMULATE = scenario, simulate_fn
+    if in_child:
+        # Ctrl-C reaches the whole process group; the parent handles it and terminates the workers, so a
+        # worker ignores SIGINT, and dies at once on SIGTERM (not through the CLI's handler it inherited by
+        # fork, which would raise and print from inside the worker).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _default_simulate(scenario: Scenario) -> dict:
+    from simulator.simulate import simulate  # lazy: workers import the simulator once, on first use
+
+    return simulate(scenario).to_json()
+
+
+def _simulate_plan(plan_json: dict) -> tuple[dict | None, str | None]:
+    """Worker: simulate the worker's scenario with `plan_json`; (metrics, None) or (None, why it was refused)."""
+    scenario = _WORKER_SCENARIO.with_plan(plan_json)
+    try:
+        return (_WORKER_SIMULATE or _default_simulate)(scenario), None
+    except InputError as exc:
+        return None, str(exc)
+    except (
+        Exception
+    ) as exc:  # a simulator failure on one plan is reported on that plan, not fatal to the search
+        log.warning("simulating %s failed: %r", scenario.plan.label(), exc)
+        return None, f"simulation failed: {exc!r}"
+
+
+class Simulations:
+    """Simulates plans of one scenario, caching results by plan; several at once in worker processes.
+
+    `simulate_fn(scenario) -> metrics dict` replaces the simulator (tests); it must be picklable for workers > 1.
+    `count` is the number of simulations run (cache hits are not simulations).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        workers: int = 1,
+        simulate_fn: Callable | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ):
+        self.scenario = scenario
+        self.workers = max(1, workers)
+        self.simulate_fn = simulate_fn
+        self.progress = progress
+        self.cache: dict[str, Candidate] = {}
+        self.order: list[str] = []  # keys in the order they were simulated
+        self.timed_out = False  # a deadline stopped some simulation from running
+        self._pool: ProcessPoolExecutor | None = None
+        self._expected = 0
+        spec = scenario.spec
+        self._scenario_key = (
+            spec.engine.model_dump_json() + spec.dtype.model_dump_json() + str(spec.calibration)
+        )
+
+    def __enter__(self) -> Simulations:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(terminate=exc_type is not None)
+
+    def close(self, *, terminate: bool = False) -> None:
+        """Shut the worker pool down; with `terminate`, kill running simulations instead of waiting for them."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if terminate:
+            _terminate(pool)
+        else:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def expect(self, total: int) -> None:
+        """Tell the progress bar how many simulations to expect in all (it grows as the search goes)."""
+        self._expected = max(self._expected, total)
+
+    def key(self, plan: Plan) -> str:
+        return self._scenario_key + plan_key(plan)
+
+    def cached(self, plan: Plan) -> Candidate | None:
+        return self.cache.get(self.key(plan))
+
+    @property
+    def count(self) -> int:
+        return len(self.order)
+
+    def run(self, plans: Iterable[Plan], *, deadline: float | None = None, source: str = "search") -> list:
+        """Scored candidates for `plans`, in the same order, simulating only those not cached. With a
+        `deadline` (time.perf_counter() seconds), plans not simulated by then come back as None."""
+        plans = list(plans)
+        todo: dict[str, Plan] = {}
+        for p in plans:
+            k = self.key(p)
+            if k not in self.cache and k not in todo:
+                todo[k] = p
+        self.expect(self.count + len(todo))
+        if todo:
+            try:
+                if self.workers > 1 and len(todo) > 1:
+                    self._run_parallel(todo, deadline, source)
+                else:
+                    self._run_serial(todo, deadline, source)
+            except BaseException:
+                self.close(terminate=True)
+                raise
+        return [self.cache.get(self.key(p)) for p in plans]
+
+    def _record(self, k: str, plan: Plan, result: tuple[dict | None, str | None], source: str) -> None:
+        metrics, error = result
+        self.cache[k] = _with_source(score(self.scenario, plan, metrics, error), source)
+        self.order.append(k)
+        if self.progress:
+            self.progress(self.count, max(self._expected, self.count))
+
+    def _run_serial(self, todo: dict[str, Plan], deadline: float | None, source: str) -> None:
+        _init_worker(self.scenario, self.simulate_fn, in_child=False)
+        for k, plan in todo.items():
+            if deadline is not None and time.perf_counter() >= deadline:
+                self.timed_out = True
+                return
+            self._record(k, plan, _simulate_plan(plan.model_dump(mode="json", exclude_none=True)), source)
+
+    def _run_parallel(self, todo: dict[str, Plan], deadline: float | None, source: str) -> None:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_init_worker,
+                initargs=(self.scenario, self.simulate_fn, True),
+            )
+        futures = {
+            self._pool.submit(_simulate_plan, p.model_dump(mode="json", exclude_none=True)): k
+            for k, p in todo.items()
+        }
+        results: dict[str, tuple] = {}
+        timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+        try:
+            for fut in cf.as_completed(futures, timeout=timeout):
+                results[futures[fut]] = fut.result()
+        except cf.TimeoutError:
+            self.timed_out = True
+            self.close(terminate=True)  # what is still running is abandoned: the time limit holds
+        for k in todo:  # record in submission order so runs are reproducible
+            if k in results:
+                self._record(k, todo[k], results[k], source)
+
+
+def _with_source(c: Candidate, source: str) -> Candidate:
+    return replace(c, source=source)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's workers now (SIGTERM, then SIGKILL after a second) and release the executor."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(timeout=1.0)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=1.0)
+    pool.shutdown(wait=False, cancel_futures=True)

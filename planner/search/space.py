@@ -1,0 +1,454 @@
+"""The plan space and its two master problems (docs/design.md §5.2–§5.4).
+
+A plan of the space is a count vector over the priced templates with at most `max_templates` templates in it,
+within the GPU inventory, the NVLink domains and the $/h and GPU budgets (`formulations.master`'s integer
+rows). `PlanSpace` builds, over the same templates and rows:
+
+* `bound` — the master whose optimum over the count vectors not yet simulated is a bound the simulator
+  cannot beat (its coefficients come from `bounds.py`; the argument per objective is in docs/design.md
+  §5.3), with `to_sim_units` converting its value into the simulation's units;
+* `predict` — the same rows with the analytic model's predicted coefficients (corrected from simulations),
+  used to order candidates where bounds are weak or absent. Never used as a bound.
+
+Units of the bound master: demand is work (the reference "size" u of a request: seconds of a median template's
+bottleneck stage) per second of the deadline window, so one capacity row per template says that the work of
+the requests that must meet their deadlines fits in the replicas' busy time inside the window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from formulations.master import (
+    Budgets,
+    CapacityCut,
+    DomainPool,
+    MasterProblem,
+    MasterSolution,
+    MasterTemplate,
+    ObjectiveBound,
+    WorkloadClass,
+    evaluate,
+)
+from formulations.objectives import objective_spec
+from formulations.templates import TemplateCoefficients
+from planner.search.bounds import TemplateBound
+from planner.search.pricing import PricedTemplate
+from planner.search.workload import WorkloadProfile
+from simulator.plan import Plan
+from simulator.scenario import Scenario
+
+BIG_CAPACITY = 1e12  # capacity of a template for a class with no deadline (work needs no time budget)
+
+
+@dataclass
+class RequestBounds:
+    """Per request, what one template can prove (arrays over the workload's requests)."""
+
+    time_work: np.ndarray  # s of bottleneck-stage busy time inside the window (deadline-bound parts only)
+    energy: np.ndarray  # J of dynamic energy of the whole request
+    ok: np.ndarray  # bool: can meet its deadlines on this template (fits its KV cache, floors within limits)
+    latency_floor: np.ndarray  # s: TTFT floor + decode tokens × decode-step floor
+
+
+@dataclass
+class Window:
+    """The deadline window [first arrival, end] and what of each request must be done inside it."""
+
+    end_s: float
+    length_s: float
+    prefill_counted: np.ndarray  # bool per request
+    decode_counted: np.ndarray  # bool per request
+
+
+@dataclass
+class PlanSpace:
+    scenario: Scenario
+    profile: WorkloadProfile
+    priced: dict[str, PricedTemplate]
+    bounds: dict[str, TemplateBound]
+    max_templates: int
+    window: Window = field(init=False)
+    size: np.ndarray = field(init=False)  # u per request
+    requests: dict[str, RequestBounds] = field(init=False)
+    makespan_floor_s: float = field(init=False)
+    idle_floor_w: float = field(init=False)
+    bound: MasterProblem = field(init=False)
+    predict: MasterProblem = field(init=False)
+    predicted_ratio: dict[str, float] = field(default_factory=dict)  # template -> simulated / predicted
+
+    def __post_init__(self):
+        sc = self.scenario
+        self.objective = sc.spec.goals.objective
+        self.spec = objective_spec(self.objective)
+        self.idle_floor_w = sum(sc.gpus[g].idle_w * n for g, n in sc.cluster.gpus_by_type().items())
+        self.domain_pools = tuple(
+            DomainPool(g.gpu, g.domain_gpus, g.num_gpus // g.domain_gpus, g.name)
+            for g in sc.cluster.node_groups
+        )
+        domain: dict[str, int] = {}
+        for g in sc.cluster.node_groups:
+            domain[g.gpu] = max(domain.get(g.gpu, 0), g.domain_gpus)
+        self.domain_need = {tid: p.template.domain_need_by_type(domain) for tid, p in self.priced.items()}
+        b = sc.spec.goals.budget
+        self.budgets = Budgets(b.usd_per_hour, None, b.num_gpus, None)
+        self._per_request_floors()
+        self._choose_window()
+        self.requests = {tid: self._request_bounds(tid) for tid in self.priced}
+        self._build_bound()
+        self._build_predict()
+
+    # ---- plans and count vectors -------------------------------------------------------------------------
+    def plan_of(self, counts: dict[str, int]) -> Plan:
+        groups = [self.priced[t].template.replica_group(n) for t, n in sorted(counts.items()) if n > 0]
+        return Plan(replicas=groups)
+
+    def counts_of(self, plan: Plan) -> dict[str, int] | None:
+        """The count vector of a plan made of this space's templates (None when a group is not one)."""
+        by_structure = {_structure(p.template.replica_group(1)): tid for tid, p in self.priced.items()}
+        counts: dict[str, int] = {}
+        for g in plan.replicas:
+            tid = by_structure.get(_structure(g))
+            if tid is None:
+                return None
+            counts[tid] = counts.get(tid, 0) + g.count
+        return counts
+
+    # ---- request floors and the window ---------------------------------------------------------------------
+    def _per_request_floors(self) -> None:
+        prof = self.profile
+        self.floors = {}
+        for tid, tb in self.bounds.items():
+            pre = tb.prefill_floor(prof.input_tokens)
+            dec = tb.decode_floor(prof.input_tokens)
+            self.floors[tid] = (pre, dec, pre + prof.decode * dec)
+        lat = np.min(np.vstack([f[2] for f in self.floors.values()]), axis=0) if self.floors else None
+        a = prof.arrival_s
+        if lat is None or len(a) == 0:
+            self.makespan_floor_s = max(prof.span_s, 1e-9)
+        else:
+            self.makespan_floor_s = max(float(np.max(a - a[0] + lat)), 1e-9)
+
+    def _reference_rates(self) -> tuple[float, float, float]:
+        """Median over templates of (α, β, γ) of the bottleneck stage: the weights of the request size u."""
+        if not self.bounds:
+            return 1.0, 1.0, 0.0
+        alpha = np.median([np.mean([r.alpha for r in tb.time]) for tb in self.bounds.values()])
+        beta = np.median([np.mean([r.beta for r in tb.time]) for tb in self.bounds.values()])
+        gamma = np.median([tb.gamma for tb in self.bounds.values()])
+        return float(max(alpha, 1e-12)), float(beta), float(gamma)
+
+    def _choose_window(self) -> None:
+        prof, dl = self.profile, self.profile.deadlines
+        a = prof.arrival_s
+        n = len(a)
+        if n == 0 or not dl.any:
+            self.window = Window(math.inf, math.inf, np.zeros(n, bool), np.zeros(n, bool))
+            self.size = np.ones(n)
+            return
+        pre_dl = a + min(dl.ttft_s, dl.e2e_s)
+        dec_dl = a + np.minimum(dl.ttft_s + dl.tpot_s * prof.decode, dl.e2e_s)
+        alpha, beta, gamma = self._reference_rates()
+        pre_u = alpha * prof.prefill
+        dec_u = beta * prof.decode + gamma * prof.context
+        finite = dec_dl[np.isfinite(dec_dl)]
+        candidates = {float(np.max(pre_dl))}
+        if len(finite):
+            candidates |= {float(np.quantile(finite, q)) for q in (0.5, 0.75, 0.9, 0.97, 0.99, 1.0)}
+        best = None
+        for e in sorted(candidates):
+            if e <= a[0]:
+                continue
+            pc, dc = pre_dl <= e, dec_dl <= e
+            u = pre_u * pc + dec_u * dc
+            drop = np.sort(u)[::-1][: dl.misses].sum() if dl.misses else 0.0
+            score = (u.sum() - drop) / (e - a[0])
+            if best is None or score > best[0]:
+                best = (score, e, pc, dc, u)
+        if best is None:
+            self.window = Window(math.inf, math.inf, np.zeros(n, bool), np.zeros(n, bool))
+            self.size = np.ones(n)
+            return
+        _, e, pc, dc, u = best
+        self.window = Window(e, e - a[0], pc, dc)
+        self.size = u
+
+    def _request_bounds(self, tid: str) -> RequestBounds:
+        prof, tb, w = self.profile, self.bounds[tid], self.window
+        pre, dec, lat = self.floors[tid]
+        dl = prof.deadlines
+        ok = _fits_kv(tb, prof)
+        ok &= pre <= min(dl.ttft_s, dl.e2e_s) + 1e-12
+        ok &= (prof.decode == 0) | (dec <= dl.tpot_s + 1e-12)
+        ok &= lat <= dl.e2e_s + 1e-12
+        work = np.zeros(prof.num_requests)
+        energy = np.zeros(prof.num_requests)
+        for k in range(len(prof.class_ids)):
+            m = prof.members(k)
+            r = tb.time[k]
+            work[m] = (
+                r.alpha * prof.prefill[m] * w.prefill_counted[m]
+                + (r.beta * prof.decode[m] + tb.gamma * prof.context[m]) * w.decode_counted[m]
+            )
+            if tb.energy is not None:
+                e = tb.energy[k]
+                energy[m] = e.alpha * prof.prefill[m] + e.beta * prof.decode[m]
+        return RequestBounds(work, energy, ok, lat)
+
+    # ---- the bound master ----------------------------------------------------------------------------------
+    def _build_bound(self) -> None:
+        prof, obj = self.profile, self.objective
+        has_window = math.isfinite(self.window.length_s)
+        self.counting = (
+            not has_window and obj != "max_throughput"
+        )  # no deadline: count requests that must fit
+        self.master_size = self._full_size() if obj == "max_throughput" else self.size
+        self.horizon_s = self.window.length_s if has_window and obj != "max_throughput" else 1.0
+        u = self.master_size
+        classes = tuple(
+            WorkloadClass(cid, float(u[prof.members(k)].sum()) / self.horizon_s)
+            for k, cid in enumerate(prof.class_ids)
+        )
+        templates, limits = [], {}
+        for tid in self.priced:
+            t, lim = self._bound_column(tid)
+            templates.append(t)
+            limits.update(lim)
+        dl = prof.deadlines
+        allowance = 0.0
+        if has_window and dl.misses and obj not in ("max_goodput", "max_throughput"):
+            allowance = float(np.sort(u)[::-1][: dl.misses].sum()) / self.horizon_s
+        throughput_limit = float(u.sum()) / self.makespan_floor_s if obj == "max_throughput" else None
+        self.bound = MasterProblem(
+            templates=tuple(templates),
+            classes=classes,
+            pools=self.domain_pools,
+            budgets=self.budgets,
+            objective=obj if obj != "min_latency" else "min_cost",
+            route_limits=limits,
+            unserved_allowance=allowance,
+            max_templates=self.max_templates,
+            throughput_limit=throughput_limit,
+            min_replicas=1,
+        )
+        self.bound = self.bound.with_(objective_bounds=self._budget_rows())
+        if obj == "max_goodput":
+            self._goodput_counts = np.cumsum(np.sort(u))
+
+    def _bound_column(self, tid: str) -> tuple[MasterTemplate, dict[tuple[str, str], float]]:
+        """One template's bound coefficients (per class: capacity = 1/ρ with ρ the least ratio of its proven
+        work to the request size, energy per unit of size, the route limit of the requests it can serve)."""
+        prof, obj, u = self.profile, self.objective, self.master_size
+        rb = self.requests[tid]
+        work = self._full_work(tid) if obj == "max_throughput" else rb.time_work
+        caps, energy, limits = {}, {}, {}
+        for k, cid in enumerate(prof.class_ids):
+            m = prof.members(k)
+            ok = m if obj == "max_throughput" else m & rb.ok
+            if self.counting:
+                caps[cid] = BIG_CAPACITY
+                limits[(cid, tid)] = float(u[ok].sum()) / self.horizon_s
+                energy[cid] = float(rb.energy[ok].min()) if ok.any() else 0.0
+                continue
+            sel = ok & (u > 0)
+            if not sel.any():
+                if obj != "max_throughput":
+                    limits[(cid, tid)] = 0.0
+                continue
+            rho = float(np.min(work[sel] / u[sel]))
+            caps[cid] = 1.0 / rho if rho > 0 else BIG_CAPACITY
+            if obj != "max_throughput":
+                limits[(cid, tid)] = float(u[sel].sum()) / self.horizon_s
+            energy[cid] = float(np.min(rb.energy[sel] / u[sel]))
+        p = self.priced[tid]
+        coeffs = TemplateCoefficients(
+            capacity_rps=caps, energy_per_request_j=energy, idle_w=0.0, usd_per_hour=p.analytic.usd_per_hour
+        )
+        return MasterTemplate(tid, p.template.gpus_by_type, coeffs, self.domain_need[tid]), limits
+
+    def refresh(self, tid: str) -> None:
+        """Rebuild one template's bound column after its bounds were refined (the sizes u stay: any positive
+        size is valid)."""
+        self.requests[tid] = self._request_bounds(tid)
+        column, limits = self._bound_column(tid)
+        templates = tuple(column if t.id == tid else t for t in self.bound.templates)
+        route = {k: v for k, v in self.bound.route_limits.items() if k[1] != tid}
+        route.update(limits)
+        self.bound = self.bound.with_(templates=templates, route_limits=route)
+
+    def _full_size(self) -> np.ndarray:
+        alpha, beta, gamma = self._reference_rates()
+        prof = self.profile
+        return alpha * prof.prefill + beta * prof.decode + gamma * prof.context
+
+    def _full_work(self, tid: str) -> np.ndarray:
+        prof, tb = self.profile, self.bounds[tid]
+        out = np.zeros(prof.num_requests)
+        for k in range(len(prof.class_ids)):
+            m = prof.members(k)
+            r = tb.time[k]
+            out[m] = r.alpha * prof.prefill[m] + r.beta * prof.decode[m] + tb.gamma * prof.context[m]
+        return out
+
+    def _budget_rows(self) -> tuple[ObjectiveBound, ...]:
+        """The J/token budget as a bound on the master's dynamic power (docs/design.md §5.3)."""
+        b = self.scenario.spec.goals.budget
+        if b.joules_per_token is None or not math.isfinite(self.horizon_s):
+            return ()
+        n_out = float(self.profile.output_tokens.sum())
+        kw = (b.joules_per_token * n_out - self.idle_floor_w * self.makespan_floor_s) / (
+            1000.0 * self.horizon_s
+        )
+        return (ObjectiveBound("min_energy", kw),)
+
+    def to_sim_units(self, value: float | None) -> float | None:
+        """A bound-master objective value in the simulation's units (None when there is no bound)."""
+        if value is None or not math.isfinite(value) or self.spec.bound == "none":
+            return None
+        o = self.objective
+        n_out = float(self.profile.output_tokens.sum())
+        if o == "min_energy":
+            joules = self.idle_floor_w * self.makespan_floor_s + 1000.0 * value * self.horizon_s
+            return joules / max(n_out, 1.0)
+        if o == "max_throughput":
+            return value * n_out / max(float(self.master_size.sum()), 1e-300)
+        if o == "max_goodput":
+            passing = value * self.horizon_s
+            count = int(np.searchsorted(self._goodput_counts, passing * (1 + 1e-9), side="right"))
+            return min(count, self.profile.num_requests) / self.makespan_floor_s
+        return value
+
+    def from_sim_units(self, value: float) -> float:
+        """The inverse of `to_sim_units` (the bound-master value a simulated value corresponds to)."""
+        o = self.objective
+        n_out = float(self.profile.output_tokens.sum())
+        if o == "min_energy":
+            return (value * n_out - self.idle_floor_w * self.makespan_floor_s) / (1000.0 * self.horizon_s)
+        if o == "max_throughput":
+            return value * float(self.master_size.sum()) / max(n_out, 1.0)
+        if o == "max_goodput":
+            count = math.ceil(value * self.makespan_floor_s - 1e-9)
+            if count <= 0:
+                return 0.0
+            count = min(count, len(self._goodput_counts))
+            return float(self._goodput_counts[count - 1]) / self.horizon_s
+        return value
+
+    # ---- the predictive master -----------------------------------------------------------------------------
+    def _build_predict(self) -> None:
+        prof = self.profile
+        n = max(prof.num_requests, 1)
+        classes = tuple(
+            WorkloadClass(cid, prof.stats.demand_rps * float(prof.members(k).sum()) / n, 1.0)
+            for k, cid in enumerate(prof.class_ids)
+        )
+        templates = []
+        for tid, p in self.priced.items():
+            c = p.analytic
+            r = self.predicted_ratio.get(tid, self._typical_ratio())
+            coeffs = replace(
+                c,
+                energy_per_request_j={k: v * r for k, v in c.energy_per_request_j.items()},
+                latency_score={k: v * r for k, v in c.latency_score.items()},
+            )
+            templates.append(MasterTemplate(tid, p.template.gpus_by_type, coeffs, self.domain_need[tid]))
+        old = getattr(self, "predict", None)
+        self.predict = MasterProblem(
+            templates=tuple(templates),
+            classes=classes,
+            pools=self.domain_pools,
+            budgets=self.budgets,
+            objective=self.objective,
+            max_templates=self.max_templates,
+            min_replicas=1,
+            no_good=old.no_good if old is not None else (),
+            capacity_cuts=old.capacity_cuts if old is not None else (),
+        )
+
+    def _typical_ratio(self) -> float:
+        return float(np.median(list(self.predicted_ratio.values()))) if self.predicted_ratio else 1.0
+
+    def predicted_value(self, solution) -> float:
+        """A predictive-master solution's objective in the simulation's units."""
+        o = self.objective
+        st = self.profile.stats
+        m = solution.metrics
+        if o == "min_energy":
+            used_idle = sum(n * self.priced[t].analytic.idle_w for t, n in solution.counts.items())
+            watts = 1000.0 * m["min_energy"] + self.idle_floor_w - used_idle
+            return watts / max(st.demand_rps * st.mean_output, 1e-12)
+        if o == "max_throughput":
+            return m["max_throughput"] * st.mean_output
+        return m[o]
+
+    def predicted_solution(self, counts: dict[str, int]):
+        """The predictive master's metrics for a count vector, its demand routed in proportion to predicted
+        capacity (a prediction, as the master would route it)."""
+        problem = self.predict
+        by_id = {t.id: t for t in problem.templates}
+        rates = {}
+        for c in problem.classes:
+            caps = {t: n * problem.capacity(by_id[t], c.id) for t, n in counts.items() if t in by_id}
+            total = sum(caps.values())
+            if total <= 0:
+                continue
+            for t, cap in caps.items():
+                if cap > 0:
+                    rates[(c.id, t)] = c.demand_rps * cap / total
+        return MasterSolution(dict(counts), rates, evaluate(problem, counts, rates))
+
+    def learn(
+        self, counts: dict[str, int], predicted: float, simulated: float, slo_missed: bool, rates
+    ) -> None:
+        """Correct the predictive master from one simulation: the objective ratio of its templates, and a
+        capacity cut on each template of a plan that missed an SLO (it served less than was routed to it)."""
+        if (
+            math.isfinite(simulated)
+            and predicted
+            and predicted > 0
+            and self.objective in ("min_energy", "min_latency")
+        ):
+            ratio = simulated / predicted
+            for t in counts:
+                self.predicted_ratio[t] = self.predicted_ratio.get(t, 1.0) * ratio
+        cuts = list(self.predict.capacity_cuts)
+        if slo_missed:
+            for t, n in counts.items():
+                for (c, t2), r in rates.items():
+                    if t2 == t and n > 0:
+                        cuts.append(CapacityCut(t, c, 0.95 * r / n))
+        self._build_predict()
+        self.predict = self.predict.with_(capacity_cuts=tuple(cuts))
+
+    def exclude(self, counts: dict[str, int]) -> None:
+        """A simulated count vector is never proposed again (and no longer counts towards the bound: its
+        simulated value does)."""
+        full = {t: counts.get(t, 0) for t in self.priced}
+        if full not in self.bound.no_good:
+            self.bound = self.bound.with_(no_good=self.bound.no_good + (full,))
+            self.predict = self.predict.with_(no_good=self.predict.no_good + (full,))
+
+
+def _structure(group) -> str:
+    return (
+        "|".join(
+            f"{s.layers[0]}-{s.layers[1]}:{s.gpu}:{s.attention.model_dump_json()}:{s.ffn.model_dump_json()}"
+            for s in group.stages
+        )
+        + f"/{group.role}"
+    )
+
+
+def _fits_kv(tb: TemplateBound, prof: WorkloadProfile) -> np.ndarray:
+    """Requests a replica can ever run: whole length in its KV cache (the scheduler's `can_ever_fit`), and the
+    prompt within the token budget when prompts cannot be chunked."""
+    lim = tb.limits
+    block = max(lim.block_size, 1)
+    blocks = -(-(prof.input_tokens + prof.output_tokens) // block)
+    ok = blocks <= lim.kv_tokens // block
+    if not lim.chunked_prefill:
+        ok &= prof.input_tokens <= lim.max_tokens
+    return ok
