@@ -113,8 +113,20 @@ class ServingSystem:
     def _take_arrivals(self, owner: Replica, now_s: float) -> None:
         """The owner takes in every request that arrived by now_s (it is about to schedule)."""
         arrival_s, n, total = self._arrival_s, self._next_arrival, self.table.num_requests
+        if n >= total or arrival_s[n] > now_s:
+            return
+        table, scheduler = self.table, owner.scheduler
+        prefill = owner.role == "prefill"
         while n < total and arrival_s[n] <= now_s:
-            self._arrive(owner, n, arrival_s[n], wake=False)
+            if prefill:
+                table.stop[n] = table.prompt[n] + 1
+            if scheduler.can_ever_fit(n):
+                table.replica[n] = owner.index
+                scheduler.add_request(n)
+                self.outstanding[owner.index] += 1
+            else:
+                table.status[n] = RequestStatus.REJECTED
+                self.num_rejected += 1
             n += 1
         self._next_arrival = n
 
@@ -169,12 +181,12 @@ class ServingSystem:
                 return
             if owner:
                 self._take_arrivals(replica, now_s)
-            started, _ = replica.start_batches(now_s)
-            if not started:
+            batch = replica.scheduler.schedule(now_s)  # one stage, free now: start_batches reduced to this
+            if batch is None:
                 if owner:
                     self._queue_arrival()  # idle: wait for the next arrival
                 return
-            done_s, batch = started[0]
+            done_s = replica.start(batch, now_s)
             if not loop.runs_next(done_s):
                 loop.schedule(done_s, PRIORITY_STEP_DONE, self._on_step_done, (replica, batch))
                 return

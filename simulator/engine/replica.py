@@ -39,9 +39,13 @@ class Replica:
             batch = self.scheduler.schedule(now_s)
             if batch is None:
                 break
-            self.num_in_flight += 1
-            started.append((self._run_stages(batch, now_s), batch))
+            started.append((self.start(batch, now_s), batch))
         return started, None
+
+    def start(self, batch: Batch, now_s: float) -> float:
+        """Send a scheduled micro-batch into the pipeline at now_s (stage 0 is free); returns when it leaves."""
+        self.num_in_flight += 1
+        return self._run_stages(batch, now_s)
 
     def _run_stages(self, batch: Batch, now_s: float) -> float:
         shape = batch.shape
