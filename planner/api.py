@@ -14,7 +14,17 @@ from simulator.scenario import Scenario, load_scenario
 
 ScenarioLike = str | Path | dict | Scenario
 
-__all__ = ["check", "simulate", "plan", "study", "estimate", "calibrate", "calibrate_serving", "capacity", "load"]
+__all__ = [
+    "check",
+    "simulate",
+    "plan",
+    "study",
+    "estimate",
+    "calibrate",
+    "calibrate_serving",
+    "capacity",
+    "load",
+]
 
 
 @dataclass(frozen=True)

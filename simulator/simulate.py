@@ -51,7 +51,13 @@ def simulate(
     )
     enforce(admission, file=scenario.file, plan_label=scenario.plan.label())
     return simulate_workload(
-        scenario, requests, specs, progress=progress, until_s=until_s, max_requests=max_requests
+        scenario,
+        requests,
+        specs,
+        progress=progress,
+        until_s=until_s,
+        max_requests=max_requests,
+        calibration=calibration,
     )
 
 
@@ -64,11 +70,15 @@ def simulate_workload(
     until_s: float = math.inf,
     max_requests: int | None = None,
     seed: int | None = None,
+    calibration: Calibration | None = None,
 ) -> SimulationResult:
     """Simulate `requests` (instead of the scenario's workload) on replicas already priced as `specs`
     (`replica_specs(scenario)`), with the scenario's engine and SLOs; the router's stream comes from `seed`
-    (default the workload's). No admission screen: that is the caller's."""
+    (default the workload's), the frontend delay from `calibration` (default the scenario's file). No admission
+    screen: that is the caller's."""
     spec = scenario.spec
+    if calibration is None and spec.calibration is not None:
+        calibration = load_calibration(spec.calibration)
     result, _ = simulate_requests(
         requests,
         specs,
