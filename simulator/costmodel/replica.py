@@ -205,9 +205,9 @@ class StageCostModel:
         return self.ops.num_layers * per_layer + engine
 
     def _decode_attention(self, num_decode: int, frac: float) -> _DecodeAttention | None:
-        k = self._by_decode.get(num_decode)
+        k = self._by_decode.get((num_decode, frac))  # frac: attention-dp share, set by all the sequences
         if k is None:
-            k = self._by_decode[num_decode] = (
+            k = self._by_decode[(num_decode, frac)] = (
                 _DecodeAttention.of(self.ops, self.gpu, max(1.0, num_decode * frac))
                 if self._fused_decode
                 else None,
