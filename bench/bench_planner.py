@@ -1,15 +1,17 @@
-"""Planning time of `apex plan` on two sizes (not a test): prints wall time, simulations and the final gap.
+"""Planning time of `apex plan` (the production path: `planner.plan_api.plan`) from 8 to 2,048 GPUs (not a test).
 
-* Llama-3.1-70B on 4×8 H100-SXM under TTFT/TPOT SLOs, min_cost (target ≤ 60 s);
-* Kimi-K2 (~1T-parameter MoE) on 512 GPUs, 64×8 H200-SXM, fp8, max_goodput (target ≤ 5 min).
+For each case prints wall time, templates, simulations (every one the command ran, baselines included), rounds,
+the bound and the gap the search proves, why it stopped, and the phases (templates, bounds, loop) — the figures
+in the README's Performance table. Each case runs under `--time-limit` (default 120 s) like the CLI.
 
-Run: `python bench/bench_planner.py [--workers N] [--only llama|kimi]`.
+Run: `python bench/bench_planner.py [--workers N] [--only NAME ...] [--time-limit S] [--verbose]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 
 from planner.errors import NoPlanError
@@ -20,57 +22,74 @@ CHAT = {
     "output_tokens": {"dist": "lognormal", "mean": 256, "std": 150, "max": 2048},
     "seed": 1,
 }
+SLO = {"ttft_s": {"p99": 2.0}, "tpot_s": {"p99": 0.1}}
+
+
+def case(name, model, gpu, nodes, rate, objective, *, dtype=None, requests=2000):
+    scenario = {
+        "name": name,
+        "model": model,
+        "cluster": {"gpu": gpu, "nodes": nodes, "gpus_per_node": 8},
+        "workload": {"requests": requests, "arrival": {"process": "poisson", "rate": rate}, **CHAT},
+        "goals": {"objective": objective, "slo": SLO},
+    }
+    if dtype:
+        scenario["dtype"] = {"weights": dtype, "kv_cache": dtype}
+    return scenario
+
 
 CASES = {
-    "llama": (
-        {
-            "name": "llama-3.1-70b-4x8-h100",
-            "model": "llama-3.1-70b",
-            "cluster": {"gpu": "h100-sxm", "nodes": 4, "gpus_per_node": 8},
-            "workload": {"requests": 2000, "arrival": {"process": "poisson", "rate": 16.0}, **CHAT},
-            "goals": {"objective": "min_cost", "slo": {"ttft_s": {"p99": 2.0}, "tpot_s": {"p99": 0.1}}},
-        },
-        60.0,
+    "llama8b-8": case("llama-3.1-8b 1x8 h100", "llama-3.1-8b", "h100-sxm", 1, 20.0, "min_cost"),
+    "llama70b-32": case("llama-3.1-70b 4x8 h100", "llama-3.1-70b", "h100-sxm", 4, 16.0, "min_cost"),
+    "llama70b-128": case("llama-3.1-70b 16x8 h100", "llama-3.1-70b", "h100-sxm", 16, 60.0, "min_cost"),
+    "kimi-512": case("kimi-k2 64x8 h200 fp8", "kimi-k2", "h200-sxm", 64, 40.0, "max_goodput", dtype="fp8"),
+    "kimi-2048": case(
+        "kimi-k2 256x8 h200 fp8", "kimi-k2", "h200-sxm", 256, 150.0, "max_goodput", dtype="fp8"
     ),
-    "kimi": (
-        {
-            "name": "kimi-k2-64x8-h200",
-            "model": "kimi-k2",
-            "cluster": {"gpu": "h200-sxm", "nodes": 64, "gpus_per_node": 8},
-            "dtype": {"weights": "fp8", "kv_cache": "fp8"},
-            "workload": {"requests": 2000, "arrival": {"process": "poisson", "rate": 40.0}, **CHAT},
-            "goals": {"objective": "max_goodput", "slo": {"ttft_s": {"p99": 3.0}, "tpot_s": {"p99": 0.1}}},
-        },
-        300.0,
+    "deepseek-2048": case(
+        "deepseek-v3 256x8 h200 fp8", "deepseek-v3", "h200-sxm", 256, 150.0, "max_goodput", dtype="fp8"
+    ),
+    "kimi-bf16-h100-2048": case(
+        "kimi-k2 bf16 256x8 h100", "kimi-k2", "h100-sxm", 256, 150.0, "max_goodput", dtype="bf16"
     ),
 }
+
+
+def _fmt(x, spec="{:.4g}"):
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else spec.format(x)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--only", choices=sorted(CASES), default=None)
+    parser.add_argument("--only", nargs="*", choices=sorted(CASES), default=None)
+    parser.add_argument("--time-limit", type=float, default=120.0)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    for name, (scenario, target_s) in CASES.items():
-        if args.only and name != args.only:
+    print("| case | GPUs | wall s | templates | simulations | rounds | bound | gap | stopped | phases s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for key, scenario in CASES.items():
+        if args.only and key not in args.only:
             continue
+        gpus = scenario["cluster"]["nodes"] * scenario["cluster"]["gpus_per_node"]
         t0 = time.perf_counter()
         try:
-            result = plan(scenario, workers=args.workers, time_limit_s=target_s)
+            result = plan(scenario, workers=args.workers, time_limit_s=args.time_limit)
         except NoPlanError as exc:
-            print(f"{scenario['name']}: no plan ({exc}) after {time.perf_counter() - t0:.1f} s")
+            print(f"| {scenario['name']} | {gpus} | {time.perf_counter() - t0:.1f} | no plan: {exc} |||||||")
             continue
         wall = time.perf_counter() - t0
         s = result.search
-        gap = "-" if s.gap is None else f"{100 * s.gap:.2f}%"
+        gap = "-" if s.gap is None else f"{100 * s.gap:.1f}%"
+        phases = ", ".join(f"{k} {v:.1f}" for k, v in s.phases_s.items())
         print(
-            f"{scenario['name']}: wall {wall:.1f} s (target {target_s:.0f} s), {s.simulations} simulations, "
-            f"{s.rounds} rounds, gap {gap}, stopped: {s.stopped}; best {result.best.name} "
-            f"{result.objective}={result.best.objective:.4g}"
+            f"| {scenario['name']} | {gpus} | {wall:.1f} | {s.templates} | {s.simulations} | {s.rounds} | "
+            f"{_fmt(s.bound)} | {gap} | {s.stopped} | {phases} |",
+            flush=True,
         )
+        print(f"  best {result.best.name}: {result.objective} = {result.best.objective:.4g}", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ Rows (one family per comment in `build_master`):
   Σ_{t: need[t,τ] ≥ d} count[t] · gpus[t, τ] ≤ GPUs of type τ in whole domains of size ≥ d (a stage whose
   TP group needs a domain of d GPUs can only use node groups whose domain holds d);
 * budgets: $/h, watts (idle + active), GPU count, J/token (energy per second ≤ J/token · tokens per second);
-* templates: at most `max_templates` templates with count > 0 (the plan space's replica groups).
+* templates: at most `max_templates` templates with count > 0 (the plan space's replica groups), and at
+  least `min_replicas` replicas in all (a plan is never empty).
 
 Objectives (all per hour or per second, so they are linear):
 
@@ -129,6 +130,8 @@ class MasterProblem:
     unserved_allowance: float = 0.0  # demand (summed over classes) that min objectives may leave unserved
     max_templates: int | None = None  # at most this many templates with count > 0
     throughput_limit: float | None = None  # max_throughput: throughput ≤ this
+    rows_of: str | None = None  # whose demand rows to build (default: the objective's; see pareto_front)
+    min_replicas: int = 0  # Σ count ≥ this (a plan has at least one replica)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVE_SENSE:
@@ -145,6 +148,12 @@ class MasterProblem:
 
     def with_(self, **changes) -> MasterProblem:
         return replace(self, **changes)
+
+    @property
+    def demand_rows(self) -> str:
+        """The objective whose demand rows the model has: ≤ demand (max_goodput), = a multiple of the mix
+        (max_throughput) or = demand (the min objectives)."""
+        return self.rows_of or self.objective
 
     # ---- derived coefficients (read by every builder) ----
 
@@ -297,14 +306,14 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
     # Demand: Σ_t rate[c,t] + unserved[c] = demand_c (≤ for max_goodput; = share_c·throughput for
     # max_throughput); Σ_c unserved[c] ≤ unserved_allowance.
     total_demand = sum(c.demand_rps for c in problem.classes)
-    allowance = problem.unserved_allowance if problem.objective not in _MAX_DEMAND_ROWS else 0.0
+    allowance = problem.unserved_allowance if problem.demand_rows not in _MAX_DEMAND_ROWS else 0.0
     if allowance > 0:
         m.unserved = pyo.Var(list(classes), domain=pyo.NonNegativeReals)
         m.unserved_allowance = pyo.Constraint(expr=sum(m.unserved[c] for c in classes) <= allowance)
     for cid, c in classes.items():
-        if problem.objective == "max_goodput":
+        if problem.demand_rows == "max_goodput":
             m.add_component(f"demand_{cid}", pyo.Constraint(expr=served(cid) <= c.demand_rps))
-        elif problem.objective == "max_throughput":
+        elif problem.demand_rows == "max_throughput":
             share = c.demand_rps / total_demand if total_demand > 0 else 0.0
             m.add_component(f"demand_{cid}", pyo.Constraint(expr=served(cid) == share * m.throughput))
         else:
@@ -320,6 +329,9 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
             m.T, rule=lambda m, t: m.count[t] <= problem.max_count(templates[t]) * m.use[t]
         )
         m.max_templates = pyo.Constraint(expr=sum(m.use[t] for t in m.T) <= problem.max_templates)
+    # At least min_replicas replicas in all (a plan is never empty).
+    if problem.min_replicas > 0:
+        m.min_replicas = pyo.Constraint(expr=sum(m.count[t] for t in m.T) >= problem.min_replicas)
     # Capacity: Σ_c rate[c,t] / cap[c,t] ≤ headroom · count[t].
     for tid, t in templates.items():
         load = sum(m.rate[c, t2] / problem.capacity(t, c) for (c, t2) in routes if t2 == tid)
@@ -679,7 +691,11 @@ def pareto_front(
     non-dominated points sorted by `other`."""
     primary = problem.objective
     first = solve_master(problem, options, explain_infeasible=False)
-    best_other = solve_master(problem.with_(objective=other), options, explain_infeasible=False)
+    # `other`'s own optimum over the same rows as the primary (e.g. the least cost of any goodput, not the
+    # least cost of serving all demand)
+    best_other = solve_master(
+        problem.with_(objective=other, rows_of=problem.demand_rows), options, explain_infeasible=False
+    )
     if not first.has_solution or not best_other.has_solution:
         return []
     lo, hi = sorted((first.solution.metrics[other], best_other.objective))
@@ -762,7 +778,7 @@ def solve_master_highspy(
     }
     throughput = h.addVariable(lb=0, ub=_finite(problem.throughput_limit) or inf, name="throughput")
     total_demand = sum(c.demand_rps for c in problem.classes)
-    allowance = problem.unserved_allowance if problem.objective not in _MAX_DEMAND_ROWS else 0.0
+    allowance = problem.unserved_allowance if problem.demand_rows not in _MAX_DEMAND_ROWS else 0.0
     unserved = (
         {cid: h.addVariable(lb=0, ub=inf, name=f"unserved_{cid}") for cid in classes} if allowance else {}
     )
@@ -776,12 +792,12 @@ def solve_master_highspy(
     for cid, c in classes.items():
         served = qsum([rate[r] for r in routes if r[0] == cid] + ([unserved[cid]] if unserved else []))
         if served is None:
-            if problem.objective not in _MAX_DEMAND_ROWS and c.demand_rps > 0:
+            if problem.demand_rows not in _MAX_DEMAND_ROWS and c.demand_rps > 0:
                 return SolveResult.infeasible(time.perf_counter() - t0, f"no template serves class {cid}")
             continue
-        if problem.objective == "max_goodput":
+        if problem.demand_rows == "max_goodput":
             h.addConstr(served <= c.demand_rps, name=f"demand_{cid}")
-        elif problem.objective == "max_throughput":
+        elif problem.demand_rows == "max_throughput":
             h.addConstr(served - (c.demand_rps / total_demand) * throughput == 0, name=f"demand_{cid}")
         else:
             h.addConstr(served == c.demand_rps, name=f"demand_{cid}")
@@ -790,6 +806,8 @@ def solve_master_highspy(
         for tid, t in templates.items():
             h.addConstr(count[tid] - problem.max_count(t) * use[tid] <= 0, name=f"use_{tid}")
         h.addConstr(h.qsum(list(use.values())) <= problem.max_templates, name="max_templates")
+    if problem.min_replicas > 0:
+        h.addConstr(h.qsum(list(count.values())) >= problem.min_replicas, name="min_replicas")
     for tid, t in templates.items():
         load = qsum((1.0 / problem.capacity(t, c)) * rate[(c, t2)] for (c, t2) in routes if t2 == tid)
         if load is not None:

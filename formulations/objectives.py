@@ -1,5 +1,5 @@
 """The one objective table: each objective's sense, units, the simulation metric it reads, the master's
-expression for it and how (whether) the planner proves a bound on it (docs/design.md §5).
+expression for it and how (whether) the planner proves a bound on it (docs/design.md §5.3).
 
 `planner.objective` scores simulated plans from `metric`; `formulations.master` builds `master_expression`;
 `planner.search` converts the master's value (`solver_unit`) into the simulation's (`unit`) and states the bound
@@ -21,7 +21,7 @@ class ObjectiveSpec:
     `metric`: path of the number in the simulation JSON (docs/design.md §6) that scores a simulated plan, in
     `unit`. `master_expression`: what the master MILP optimises, in `solver_unit`. `bound`: "exact" (the master
     value is the simulated value), "proven" (a lower bound for min / upper bound for max that the simulator
-    cannot beat, docs/design.md §5.2) or "none" (no bound can be proven; no gap is reported).
+    cannot beat, docs/design.md §5.3) or "none" (no bound can be proven; no gap is reported).
     """
 
     name: str

@@ -1,4 +1,4 @@
-"""The work-rate LP: per-token rates that no sequence of iterations can beat (docs/design.md §5.2).
+"""The work-rate LP: per-token rates that no sequence of iterations can beat (docs/design.md §5.3).
 
 Data: a partition of a stage's iteration space (prefill tokens p, decode tokens d) into cells
 [p_lo, p_hi] × [d_lo, d_hi] and, for each cell, a cost at its lower corner `cost_lo` (seconds or joules) that

@@ -106,12 +106,15 @@ def plan(
     epsilon: float = 0.02,
     progress: Callable[[int, int], None] | None = None,
     simulate_fn: Callable | None = None,
+    max_templates: int | None = None,
 ) -> PlanSearchResult:
     """Find the plan that serves the scenario's workload best under its goals (docs/design.md §5).
 
     Raises NoPlanError (exit 1) when no plan meets the goals, saying which goal the closest plan misses and
     by how much; InputError (exit 2) for bad arguments. `time_limit_s` covers the whole call: templates,
-    bounds, simulations (baselines and --exhaustive included) and placement.
+    bounds, simulations (baselines and --exhaustive included) and placement. `max_templates`: plans mix at
+    most this many replica templates (default two, or the number of GPU types); --exhaustive searches the
+    same space.
     """
     started, started_monotonic = time.perf_counter(), time.monotonic()
     if top_k < 1:
@@ -131,6 +134,7 @@ def plan(
         epsilon=epsilon,
         workers=workers if workers is not None else min(2, os.cpu_count() or 1),
         started_at=started,
+        max_templates=max_templates,
     )
     if exhaustive:
         result = run_exhaustive(sc, options, progress=progress, simulate_fn=simulate_fn)

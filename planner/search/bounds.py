@@ -1,33 +1,34 @@
 """Bounds the simulator cannot beat, per template, from the cost model's own StageCost objects (docs/design.md
-§5.2).
+§5.3).
 
 The simulator prices every iteration of every stage with `StageCost.iteration_time(shape)` and
 `StageCost.energy(shape, time)`. This module evaluates those same objects at shapes that provably cost no more
 than any iteration they stand for, and turns the values into per-token rates with the work-rate LP
 (`formulations.work_bound`). What it assumes of the cost model — each checked by tests/planner/test_bounds.py
-on the shipped cost model, so a change to the cost model that breaks one fails a test instead of a bound:
+on the shipped cost model, so a cost-model change that breaks one fails a test instead of a certificate:
 
-* (M) iteration time and dynamic energy (energy above the stage's idle power over the same time) are
-  non-decreasing in every aggregate of a `BatchShape` (prefill tokens, chunks, attention pairs, prefill
-  context, decode tokens, decode context), adding a prefill to a decode batch included;
-* (A) decode context adds at least its own attention: T(shape) − T(shape without decode context) ≥
-  A(x) := T(dp decodes, context x) − T(dp decodes, context 0), with dp the stage's attention data parallelism
-  (the busiest dp group holds at least 1/dp of the context), and A(x)/x is non-increasing in x.
+* (M) an iteration with at least p prefill tokens and d decodes costs at least the *corner value* of (p, d):
+  the cheapest shape with those tokens (one chunk, one attention pair and one context token per prefill token,
+  zero decode context, and with attention data parallelism also the chunking that spreads the sequences evenly
+  over the dp groups), priced, times 1 − TIME_SLACK (time) or 1 − ENERGY_SLACK (dynamic energy: energy above the
+  stage's idle power over the same time);
+* (A) only the decode-attention operator of `StageCost.breakdown` reads the decode context, and it costs at
+  least γ per context token (γ: its least time per token, measured where the whole KV cache is read).
 
-From them, for one stage:
+From them, for one replica:
 
-* `time_rates`: α, β (s per prefill / decode token) from cells of the (p, d) iteration space priced at their
-  lower corner with zero decode context (M), plus γ = A(x_max)/x_max s per token of decode context (A), x_max
-  the replica's KV capacity: busy time ≥ α·P + β·D + γ·X over any iterations processing P prefill tokens, D
-  decode tokens and X decode context — with the TPOT multiplier when a TPOT limit holds for those tokens;
-* `energy_rates`: the same for dynamic energy (J), cells priced with the least decode context a decode can have;
+* `time` rates: α, β (s per prefill / decode token) of the bottleneck stage from cells of the (p, d) iteration
+  space priced at their corner without decode attention, and γ: busy time ≥ α·P + β·D + γ·X over any iterations
+  processing P prefill tokens, D decode tokens and X decode context — with the TPOT multiplier when a TPOT limit
+  holds for those tokens' requests;
+* `energy` rates: the same for dynamic energy (J), summed over the stages;
 * `prefill_floor(n)`, `decode_floor(x)`: one request's prefill of n tokens through every stage, and one decode
-  step at context x through every stage, each on an otherwise empty replica (TTFT ≥ prefill floor,
-  every decode gap ≥ decode floor).
+  step at context x through every stage, each on an otherwise empty replica (TTFT ≥ prefill floor, every gap
+  between two of its tokens ≥ decode floor).
 
-Cells start as a power-of-two grid and the cells the LP finds tight are split (`refine`), so the rates rise
-towards the cost model's best per-token cost while every cell keeps covering its part of the space: every
-intermediate result is valid.
+Cells start as a grid (COARSE or FINE) and the cells the LP finds tight are split, so the rates rise towards the
+cost model's best per-token cost while every cell keeps covering its part of the space: every intermediate result
+is valid.
 """
 
 from __future__ import annotations
@@ -131,15 +132,29 @@ class StageProbe:
 
     def time_without_decode_attention(self, p: int, d: int, chunks: int = 1) -> float:
         """Iteration time at zero decode context less its decode-attention kernel (`breakdown`): what every
-        op but decode attention costs; those ops do not read the decode context (A)."""
+        op but decode attention costs; those ops do not read the decode context (A). Without attention data
+        parallelism the decode kernel sees the d decodes alone, so its time is that of the pure decode batch
+        (priced once per d); with it, the kernel's share depends on all sequences and is read off the shape."""
         key = (p, d, -1, chunks)
         t = self._time.get(key)
         if t is None:
-            shape = prefill_shape(p, d, 0, chunks)
-            t = sum(c.time_s for c in self.stage.breakdown(shape) if c.name != DECODE_ATTENTION)
+            if self.dp == 1 or d == 0:
+                t = self.time(p, d, 0, chunks) - self._decode_attention_alone(d)
+            else:
+                shape = prefill_shape(p, d, 0, chunks)
+                t = sum(c.time_s for c in self.stage.breakdown(shape) if c.name != DECODE_ATTENTION)
+                self.evaluations += 1
             self._time[key] = t
-            self.evaluations += 1
         return t
+
+    def _decode_attention_alone(self, d: int) -> float:
+        if d == 0:
+            return 0.0
+        key = (0, d, -2, 0)
+        a = self._time.get(key)
+        if a is None:
+            a = self._time[key] = self.decode_attention(d, 0)
+        return a
 
     def decode_attention(self, d: int, x: int) -> float:
         """The decode-attention kernel's time for d decodes over x context tokens."""
@@ -178,7 +193,7 @@ class GridPrecision:
     refine_rounds: int
 
 
-COARSE = GridPrecision(1.35, 256, 0.5, 0)
+COARSE = GridPrecision(1.6, 256, 0.4, 0)
 FINE = GridPrecision(1.07, 256, 0.7, 4)
 
 
@@ -371,10 +386,14 @@ def bound_template(
     dmax = limits.max_decodes
     weight = [p.time(limits.max_tokens, 0) + p.time(0, dmax) for p in probes]  # which stage is busiest
     neck = int(np.argmax(weight))
-    p_pts = geometric_points(limits.max_tokens, 1.1)
-    p_vals = (1 - TIME_SLACK) * np.array([sum(pr.time(int(n), 0) for pr in probes) for n in p_pts])
-    x_pts = np.concatenate(([0], geometric_points(max(max_context or limits.kv_tokens, 1), 1.25)))
-    x_vals = (1 - TIME_SLACK) * np.array([sum(pr.time(0, 1, int(x)) for pr in probes) for x in x_pts])
+    p_pts = geometric_points(limits.max_tokens, 1.25)
+    p_vals = (1 - TIME_SLACK) * np.array(
+        [_over_stages(probes, lambda pr, n=int(n): pr.time(n, 0)) for n in p_pts]
+    )
+    x_pts = np.concatenate(([0], geometric_points(max(max_context or limits.kv_tokens, 1), 1.6)))
+    x_vals = (1 - TIME_SLACK) * np.array(
+        [_over_stages(probes, lambda pr, x=int(x): pr.time(0, 1, x)) for x in x_pts]
+    )
     bound = TemplateBound(limits, probes, neck, precision, [], 0.0, None, p_pts, p_vals, x_pts, x_vals)
     return with_precision(bound, mixes, tpot_s, precision, energy=energy)
 
@@ -393,13 +412,38 @@ def with_precision(
     return bound
 
 
+def stage_signature(stage) -> tuple:
+    """What a stage's prices depend on: its GPU, GPUs, place in the pipeline, split and operators (two stages
+    with the same signature price every shape alike)."""
+    ops = getattr(stage, "ops", None)
+    if ops is None:
+        return (id(stage),)
+    op_key = tuple((type(op).__name__, getattr(op, "name", ""), getattr(op, "count", 0)) for op in ops.static)
+    return (stage.gpu.name, stage.num_gpus, stage.first, stage.last, repr(ops.split), op_key, ops.num_layers)
+
+
+def _over_stages(probes, fn) -> float:
+    """Σ over the stages of fn(probe), pricing each distinct stage once."""
+    seen: dict = {}
+    total = 0.0
+    for pr in probes:
+        key = stage_signature(pr.stage)
+        if key not in seen:
+            seen[key] = fn(pr)
+        total += seen[key]
+    return total
+
+
 def _energy_rates(probes, limits, mixes, precision) -> list[WorkRates]:
     """Dynamic-energy rates summed over the stages (every token passes every stage)."""
     per_stage = []
-    ctx = limits.min_context
+    done: dict = {}
     for pr in probes:
-        part = CellPartition(limits, lambda p, d, pr=pr: pr.corner_energy(p, d, d * ctx), precision)
-        per_stage.append(rates(part, mixes, None))
+        key = stage_signature(pr.stage)
+        if key not in done:  # identical stages (the middle of a deep pipeline) have identical rates
+            part = CellPartition(limits, lambda p, d, pr=pr: pr.corner_energy(p, d, 0), precision)
+            done[key] = rates(part, mixes, None)
+        per_stage.append(done[key])
     out = []
     for k, (p, d) in enumerate(mixes):
         a = sum(r[k].alpha for r in per_stage)

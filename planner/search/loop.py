@@ -1,4 +1,4 @@
-"""The solve–simulate loop behind `apex plan` (docs/design.md §5.3).
+"""The solve–simulate loop behind `apex plan` (docs/design.md §5.4).
 
 ```
 profile   ← the workload's requests, classes and deadlines               (workload.py)

@@ -1,5 +1,5 @@
 """Template pricing: enumerate the replica structures of the plan space and price each with the cost model
-(docs/design.md §5.1).
+(docs/design.md §5.2).
 
 `price_templates(scenario, stats)` returns `PricedTemplate`s: the template, its `ReplicaCost` (the very object
 the simulator would build for one replica: the bounds evaluate it, `bounds.py`) and its *predicted*

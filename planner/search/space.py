@@ -1,4 +1,4 @@
-"""The plan space and its two master problems (docs/design.md §5.2–§5.3).
+"""The plan space and its two master problems (docs/design.md §5.2–§5.4).
 
 A plan of the space is a count vector over the priced templates with at most `max_templates` templates in it,
 within the GPU inventory, the NVLink domains and the $/h and GPU budgets (`formulations.master`'s integer
@@ -6,7 +6,7 @@ rows). `PlanSpace` builds, over the same templates and rows:
 
 * `bound` — the master whose optimum over the count vectors not yet simulated is a bound the simulator
   cannot beat (its coefficients come from `bounds.py`; the argument per objective is in docs/design.md
-  §5.2), with `to_sim_units` converting its value into the simulation's units;
+  §5.3), with `to_sim_units` converting its value into the simulation's units;
 * `predict` — the same rows with the analytic model's predicted coefficients (corrected from simulations),
   used to order candidates where bounds are weak or absent. Never used as a bound.
 
@@ -232,6 +232,7 @@ class PlanSpace:
             unserved_allowance=allowance,
             max_templates=self.max_templates,
             throughput_limit=throughput_limit,
+            min_replicas=1,
         )
         self.bound = self.bound.with_(objective_bounds=self._budget_rows())
         if obj == "max_goodput":
@@ -293,7 +294,7 @@ class PlanSpace:
         return out
 
     def _budget_rows(self) -> tuple[ObjectiveBound, ...]:
-        """The J/token budget as a bound on the master's dynamic power (docs/design.md §5.2)."""
+        """The J/token budget as a bound on the master's dynamic power (docs/design.md §5.3)."""
         b = self.scenario.spec.goals.budget
         if b.joules_per_token is None or not math.isfinite(self.horizon_s):
             return ()
@@ -362,6 +363,7 @@ class PlanSpace:
             budgets=self.budgets,
             objective=self.objective,
             max_templates=self.max_templates,
+            min_replicas=1,
             no_good=old.no_good if old is not None else (),
             capacity_cuts=old.capacity_cuts if old is not None else (),
         )

@@ -1,5 +1,5 @@
 """What the planner knows about the requests: their lengths and arrivals, the workload classes the master routes,
-and the deadlines the goals put on them (docs/design.md §5.2).
+and the deadlines the goals put on them (docs/design.md §5.2–§5.3).
 
 * `workload_stats(scenario)` — means and rates (the analytic predictor's inputs).
 * `WorkloadProfile` — per request: arrival, prefill tokens P = input, decode tokens D = output − 1 and decode

@@ -43,6 +43,7 @@ _ATTN_TOKEN_ROWS = frozenset({"attn_tokens", "a2a_tokens"})
 _SEQ_ROWS = frozenset({"seqs"})
 _ATTN_SEQ_ROWS = frozenset({"attn_seqs"})
 _PROBE_RTOL = 1e-10  # how closely the decode-attention form must reproduce the kernel function
+_PREFILL_MEMO = 1 << 16  # prefill-attention prices kept per stage (exact keys; a bound on memory only)
 
 
 def _rows_follow(op, attn_dp: int) -> str:
@@ -154,6 +155,8 @@ class StageCostModel:
     _by_tokens: dict = field(default_factory=dict, repr=False)
     _by_seqs: dict = field(default_factory=dict, repr=False)
     _by_both: dict = field(default_factory=dict, repr=False)
+    _by_prefill: dict = field(default_factory=dict, repr=False)  # prefill aggregates -> attention price
+    _decode_lines: dict = field(default_factory=dict, repr=False)  # (num_decode, dp share) -> its form
     _by_decode: dict = field(default_factory=dict, repr=False)  # num_decode -> price_decode's coefficients
 
     def __post_init__(self):
@@ -205,14 +208,34 @@ class StageCostModel:
         return self.ops.num_layers * per_layer + engine
 
     def _decode_attention(self, num_decode: int, frac: float) -> _DecodeAttention | None:
-        k = self._by_decode.get((num_decode, frac))  # frac: attention-dp share, set by all the sequences
-        if k is None:
-            k = self._by_decode[(num_decode, frac)] = (
-                _DecodeAttention.of(self.ops, self.gpu, max(1.0, num_decode * frac))
-                if self._fused_decode
-                else None,
-            )
-        return k[0]
+        line = self._decode_lines.get((num_decode, frac), False)  # frac (attention dp) follows all sequences
+        if line is False:
+            seqs = max(1.0, num_decode * frac)
+            line = _DecodeAttention.of(self.ops, self.gpu, seqs) if self._fused_decode else None
+            self._decode_lines[(num_decode, frac)] = line
+        return line
+
+    def _prefill_attention(self, shape: BatchShape, frac: float) -> tuple[float, float, float]:
+        """(seconds, FLOPs, bytes) of the prefill chunks' attention, memoized by their exact aggregates (a
+        single new prompt of a given length recurs)."""
+        key = (
+            shape.num_prefill_tokens,
+            shape.num_prefill_seqs,
+            shape.prefill_attention_pairs,
+            shape.prefill_context_tokens,
+            frac,  # the attention-dp share follows the decode sequences too
+        )
+        hit = self._by_prefill.get(key)
+        if hit is None:
+            t = f = b = 0.0
+            for c in price_attention(self.ops.prefill, None, shape, frac, self.gpu):
+                t += c.time_s
+                f += c.flops
+                b += c.bytes
+            hit = (t, f, b)
+            if len(self._by_prefill) < _PREFILL_MEMO:
+                self._by_prefill[key] = hit
+        return hit
 
     # ---- the fused price -------------------------------------------------------------------------------------
     def price(self, shape: BatchShape) -> tuple[float, float, float]:
@@ -225,11 +248,10 @@ class StageCostModel:
         t, f, b, seq = self._static(num_tokens, shape.num_prefill_seqs + num_decode)
         frac = seq[3]
         if shape.num_prefill_tokens:
-            for c in price_attention(self.ops.prefill, None, shape, frac, self.gpu):
-                t += c.time_s
-                f += c.flops
-                b += c.bytes
-            t += seq[5]
+            pt, pf, pb = self._prefill_attention(shape, frac)
+            t += pt + seq[5]
+            f += pf
+            b += pb
         else:
             t += seq[4]
         if num_decode:
@@ -244,22 +266,49 @@ class StageCostModel:
                 t += line.seconds(ctx)
                 f += line.flops * ctx
                 b += line.nbytes * ctx + line.nbytes0
-        return t, self._energy(t, f, b), self.flops(shape)
+        pairs = shape.prefill_attention_pairs + shape.decode_context_tokens
+        flops = self.useful_flops_per_token * num_tokens + self.attn_flops_per_pair * pairs
+        if self.last:
+            flops += self.lm_flops_per_seq * (shape.num_prefill_seqs + num_decode)
+        return t, self._energy(t, f, b), flops
 
     def price_decode(self, num_decode: int, context_tokens: int) -> tuple[float, float, float]:
         """`price` of a decode-only iteration: num_decode sequences reading context_tokens cached tokens."""
-        t, f, b, seq = self._static(num_decode, num_decode)
-        frac = seq[3]
-        line = self._decode_attention(num_decode, frac)
+        k = self._by_decode.get(num_decode)
+        if k is None:
+            k = self._decode_coefficients(num_decode)
+        line, base_s, frac, f0, b0, flops0 = k
         if line is None:
             return self.price(BatchShape(num_decode=num_decode, decode_context_tokens=context_tokens))
         ctx = context_tokens * frac
-        t += seq[4] + line.seconds(ctx)
-        f += line.flops * ctx
-        b += line.nbytes * ctx + line.nbytes0
-        lm = self.lm_flops_per_seq * num_decode if self.last else 0.0
-        flops = self.useful_flops_per_token * num_decode + self.attn_flops_per_pair * context_tokens + lm
-        return t, self._energy(t, f, b), flops
+        t = line.mem_s * ctx + line.mem0_s
+        c = line.comp_s * ctx
+        if c > t:
+            t = c
+        if line.lat_s > t:
+            t = line.lat_s
+        t += base_s
+        flops = flops0 + self.attn_flops_per_pair * context_tokens
+        return t, self._energy(t, f0 + line.flops * ctx, b0 + line.nbytes * ctx), flops
+
+    def _decode_coefficients(self, n: int) -> tuple:
+        """(attention form, seconds without attention's ctx part, dp fraction, FLOPs, bytes, useful FLOPs)."""
+        t, f, b, seq = self._static(n, n)
+        line = self._decode_attention(n, seq[3])
+        lm = self.lm_flops_per_seq * n if self.last else 0.0
+        if line is None:
+            k = (None, 0.0, 1.0, 0.0, 0.0, 0.0)
+        else:
+            k = (
+                line,
+                t + seq[4] + line.base_s,
+                seq[3],
+                f,
+                b + line.nbytes0,
+                self.useful_flops_per_token * n + lm,
+            )
+        self._by_decode[n] = k
+        return k
 
     def _energy(self, time_s: float, flops: float, nbytes: float) -> float:
         """`num_gpus x energy.gpu_energy(...)` with the coefficients computed once."""

@@ -26,7 +26,7 @@ from simulator.engine.loop import (
 from simulator.engine.replica import Replica
 from simulator.engine.request import RequestStatus, RequestTable
 from simulator.engine.router import Router
-from simulator.engine.schedulers import SchedulerConfig, create_scheduler
+from simulator.engine.schedulers import Batch, SchedulerConfig, create_scheduler
 
 
 @dataclass(frozen=True)
@@ -71,30 +71,59 @@ class ServingSystem:
         self.loop = EventLoop()
         self.num_completed = 0
         self.num_rejected = 0
-        self._next_arrival = 0
+        self._next_arrival = 0  # the first request that has not arrived yet
+        self._arrival_queued = False  # its arrival is an event in the loop
+        # One entry replica without pipelining owns the arrival stream: routing is trivial and nothing else
+        # reads its queue, so while it is busy it takes arrivals in when it next schedules (every arrival
+        # up to that instant, as the event order would have), and only an idle owner waits on an arrival event.
+        self._owner = self.entry[0] if len(self.entry) == 1 and self.entry[0].pp == 1 else None
         self.progress: Callable[[int, int], None] | None = None
 
     # ------------------------------------------------------------------------------------------- running
     def run(self, *, until_s: float = math.inf, max_requests: int | None = None) -> None:
         """Simulate until every request is finished or rejected, the clock passes until_s, or max_requests
         requests have completed."""
-        if self.table.num_requests and self._next_arrival == 0:
-            self._next_arrival = 1
-            self.loop.schedule(self._arrival_s[0], PRIORITY_ARRIVAL, self._on_arrival, 0)
+        self._queue_arrival()
         stop = None if max_requests is None else (lambda: self.num_completed >= max_requests)
         self.loop.run(until_s=until_s, stop=stop)
+        if self._owner is not None:  # arrivals the event order would have run before the loop stopped
+            stopped = stop is not None and stop()
+            self._take_arrivals(self._owner, self.loop.now_s if stopped else until_s)
+
+    def _queue_arrival(self) -> None:
+        """Make the next arrival an event (unless it is one already)."""
+        n = self._next_arrival
+        if n < self.table.num_requests and not self._arrival_queued:
+            self._arrival_queued = True
+            self.loop.schedule(self._arrival_s[n], PRIORITY_ARRIVAL, self._on_arrival, n)
 
     def _on_arrival(self, now_s: float, req: int) -> None:
-        n = self._next_arrival
-        if n < self.table.num_requests:
-            self._next_arrival = n + 1
-            self.loop.schedule(self._arrival_s[n], PRIORITY_ARRIVAL, self._on_arrival, n)
-        replica = self.entry[self.entry_router.choose(self.outstanding, self._entry_index)]
+        self._arrival_queued = False
+        self._next_arrival = req + 1
+        owner = self._owner
+        if owner is None:
+            self._queue_arrival()
+            replica = self.entry[self.entry_router.choose(self.outstanding, self._entry_index)]
+        else:
+            replica = owner
+        self._arrive(replica, req, now_s)
+        if owner is not None and not owner.wake_pending and not owner.num_in_flight:
+            self._queue_arrival()  # rejected: the owner is still idle
+
+    def _take_arrivals(self, owner: Replica, now_s: float) -> None:
+        """The owner takes in every request that arrived by now_s (it is about to schedule)."""
+        arrival_s, n, total = self._arrival_s, self._next_arrival, self.table.num_requests
+        while n < total and arrival_s[n] <= now_s:
+            self._arrive(owner, n, arrival_s[n], wake=False)
+            n += 1
+        self._next_arrival = n
+
+    def _arrive(self, replica: Replica, req: int, now_s: float, *, wake: bool = True) -> None:
         if replica.role == "prefill":
             self.table.stop[req] = self.table.prompt[req] + 1
-        self._enqueue(replica, req, now_s)
+        self._enqueue(replica, req, now_s, wake=wake)
 
-    def _enqueue(self, replica: Replica, req: int, now_s: float) -> None:
+    def _enqueue(self, replica: Replica, req: int, now_s: float, *, wake: bool = True) -> None:
         if not replica.scheduler.can_ever_fit(req):
             self.table.status[req] = RequestStatus.REJECTED
             self.num_rejected += 1
@@ -102,16 +131,20 @@ class ServingSystem:
         self.table.replica[req] = replica.index
         self.outstanding[replica.index] += 1
         replica.scheduler.add_request(req)
-        if replica.num_in_flight < replica.pp and not replica.wake_pending:
+        if wake and replica.num_in_flight < replica.pp and not replica.wake_pending:
             replica.wake_pending = True
             self.loop.schedule(now_s, PRIORITY_WAKE, self._on_wake, replica)
 
     def _on_wake(self, now_s: float, replica: Replica) -> None:
         replica.wake_pending = False
+        if replica is self._owner:
+            self._take_arrivals(replica, now_s)
         self._start(replica, now_s)
 
     def _start(self, replica: Replica, now_s: float) -> None:
         started, again_s = replica.start_batches(now_s)
+        if not started and replica is self._owner and not replica.num_in_flight:
+            self._queue_arrival()  # idle: wait for the next arrival
         for done_s, batch in started:
             self.loop.schedule(done_s, PRIORITY_STEP_DONE, self._on_step_done, (replica, batch))
         if again_s is not None and not replica.wake_pending:
@@ -124,16 +157,22 @@ class ServingSystem:
         while True:
             done = replica.finish_batch(batch, now_s)
             if done:
-                self.outstanding[replica.index] -= len(done)
-                if replica.role == "prefill":
-                    self._prefill_done(replica, done, now_s)
-                else:
-                    self._finish(done, now_s)
+                self._done(replica, done, now_s)
             if replica.pp > 1:
                 self._start(replica, now_s)
                 return
+            owner = replica is self._owner
+            if owner:
+                self._take_arrivals(replica, now_s)
+            now_s = self._decode_in_place(replica, now_s)
+            if now_s is None:
+                return
+            if owner:
+                self._take_arrivals(replica, now_s)
             started, _ = replica.start_batches(now_s)
             if not started:
+                if owner:
+                    self._queue_arrival()  # idle: wait for the next arrival
                 return
             done_s, batch = started[0]
             if not loop.runs_next(done_s):
@@ -141,6 +180,47 @@ class ServingSystem:
                 return
             now_s = loop.now_s = done_s
             loop.num_events += 1
+
+    def _decode_in_place(self, replica: Replica, now_s: float) -> float | None:
+        """Steady decoding on a one-stage replica: while the next iteration is one cohort's decode and it ends
+        before any queued event, run it here, without a Batch or an event. Returns the time reached, or None
+        when the iteration started last ends after a queued event (it is then queued itself)."""
+        scheduler = replica.scheduler
+        cohort = scheduler.steady_cohort()
+        if cohort is None:
+            return now_s
+        loop = self.loop
+        arrival_s = self._arrival_s if replica is self._owner else ()
+        total = len(arrival_s)
+        while True:
+            if self._next_arrival < total and arrival_s[self._next_arrival] <= now_s:
+                return now_s  # a request arrived: the scheduler admits it
+            n, context = cohort.count, cohort.context_tokens()
+            if not scheduler.start_steady(cohort):
+                return now_s
+            done_s = replica.run_decode(n, context, now_s)
+            if not loop.runs_next(done_s):
+                cohort.in_flight = True
+                replica.num_in_flight += 1
+                batch = Batch((cohort,), (), n, n, context, None)
+                loop.schedule(done_s, PRIORITY_STEP_DONE, self._on_step_done, (replica, batch))
+                return None
+            now_s = loop.now_s = done_s
+            loop.num_events += 1
+            done: list[int] = []
+            scheduler.sample_cohort(cohort, now_s, done)
+            if done:
+                self._done(replica, done, now_s)
+                if cohort.count == 0:
+                    scheduler.drop_if_empty(cohort)
+                    return now_s
+
+    def _done(self, replica: Replica, done: list[int], now_s: float) -> None:
+        self.outstanding[replica.index] -= len(done)
+        if replica.role == "prefill":
+            self._prefill_done(replica, done, now_s)
+        else:
+            self._finish(done, now_s)
 
     def _prefill_done(self, replica: Replica, done: list[int], now_s: float) -> None:
         output = self.table.output

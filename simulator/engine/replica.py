@@ -64,6 +64,17 @@ class Replica:
         self.num_iterations += 1
         return t
 
+    def run_decode(self, num_decode: int, context_tokens: int, now_s: float) -> float:
+        """A decode-only iteration on a one-stage replica started at now_s: its end (the stage's accounts kept)."""
+        time_s, energy_j, flops = self.stages[0].price_decode(num_decode, context_tokens)
+        end = now_s + time_s
+        self.stage_free_s[0] = end
+        self.stage_busy_s[0] += time_s
+        self.energy_j += energy_j
+        self.flops += flops
+        self.num_iterations += 1
+        return end
+
     def finish_batch(self, batch: Batch, now_s: float) -> list[int]:
         """The micro-batch left the last stage: update request state; returns the requests done here."""
         self.num_in_flight -= 1

@@ -268,19 +268,59 @@ def test_master_domain_rows_keep_tp_groups_in_large_domains():
     assert solve_master(problem, OPTIONS).solution.counts == {"tp8": 1}
 
 
+def tradeoff_problem(objective: str) -> MasterProblem:
+    """Two templates: a cheap slow one and a fast dear one, demand beyond what the budget-free optimum of
+    either objective picks alone (a real cost/goodput trade-off)."""
+    slow = TemplateCoefficients({"chat": 1.0}, {"chat": 100.0}, idle_w=200, usd_per_hour=2.0)
+    fast = TemplateCoefficients({"chat": 3.0}, {"chat": 80.0}, idle_w=600, usd_per_hour=9.0)
+    return MasterProblem(
+        (
+            MasterTemplate("slow", {"h100": 2}, slow, {"h100": 2}, max_count=4),
+            MasterTemplate("fast", {"h100": 8}, fast, {"h100": 8}, max_count=2),
+        ),
+        (WorkloadClass("chat", 8.0, 1000),),
+        (DomainPool("h100", 8, 3),),
+        objective=objective,
+    )
+
+
 @pytest.mark.solver
-def test_master_warm_start_lexicographic_and_pareto():
-    """Warm start keeps the optimum; lexicographic cost stays within 1% of max goodput; the front is monotone."""
-    problem = make_problem(3, "min_cost")
+def test_master_warm_start_is_used_and_keeps_the_optimum(monkeypatch):
+    """A warm start reaches HiGHS (the MIP start is set) and the optimum is unchanged; an infeasible hint is
+    ignored rather than returned."""
+    import formulations.master as master
+
+    problem = tradeoff_problem("min_cost")
     plain = solve_master(problem, OPTIONS)
-    if plain.has_solution:
-        warm = solve_master(problem, OPTIONS, warm_start=plain.solution.counts)
-        assert warm.objective == pytest.approx(plain.objective)
-    base = make_problem(1, "max_goodput")
+    assert plain.has_solution and plain.is_optimal
+    seen = []
+    real = master.solve_pyomo_highs
+
+    def spy(model, options, *, warmstart=False):
+        seen.append(warmstart)
+        return real(model, options, warmstart=warmstart)
+
+    monkeypatch.setattr(master, "solve_pyomo_highs", spy)
+    warm = solve_master(problem, OPTIONS, warm_start=plain.solution.counts)
+    assert True in seen
+    assert warm.objective == pytest.approx(plain.objective)
+    bad = solve_master(problem, OPTIONS, warm_start={"slow": 0, "fast": 0})  # serves nothing: infeasible
+    assert bad.objective == pytest.approx(plain.objective)
+
+
+@pytest.mark.solver
+def test_master_lexicographic_and_pareto_front_trade_cost_for_goodput():
+    """Lexicographic: least cost within 1% of max goodput. The ε-front of goodput against cost has several
+    non-dominated points, goodput rising with cost and each point within its cost limit."""
+    base = tradeoff_problem("max_goodput")
     best = solve_master(base, OPTIONS)
     lex = solve_lexicographic(base, ["max_goodput", "min_cost"], OPTIONS, tolerance=0.01)
     assert lex.solution.metrics["max_goodput"] >= 0.99 * best.objective - 1e-6
     assert lex.objective <= best.solution.metrics["min_cost"] + 1e-6
-    front = pareto_front(base.with_(objective="min_cost"), "max_goodput", OPTIONS, num_points=5)
-    costs = [p.objective for p in front]
-    assert costs == sorted(costs)
+    front = pareto_front(base, "min_cost", OPTIONS, num_points=6)
+    assert len(front) >= 3
+    costs = [p.other for p in front]
+    goodputs = [p.objective for p in front]
+    assert costs == sorted(costs) and goodputs == sorted(goodputs)
+    assert all(p.other <= p.epsilon + 1e-6 for p in front)
+    assert goodputs[0] < goodputs[-1]

@@ -108,6 +108,50 @@ class Scheduler:
         held = sum(self.held_blocks(r) for r in self.running)
         return kv.num_free_blocks + held == kv.num_blocks and kv.num_free_blocks >= 0
 
+    def steady_cohort(self) -> Cohort | None:
+        """The cohort, when the next iteration is exactly its decode and nothing else: no queue, no chunk in
+        progress, one idle cohort within the budget (the replica may then run decode steps in place)."""
+        if self.waiting or self.singles or len(self.cohorts) != 1:
+            return None
+        cohort = self.cohorts[0]
+        if cohort.in_flight or cohort.count > self._decode_budget():
+            return None
+        return cohort
+
+    def start_steady(self, cohort: Cohort) -> bool:
+        """Schedule the steady cohort's decode (what `schedule()` would decide): allocate its new KV blocks and
+        advance it one step. False, and nothing changed, when the blocks are short (then `schedule()` preempts)."""
+        if self._cohort_blocks:
+            blocks = cohort.new_blocks()
+            if blocks > self.kv.num_free_blocks:
+                return False
+            if blocks:
+                self.kv.take(blocks)
+        cohort.steps += 1
+        return True
+
+    def _decode_budget(self) -> int:
+        """Tokens the decoders may take in a decode-only iteration (v1: the whole token budget)."""
+        return self.config.max_num_batched_tokens
+
+    def sample_cohort(self, cohort: Cohort, now_s: float, done: list[int]) -> None:
+        """Every member of the cohort emitted one token at now_s; those at their stop length leave (into
+        `done`, their KV freed)."""
+        table = self.table
+        cohort.in_flight = False
+        gaps = table.gaps
+        gaps.values.append(now_s - cohort.last_s)
+        gaps.counts.append(cohort.count)
+        cohort.last_s = now_s
+        heap = cohort.finishes
+        if heap and heap[0][0] == cohort.steps:
+            for req in cohort.pop_finished(table):
+                computed = table.offset[req] + cohort.steps
+                table.computed[req] = computed
+                table.num_tokens[req] = computed + 1
+                self._on_done(req)
+                done.append(req)
+
     # ---------------------------------------------------------------------------------------- the pieces
     def _schedule_running(self, budget: int, *, prefills_only: bool = False):
         """Grant running requests (in admission order) their missing tokens within `budget`, preempting from
@@ -269,7 +313,7 @@ class Scheduler:
         cohort = table.cohort[req]
         if cohort is not None:
             cohort.remove(table, {req})
-            self._drop_if_empty(cohort)
+            self.drop_if_empty(cohort)
         else:
             del self.singles[req]
         del self.running[req]
@@ -359,28 +403,26 @@ class Scheduler:
         done: list[int] = []
         cohorts = batch.cohorts
         for c in cohorts:
-            c.in_flight = False
-            gaps.add(now_s - c.last_s, c.count)
-            c.last_s = now_s
-            for req in c.pop_finished(table):
-                computed = table.offset[req] + c.steps
-                table.computed[req] = computed
-                table.num_tokens[req] = computed + 1
-                self._on_done(req)
-                done.append(req)
+            self.sample_cohort(c, now_s, done)
         target = None
-        for c in cohorts:
+        if len(cohorts) == 1:
+            target = cohorts[0]
+            if target.count == 0:
+                self.drop_if_empty(target)
+                target = None
+            cohorts = ()
+        for c in cohorts:  # several cohorts sampled together (pipelines, cut budgets) merge: same last token
             if c.count == 0:
-                self._drop_if_empty(c)
+                self.drop_if_empty(c)
             elif target is None:
                 target = c
             elif c.count > target.count:
                 c.absorb(table, target)
-                self._drop_if_empty(target)
+                self.drop_if_empty(target)
                 target = c
             else:
                 target.absorb(table, c)
-                self._drop_if_empty(c)
+                self.drop_if_empty(c)
         if batch.singles:
             num_tokens, prompt, stop = table.num_tokens, table.prompt, table.stop
             for req, end in batch.singles:
@@ -410,6 +452,7 @@ class Scheduler:
         self.kv.give(self.held_blocks(req))
         del self.running[req]
 
-    def _drop_if_empty(self, cohort: Cohort) -> None:
+    def drop_if_empty(self, cohort: Cohort) -> None:
+        """Forget a cohort whose last member left."""
         if cohort.count == 0 and cohort in self.cohorts:
             self.cohorts.remove(cohort)

@@ -13,6 +13,9 @@ from simulator.engine.schedulers.common import Batch, Scheduler
 
 
 class SGLangScheduler(Scheduler):
+    def _decode_budget(self) -> int:
+        return max(self.config.max_num_batched_tokens, len(self.running))
+
     def schedule(self, now_s: float) -> Batch | None:
         budget = self.config.max_num_batched_tokens
         _, singles, budget, preempted = self._schedule_running(budget, prefills_only=True)

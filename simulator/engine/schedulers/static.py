@@ -20,6 +20,10 @@ class StaticScheduler(Scheduler):
         self.num_padding = 0  # finished members still in the batch
         self.padding_context = 0  # the cached tokens they still read
 
+    def steady_cohort(self):
+        """Never: a static batch's decode also reads its padding (priced through `schedule`)."""
+        return None
+
     def schedule(self, now_s: float) -> Batch | None:
         if not self.running:
             admitted, _ = self._admit_waiting(self.config.max_num_batched_tokens)

@@ -13,6 +13,10 @@ from simulator.engine.schedulers.vllm_v1 import VllmV1Scheduler
 
 
 class VllmV0Scheduler(VllmV1Scheduler):
+    def _decode_budget(self) -> int:
+        budget = self.config.max_num_batched_tokens
+        return budget if self.config.enable_chunked_prefill else max(budget, len(self.running))
+
     def schedule(self, now_s: float) -> Batch | None:
         if self.config.enable_chunked_prefill:
             return self._schedule_mixed()

@@ -95,7 +95,7 @@ def test_fused_price_without_decode_form_prices_op_by_op():
     shape = BatchShape.from_requests([700], [300], [1200] * 40)
     assert slow.price(shape) == pytest.approx(stage.price(shape), rel=1e-9)
     assert slow.price_decode(40, 48_000) == pytest.approx(stage.price_decode(40, 48_000), rel=1e-9)
-    assert slow._by_decode[(40, 1.0)] == (None,)  # (decode sequences, attention-dp share)
+    assert slow._decode_lines[(40, 1.0)] is None  # keyed (decode sequences, attention-dp share)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -104,7 +104,7 @@ def test_decode_attention_takes_the_fused_form_on_shipped_models(case):
     stage = _stage(case)
     for n in (1, 7, 64, 256):
         stage.price_decode(n, 1000 * n)
-        lines = [k[0] for (m, _), k in stage._by_decode.items() if m == n]  # keyed (sequences, dp share)
+        lines = [line for (m, _), line in stage._decode_lines.items() if m == n]  # (sequences, dp share)
         assert lines and all(line is not None for line in lines)
 
 

@@ -116,6 +116,34 @@ def check_random_system(system, seed):
     assert np.array_equal(new.records.replica, ref.table.replica)
 
 
+def check_stopped_early(system, seed, until_fraction, stop_fraction):
+    """Stopping at a simulated time or after some completions leaves both engines in the same state."""
+    requests, specs, engine = system
+    full, _ = reference_simulate_requests(requests, specs, engine, seed=seed)
+    until_s = full.to_json()["makespan_s"] * until_fraction + float(requests.arrival_s[0])
+    max_requests = max(1, int(len(requests) * stop_fraction))
+    for kw in ({"until_s": until_s}, {"max_requests": max_requests}):
+        new, _ = simulate_requests(requests, specs, engine, seed=seed, **kw)
+        ref, _ = reference_simulate_requests(requests, specs, engine, seed=seed, **kw)
+        assert np.array_equal(new.records.status, ref.table.status), kw
+        assert np.array_equal(new.records.num_output_tokens, ref.table.num_output_tokens), kw
+        assert new.num_steps == sum(
+            r.num_iterations for r in _reference_replicas(requests, specs, engine, seed, kw)
+        )
+        assert_equivalent(new.to_json(), ref.to_json())
+
+
+def _reference_replicas(requests, specs, engine, seed, kw):
+    return reference_simulate_requests(requests, specs, engine, seed=seed, **kw)[1].replicas
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(system=systems(), seed=st.integers(0, 3), until=st.floats(0.05, 0.95), stop=st.floats(0.05, 0.95))
+def test_stopping_early_matches_reference_engine(system, seed, until, stop):
+    """until_s and max_requests stop both engines at the same point."""
+    check_stopped_early(system, seed, until, stop)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(system=systems(), seed=st.integers(0, 3))
 def test_random_systems_match_reference_engine(system, seed):
@@ -129,3 +157,11 @@ def test_random_systems_match_reference_engine(system, seed):
 def test_many_random_systems_match_reference_engine(system, seed):
     """The same on 1000 random systems (slow tier)."""
     check_random_system(system, seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(system=systems(), seed=st.integers(0, 3), until=st.floats(0.05, 0.95), stop=st.floats(0.05, 0.95))
+def test_many_stopped_early_match_reference_engine(system, seed, until, stop):
+    """The same on 300 random systems (slow tier)."""
+    check_stopped_early(system, seed, until, stop)

@@ -1,0 +1,145 @@
+"""Scenarios whose whole plan space is small enough to simulate: the loop is checked against --exhaustive on
+them (tests/planner/test_search.py, slow tier) and bench/bench_planner.py reports them.
+
+`compare(name)` runs --exhaustive (every plan of the space simulated), then the loop over the same space with
+the exhaustive run's results as its simulator (the simulator is deterministic, so a result looked up is the
+result it would compute; the loop still counts every plan it asks for)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.plan_api import plan
+from planner.search import plan_key
+from simulator.simulate import simulate
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "configs" / "examples"
+
+
+def chat(rate: float, requests: int = 300, seed: int = 3) -> dict:
+    return {
+        "requests": requests,
+        "arrival": {"process": "poisson", "rate": rate},
+        "input_tokens": {"dist": "lognormal", "mean": 768, "std": 400, "max": 4096},
+        "output_tokens": {"dist": "lognormal", "mean": 192, "std": 100, "max": 1024},
+        "seed": seed,
+    }
+
+
+def mixture(rate: float, requests: int = 300) -> dict:
+    """Short chat and long summarisation, one trace: the classes the master routes apart."""
+    return {
+        "requests": requests,
+        "arrival": {"process": "poisson", "rate": rate},
+        "input_tokens": {
+            "dist": "empirical",
+            "values": [256, 512, 6000, 7000],
+            "weights": [0.4, 0.3, 0.15, 0.15],
+        },
+        "output_tokens": {"dist": "empirical", "values": [256, 128, 96, 64], "weights": [0.3, 0.3, 0.2, 0.2]},
+        "seed": 5,
+    }
+
+
+SLO = {"ttft_s": {"p99": 1.0}, "tpot_s": {"p99": 0.05}}
+H100x8 = {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 8}
+MIXED = {
+    "node_groups": [
+        {"name": "h", "gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 4},
+        {"name": "a", "gpu": "a100-sxm-80gb", "nodes": 1, "gpus_per_node": 4},
+    ]
+}
+
+# name -> (scenario, max templates per plan)
+SCENARIOS: dict[str, tuple[object, int | None]] = {
+    "hetero-h100-a100-cost (shipped)": (EXAMPLES / "hetero-h100-a100-cost.yaml", 1),
+    "mixtral-8x22b-2node-energy (shipped)": (EXAMPLES / "mixtral-8x22b-2node-energy.yaml", 2),
+    "llama-8b 8xH100 min_cost": (
+        {
+            "model": "llama-3.1-8b",
+            "cluster": H100x8,
+            "workload": chat(25),
+            "goals": {"objective": "min_cost", "slo": SLO},
+        },
+        2,
+    ),
+    "mixtral-8x7b 8xH100 max_goodput": (
+        {
+            "model": "mixtral-8x7b",
+            "cluster": H100x8,
+            "workload": chat(12),
+            "goals": {"objective": "max_goodput", "slo": SLO},
+        },
+        2,
+    ),
+    "llama-70b 8xH100 max_throughput": (
+        {
+            "model": "llama-3.1-70b",
+            "cluster": H100x8,
+            "workload": chat(6),
+            "goals": {"objective": "max_throughput"},
+        },
+        2,
+    ),
+    "llama-8b 8xH100 min_latency": (
+        {
+            "model": "llama-3.1-8b",
+            "cluster": H100x8,
+            "workload": chat(25),
+            "goals": {"objective": "min_latency", "slo": SLO},
+        },
+        2,
+    ),
+    "llama-8b H100+A100 min_energy": (
+        {
+            "model": "llama-3.1-8b",
+            "cluster": MIXED,
+            "workload": chat(15),
+            "goals": {"objective": "min_energy", "slo": SLO},
+        },
+        1,
+    ),
+    "qwen3-32b H100+A100 mixture min_cost": (
+        {
+            "model": "qwen3-32b",
+            "cluster": MIXED,
+            "workload": mixture(4),
+            "goals": {"objective": "min_cost", "slo": {"ttft_s": {"p99": 3.0}, "tpot_s": {"p99": 0.08}}},
+        },
+        2,
+    ),
+}
+
+
+class Replay:
+    """A simulate_fn that answers from recorded results (by plan key) and simulates what it has not seen."""
+
+    def __init__(self, recorded: dict[str, dict]):
+        self.recorded = recorded
+        self.missed = 0
+
+    def __call__(self, scenario):
+        hit = self.recorded.get(plan_key(scenario.plan))
+        if hit is not None:
+            return hit
+        self.missed += 1
+        return simulate(scenario).to_json()
+
+
+@dataclass
+class Comparison:
+    name: str
+    exhaustive: object  # PlanSearchResult
+    search: object  # PlanSearchResult
+    outside: int  # plans the loop asked for that --exhaustive had not simulated
+
+
+def compare(name: str, *, workers: int = 2) -> Comparison:
+    scenario, max_templates = SCENARIOS[name]
+    reference = plan(
+        scenario, exhaustive=True, workers=workers, max_templates=max_templates, time_limit_s=3600
+    )
+    recorded = {plan_key(c.plan): c.metrics for c in reference.candidates if c.metrics}
+    replay = Replay(recorded)
+    found = plan(scenario, workers=1, max_templates=max_templates, simulate_fn=replay, time_limit_s=3600)
+    return Comparison(name, reference, found, replay.missed)
