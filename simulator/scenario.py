@@ -74,41 +74,72 @@ class Engine(_Strict):
     )
     cuda_graphs: bool = True
     router: Literal["round-robin", "least-outstanding", "power-of-two"] = "least-outstanding"
+    prefix_caching: bool | None = Field(
+        None,
+        description="keep full KV blocks by content and reuse them for requests that start with the same tokens "
+        "(vLLM --enable-prefix-caching, SGLang's radix cache, TensorRT-LLM enable_block_reuse); None: the "
+        "engine's own default",
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.prefix_caching and self.kind in NO_PREFIX_CACHE:
+            raise ValueError(
+                f"prefix_caching: {self.kind} has no paged KV cache to share blocks from; use vllm-v1, "
+                "vllm-v0, sglang or trtllm, or leave it off"
+            )
+        return self
+
+
+# Engines without paged, shareable KV blocks (Orca reserves one contiguous region per request; static batching
+# holds its batch's cache until the batch ends).
+NO_PREFIX_CACHE = frozenset({"orca", "static"})
 
 
 # Defaults of each engine (from their docs / argument defaults; see simulator/engine for the sources).
+# prefix_caching: vLLM V1 enables it by default (EngineArgs leaves enable_prefix_caching None and
+# `_set_default_args` turns it on for V1; design doc "Automatic Prefix Caching"), vLLM V0 did not
+# (`enable_prefix_caching: bool = False`); SGLang runs its radix cache unless --disable-radix-cache
+# (server_args.py, disable_radix_cache = False); TensorRT-LLM's KvCacheConfig.enable_block_reuse defaults to True
+# (tensorrt_llm/llmapi/llm_args.py).
 ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
     "vllm-v0": {
+        "prefix_caching": False,
         "max_num_seqs": 256,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": False,
         "gpu_memory_fraction": 0.9,
     },
     "vllm-v1": {
+        "prefix_caching": True,
         "max_num_seqs": 256,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": True,
         "gpu_memory_fraction": 0.9,
     },
     "sglang": {
+        "prefix_caching": True,
         "max_num_seqs": 1024,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": True,
         "gpu_memory_fraction": 0.88,
     },
     "trtllm": {
+        "prefix_caching": True,
         "max_num_seqs": 2048,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": False,
         "gpu_memory_fraction": 0.9,
     },
     "orca": {
+        "prefix_caching": False,
         "max_num_seqs": 256,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": False,
         "gpu_memory_fraction": 0.9,
     },
     "static": {
+        "prefix_caching": False,
         "max_num_seqs": 256,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": False,
@@ -205,6 +236,38 @@ class Arrival(_Strict):
         return self
 
 
+class PrefixSpec(_Strict):
+    """Shared prompt prefixes and multi-turn conversations: the content prefix caching reuses (docs/design.md §3.2).
+
+    Each conversation's first prompt starts, with probability `share`, with one of `groups` shared prefixes
+    (picked uniformly; each prefix's length drawn once from `tokens`); `input_tokens` is then the new user text
+    of each turn and `output_tokens` its answer. Turn k+1's prompt is turn k's prompt and answer followed by new
+    user text, so the context grows. With `turns`, the arrival process draws the conversations' first turns at
+    rate / (mean turns per conversation), so requests still arrive at `rate` on average, and each later turn
+    arrives an exponential time of mean `turn_gap_s` after the previous turn arrived (open loop, like a trace:
+    a turn that arrives before its previous answer is cached misses the part not yet cached)."""
+
+    groups: int = Field(
+        1, gt=0, le=1_000_000, description="distinct shared prefixes (system prompts, few-shot examples)"
+    )
+    share: float = Field(
+        1.0, ge=0, le=1, description="share of conversations whose first prompt starts with a shared prefix"
+    )
+    tokens: LengthDist | None = Field(None, description="length of each shared prefix (one draw per prefix)")
+    turns: LengthDist | None = Field(None, description="turns per conversation (default: one)")
+    turn_gap_s: float = Field(
+        0.0, ge=0, le=MAX_SECONDS, description="mean time from one turn's arrival to the next one's"
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.share > 0 and self.tokens is None:
+            raise ValueError("a shared prefix needs its length: give 'tokens' (or share: 0)")
+        if self.turns is not None and self.turn_gap_s <= 0:
+            raise ValueError("multi-turn conversations need turn_gap_s > 0 (the time between turns)")
+        return self
+
+
 class WorkloadSpec(_Strict):
     """Requests: from a generator (lengths + arrivals), a preset, or a trace file."""
 
@@ -215,12 +278,28 @@ class WorkloadSpec(_Strict):
     input_tokens: LengthDist | None = None
     output_tokens: LengthDist | None = None
     preset: str | None = Field(None, description="workload preset name (configs/workloads)")
-    trace: str | None = Field(None, description="trace file: APEX JSONL, our JSONL, or Azure CSV")
-    trace_format: Literal["auto", "apex", "jsonl", "azure"] = "auto"
+    trace: str | None = Field(
+        None, description="trace file: APEX JSONL, our JSONL, Mooncake JSONL, or Azure CSV"
+    )
+    trace_format: Literal["auto", "apex", "jsonl", "mooncake", "azure"] = "auto"
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the workload's and the router's RNG streams")
+    prefix: PrefixSpec | None = Field(
+        None, description="shared prefixes and multi-turn conversations (generated workloads)"
+    )
 
     @model_validator(mode="after")
     def _check(self):
+        if self.prefix is not None and self.trace is not None:
+            raise ValueError(
+                "'prefix' describes generated requests; a trace says what its requests share itself "
+                "(session_id / prefix_id fields, or Mooncake hash_ids)"
+            )
+        closed = self.arrival is not None and self.arrival.process == "closed"
+        if self.prefix is not None and self.prefix.turns is not None and closed:
+            raise ValueError(
+                "multi-turn conversations (prefix.turns) arrive open-loop; a closed loop would send "
+                "turns before their previous answers"
+            )
         if self.trace is None and self.preset is None:
             missing = [k for k in ("input_tokens", "output_tokens") if getattr(self, k) is None]
             if missing:

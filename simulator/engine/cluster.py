@@ -26,6 +26,7 @@ from simulator.engine.loop import (
     PRIORITY_WAKE,
     EventLoop,
 )
+from simulator.engine.prefix_cache import ContentIndex, PrefixCacheStats, PrefixKVCache
 from simulator.engine.replica import Replica
 from simulator.engine.request import RequestStatus, RequestTable
 from simulator.engine.router import Router
@@ -52,13 +53,19 @@ class ServingSystem:
         router: str,
         rng: np.random.Generator,
         closed=None,
+        prefixes=None,
     ):
         self.table = table
         self.closed = closed  # simulator.workload.ClosedLoop, or None for arrivals at the table's times
         self.replicas: list[Replica] = []
+        content = None
+        if config.prefix_caching and prefixes is not None:
+            content = ContentIndex(prefixes, table.num_requests, config.block_size)
         for spec in specs:
             for _ in range(spec.count):
-                scheduler = create_scheduler(engine_kind, table, config, spec.cost.kv_capacity_tokens)
+                scheduler = create_scheduler(
+                    engine_kind, table, config, spec.cost.kv_capacity_tokens, content
+                )
                 self.replicas.append(Replica(len(self.replicas), spec.role, scheduler, spec.cost))
         self.entry = [r for r in self.replicas if r.role in ("colocated", "prefill")]
         self.decode = [r for r in self.replicas if r.role == "decode"]
@@ -198,6 +205,7 @@ class ServingSystem:
                 return
             if owner:
                 self._take_arrivals(replica, now_s)
+            replica.scheduler.now_s = now_s
             batch = replica.scheduler.schedule(now_s)  # one stage, free now: start_batches reduced to this
             if batch is None:
                 if owner:
@@ -337,6 +345,15 @@ class ServingSystem:
         decode, req = payload
         self.outstanding[decode.index] -= 1
         self._enqueue(decode, req, now_s)
+
+    def prefix_cache_stats(self) -> PrefixCacheStats:
+        """The replicas' prefix-cache counters, summed."""
+        total = PrefixCacheStats(False)
+        for r in self.replicas:
+            kv = r.scheduler.kv
+            if isinstance(kv, PrefixKVCache):
+                total = total + kv.stats()
+        return total
 
     # ---------------------------------------------------------------------------------------------- checks
     def kv_blocks_conserved(self) -> bool:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 from simulator.costmodel.interface import BatchShape
 from simulator.engine.cohort import Cohort
 from simulator.engine.kv_cache import KVCache
+from simulator.engine.prefix_cache import PrefixKVCache
 from simulator.engine.request import RequestStatus, RequestTable
 
 
@@ -38,6 +39,7 @@ class SchedulerConfig:
     enable_chunked_prefill: bool
     block_size: int
     max_model_len: int | None = None  # prompt + output longer than this is refused (the model's context)
+    prefix_caching: bool = False  # keep full KV blocks by content for later requests (engine/prefix_cache.py)
 
 
 class Batch(NamedTuple):
@@ -71,6 +73,10 @@ class Scheduler:
         self.cohorts: list[Cohort] = []
         self.num_preemptions = 0
         self._cohort_blocks = 0 if self.reserve_full_length else kv.block_size
+        # prefix caching: the cache, and per request how many leading blocks are cache units (not its own)
+        self._prefix = kv if isinstance(kv, PrefixKVCache) else None
+        self._shared = self._prefix.shared if self._prefix is not None else None
+        self.now_s = 0.0  # the time of the current schedule() (set by the replica): when a preemption happens
 
     # --------------------------------------------------------------------------------------------- queues
     def add_request(self, req: int) -> None:
@@ -98,17 +104,34 @@ class Scheduler:
         return bool(self.waiting) or bool(self.running)
 
     def held_blocks(self, req: int) -> int:
-        """KV blocks a running request holds (its computed tokens, or its full length when reserved)."""
+        """KV blocks a running request holds as its own (its computed tokens, or its full length when reserved,
+        less the leading blocks that are prefix-cache units)."""
+        blocks = self.kv.blocks_for(self._held_tokens(req))
+        return blocks - self._shared[req] if self._shared is not None else blocks
+
+    def _computed_now(self, req: int) -> int:
         table = self.table
-        if self.reserve_full_length:
-            return self.kv.blocks_for(table.stop[req])
         cohort = table.cohort[req]
-        computed = table.offset[req] + cohort.steps if cohort is not None else table.computed[req]
-        return self.kv.blocks_for(computed)
+        return table.offset[req] + cohort.steps if cohort is not None else table.computed[req]
+
+    def _held_tokens(self, req: int) -> int:
+        return self.table.stop[req] if self.reserve_full_length else self._computed_now(req)
+
+    def _free_kv(self, req: int, now_s: float) -> None:
+        """Give back what a leaving request (finished or preempted at now_s) holds; with prefix caching its full
+        blocks stay cached."""
+        if self._prefix is None:
+            self.kv.give(self.held_blocks(req))
+        else:
+            self._prefix.release(req, self._computed_now(req), self._held_tokens(req), now_s)
 
     def kv_conserved(self) -> bool:
         kv = self.kv
         held = sum(self.held_blocks(r) for r in self.running)
+        if self._prefix is not None:
+            held += self._prefix.referenced_units()
+            if kv.num_free_blocks < self._prefix.evictable:
+                return False
         return kv.num_free_blocks + held == kv.num_blocks and kv.num_free_blocks >= 0
 
     def steady_cohort(self) -> Cohort | None:
@@ -144,7 +167,7 @@ class Scheduler:
             computed = table.offset[req] + cohort.steps
             table.computed[req] = computed
             table.num_tokens[req] = computed + 1
-            self._on_done(req)
+            self._on_done(req, cohort.last_s)
             done.append(req)
 
     # ---------------------------------------------------------------------------------------- the pieces
@@ -194,6 +217,8 @@ class Scheduler:
             return self._schedule_running_exact(budget, prefills_only)
         if blocks:
             self.kv.take(blocks)
+        if self._prefix is not None and self._prefix.cache_on_schedule:
+            self._register_allocated(singles)
         used = num_decode
         for _, grant in singles:
             used += grant
@@ -264,6 +289,8 @@ class Scheduler:
             if not removed:
                 i += 1
         cohorts, singles = self._regroup(scheduled)
+        if self._prefix is not None and self._prefix.cache_on_schedule:
+            self._register_allocated(singles)
         return cohorts, singles, budget, preempted
 
     def _regroup(self, scheduled: list[tuple[int, int]]) -> tuple[list[Cohort], list[tuple[int, int]]]:
@@ -304,7 +331,7 @@ class Scheduler:
     def _preempt(self, req: int) -> None:
         """Recompute preemption: drop the KV cache, keep the generated tokens, requeue at the head."""
         table = self.table
-        self.kv.give(self.held_blocks(req))
+        self._free_kv(req, self.now_s)
         cohort = table.cohort[req]
         if cohort is not None:
             cohort.remove(table, {req})
@@ -325,20 +352,30 @@ class Scheduler:
         waiting = self.waiting
         slots = (max_seqs or config.max_num_seqs) - len(self.running)
         admitted = []
+        prefix = self._prefix
         while waiting and budget > 0 and len(admitted) < slots:
             req = waiting[0]
             computed = table.computed[req]
+            hit = in_pool = 0
+            if prefix is not None and computed == 0:  # new or preempted: its cached leading blocks are reused
+                hit, in_pool = prefix.lookup(req, table.num_tokens[req])
+                computed = hit * kv.block_size
             n = table.num_tokens[req] - computed
             if n > budget:
                 if config.enable_chunked_prefill:
                     n = budget
                 elif budget < config.max_num_batched_tokens or admitted:
                     break  # a whole prompt that does not fit what is left waits for the next iteration
-            blocks = kv.blocks_for(table.stop[req] if self.reserve_full_length else computed + n)
-            if blocks > kv.num_free_blocks:
+            blocks = kv.blocks_for(table.stop[req] if self.reserve_full_length else computed + n) - hit
+            if blocks + in_pool > kv.num_free_blocks:
                 break
+            if prefix is not None and table.computed[req] == 0:
+                prefix.acquire(req, hit, table.num_tokens[req])  # referenced before new blocks may evict
+                table.computed[req] = computed
             if blocks > 0:
                 kv.take(blocks)
+            if prefix is not None and prefix.cache_on_schedule:
+                self._register_chunk(req, computed + n)  # before the next request's lookup, as vLLM does
             waiting.popleft()
             table.status[req] = RequestStatus.RUNNING
             self.running[req] = None
@@ -420,8 +457,11 @@ class Scheduler:
                 self.drop_if_empty(c)
         if batch.singles:
             num_tokens, prompt, stop = table.num_tokens, table.prompt, table.stop
+            register = self._prefix is not None and not self._prefix.cache_on_schedule
             for req, end in batch.singles:
                 table.in_flight[req] -= 1
+                if register and table.status[req] == RequestStatus.RUNNING:
+                    self._register_chunk(req, end)  # SGLang / TensorRT-LLM: once the chunk has run
                 if end != num_tokens[req]:
                     continue  # a prefill chunk short of the prompt: no token yet
                 if num_tokens[req] > prompt[req]:
@@ -432,7 +472,7 @@ class Scheduler:
                 num_tokens[req] = end + 1
                 if end + 1 >= stop[req]:
                     del self.singles[req]
-                    self._on_done(req)
+                    self._on_done(req, now_s)
                     done.append(req)
                     continue
                 if target is None:
@@ -442,9 +482,21 @@ class Scheduler:
                 target.add(table, req, end)
         return done
 
-    def _on_done(self, req: int) -> None:
-        """A request reached its stop length (computed / num_tokens are in the table): free it."""
-        self.kv.give(self.held_blocks(req))
+    def _register_allocated(self, singles: list[tuple[int, int]]) -> None:
+        """vLLM caches the full blocks it allocates for a chunk (allocate_slots -> cache_blocks)."""
+        computed = self.table.computed
+        for req, grant in singles:
+            self._register_chunk(req, computed[req] + grant)
+
+    def _register_chunk(self, req: int, end: int) -> None:
+        """A chunk brought the request's KV to `end` tokens: its full prompt blocks become cache units (blocks
+        of generated tokens are registered when the request leaves, `PrefixKVCache.release`)."""
+        prompt = self.table.prompt[req]
+        self._prefix.register(req, (end if end < prompt else prompt) // self.kv.block_size)
+
+    def _on_done(self, req: int, now_s: float) -> None:
+        """A request reached its stop length at now_s (computed / num_tokens are in the table): free it."""
+        self._free_kv(req, now_s)
         del self.running[req]
 
     def drop_if_empty(self, cohort: Cohort) -> None:
