@@ -14,7 +14,17 @@ from simulator.scenario import Scenario, load_scenario
 
 ScenarioLike = str | Path | dict | Scenario
 
-__all__ = ["check", "simulate", "plan", "study", "estimate", "calibrate", "load"]
+__all__ = [
+    "check",
+    "simulate",
+    "plan",
+    "study",
+    "estimate",
+    "calibrate",
+    "calibrate_serving",
+    "capacity",
+    "load",
+]
 
 
 @dataclass(frozen=True)
@@ -161,6 +171,25 @@ def calibrate(measurements: str | Path, *, gpu: str = "h100-sxm"):
         raise exc.within(file=str(measurements)) from None
 
 
+def calibrate_serving(
+    results: list[str | Path],
+    scenario: ScenarioLike,
+    *,
+    plan: str | dict | None = None,
+    fit: tuple[str, ...] | None = None,
+    hold_out: str = "alternate",
+    fmt: str = "auto",
+):
+    """Fit engine host figures, the frontend cost and GPU efficiency scales (planner/calibration/params.py) to
+    benchmark result files run against the scenario's plan; a `ServingFit` (`.to_calibration()` for the file)."""
+    from planner.calibration import DEFAULT_FIT
+    from planner.calibration import calibrate_serving as fit_runs
+
+    return fit_runs(
+        [str(p) for p in results], scenario, plan=plan, fit=fit or DEFAULT_FIT, hold_out=hold_out, fmt=fmt
+    )
+
+
 def estimate(scenario: ScenarioLike, *, plan: str | dict | None = None, batch_sizes=(1, 8, 32, 128)):
     """Price one prefill of the mean input and decode steps at a few batch sizes on the scenario's plan."""
     from planner.estimate import estimate_plan
@@ -171,6 +200,30 @@ def estimate(scenario: ScenarioLike, *, plan: str | dict | None = None, batch_si
             "the scenario has no plan to estimate: add 'plan:' or pass --plan", file=sc.file, field="plan"
         )
     return estimate_plan(sc, batch_sizes=batch_sizes)
+
+
+def capacity(
+    scenario: ScenarioLike,
+    *,
+    plan: str | dict | None = None,
+    slo: dict | str | None = None,
+    seeds: int = 3,
+    tolerance: float = 0.01,
+    requests: int | None = None,
+    time_limit_s: float = 600.0,
+    progress=None,
+):
+    """The highest arrival rate the scenario's plan (or `plan`) sustains with every SLO met at its statistic in
+    steady state, and the tokens/s per GPU and per user there; returns a `planner.capacity.CapacityResult`
+    (`.to_json()` for the dict). `slo` overrides the goals' SLOs (as `apex plan --slo`)."""
+    from planner.capacity import CapacityOptions, capacity_of
+    from planner.capacity_command import check_capacity_flags
+    from planner.plan_api import with_goals
+
+    check_capacity_flags(seeds=seeds, tolerance=tolerance, requests=requests, time_limit=time_limit_s)
+    sc = with_goals(load(scenario, plan=plan), slo=slo)
+    options = CapacityOptions(seeds=seeds, tolerance=tolerance, requests=requests, time_limit_s=time_limit_s)
+    return capacity_of(sc, options, progress=progress)
 
 
 from planner.plan_api import plan  # noqa: E402  (re-exported: plan search, docs/design.md §6)

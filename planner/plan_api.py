@@ -126,6 +126,15 @@ def plan(
     if not 0 <= epsilon < 1:
         raise InputError(f"epsilon must be in [0, 1), got {epsilon}", field="epsilon")
     sc = load_scenario(scenario)
+    arrival = sc.spec.workload.arrival
+    if arrival is not None and arrival.process == "closed":
+        raise InputError(
+            "apex plan needs open-loop arrivals (its bounds are stated on arrival times, and a closed loop's "
+            "depend on the plan): give process poisson, gamma, constant or burst with a rate, or simulate the "
+            "closed loop with `apex simulate`",
+            file=sc.file,
+            field="workload.arrival.process",
+        )
     refuse_impossible_workload(sc)  # exit 2 now, not exit 1 after simulating every candidate for nothing
     sc = with_goals(sc, objective=objective, slo=slo, budget=budget)
     options = SearchOptions(

@@ -229,7 +229,37 @@ _SUMMARY_ROWS = [
     ("cost ($ / M output tokens)", lambda r: f"{r['cost']['usd_per_million_output_tokens']:,.2f}"),
     ("weights per GPU (GiB)", lambda r: f"{r['memory']['weights_gib_per_gpu']:.1f}"),
     ("KV cache capacity (tokens)", lambda r: f"{r['memory']['kv_cache_tokens']:,}"),
+    ("steady window (s; requests)", lambda r: _window(r["steady"]["window"])),
+    (
+        "steady throughput (output tok/s)",
+        lambda r: f"{r['steady']['throughput']['output_tokens_per_s']:,.0f}",
+    ),
+    (
+        "steady throughput / arrivals (req/s)",
+        lambda r: (
+            f"{r['steady']['throughput']['requests_per_s']:.2f} / {r['steady']['window']['arrival_rps']:.2f}"
+        ),
+    ),
+    ("steady TTFT mean / p50 / p99 (s)", lambda r: _stats(r["steady"]["ttft_s"])),
+    ("steady TPOT mean / p50 / p99 (ms)", lambda r: _stats(r["steady"]["tpot_s"], 1e3)),
+    ("steady E2E mean / p50 / p99 (s)", lambda r: _stats(r["steady"]["e2e_s"])),
+    ("steady SLO attainment", lambda r: f"{r['steady']['slo']['attainment']:.1%}"),
+    ("steady goodput (req/s)", lambda r: f"{r['steady']['slo']['goodput_rps']:.2f}"),
+    ("steady SLOs met, keeps up", lambda r: _verdict(r["steady"])),
 ]
+
+
+def _window(w: dict) -> str:
+    if w["start_s"] is None:
+        return f"none (run too short to settle: ~{w['occupancy']:.0f} in the system)"
+    return f"{w['start_s']:.1f}–{w['end_s']:.1f}; {w['requests']:,}"
+
+
+def _verdict(steady: dict) -> str:
+    if steady["keeps_up"] is None:
+        return "-"
+    met = "-" if steady["slo"]["met"] is None else ("yes" if steady["slo"]["met"] else "no")
+    return f"{met}, {'yes' if steady['keeps_up'] else 'no'}"
 
 
 def _stats(d: dict, scale: float = 1.0) -> str:

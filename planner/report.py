@@ -7,6 +7,8 @@
   with the non-dominated ones joined;
 * `latency_cdf.png` — TTFT and TPOT CDFs of the best few plans, from their per-request records (the plans are
   simulated again in-process, which is deterministic);
+* `throughput_interactivity.csv` / `.png` — output tokens/s per GPU against tokens/s per user over every plan
+  and closed-loop load sweeps of the best few (`planner.report_interactivity`);
 * `apex-report.json` — what the report holds, so that a later `--report` into the same directory may replace it
   (and only it: a directory holding anything else is refused).
 """
@@ -21,6 +23,7 @@ import yaml
 
 from planner import objective as obj
 from planner.outputs import check_report_dir, earlier_report_files, mark_report
+from planner.report_interactivity import write_interactivity
 
 CDF_PLANS = 3
 
@@ -64,6 +67,9 @@ def write_report(result, directory: str | Path) -> list[Path]:
     cdf = plot_latency_cdfs(result, out / "latency_cdf.png")
     if cdf is not None:
         written.append(cdf)
+    written += write_interactivity(
+        result, out / "throughput_interactivity.csv", out / "throughput_interactivity.png"
+    )
     mark_report(out, written)
     return written
 

@@ -42,6 +42,26 @@ def _distribution(name: str, label: str, *, study: bool) -> list[Metric]:
     return [Metric(f"{name}.{stat}", f"{label} {stat}", "s", "lower", study) for stat in STATS]
 
 
+# The steady-state block (simulator.engine.steady): the same figures inside the window without warm-up and drain.
+STEADY: tuple[Metric, ...] = (
+    Metric("steady.window.start_s", "steady window start", "s", None),
+    Metric("steady.window.end_s", "steady window end", "s", None),
+    Metric("steady.window.requests", "requests in the steady window", "", None),
+    Metric("steady.window.occupancy", "requests in the system at steady state (median)", "", None),
+    Metric("steady.window.arrival_rps", "steady arrival rate", "req/s", None),
+    Metric("steady.throughput.output_tokens_per_s", "steady output throughput", "tok/s", "higher"),
+    Metric("steady.throughput.total_tokens_per_s", "steady total throughput", "tok/s", "higher"),
+    Metric("steady.throughput.requests_per_s", "steady request throughput", "req/s", "higher"),
+    *_distribution("steady.ttft_s", "steady TTFT", study=False),
+    *_distribution("steady.tpot_s", "steady TPOT", study=False),
+    *_distribution("steady.e2e_s", "steady end-to-end latency", study=False),
+    Metric("steady.slo.attainment", "steady SLO attainment", "", "higher"),
+    Metric("steady.slo.goodput_rps", "steady goodput", "req/s", "higher"),
+    Metric("steady.slo.met", "steady SLOs met", "", "higher"),
+    Metric("steady.keeps_up", "completions keep up with arrivals (steady)", "", "higher"),
+)
+
+
 METRICS: tuple[Metric, ...] = (
     Metric("throughput.output_tokens_per_s", "output throughput", "tok/s", "higher", True),
     Metric("throughput.total_tokens_per_s", "total throughput", "tok/s", "higher", True),
@@ -67,6 +87,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("requests.total", "requests", "", None),
     Metric("mfu", "MFU", "", "higher"),
     Metric("makespan_s", "makespan", "s", None, True),
+    *STEADY,
 )
 BY_PATH: dict[str, Metric] = {m.path: m for m in METRICS}
 STUDY_METRICS: tuple[str, ...] = tuple(m.path for m in METRICS if m.study)

@@ -70,9 +70,9 @@ class Distribution:
 
 @dataclass(frozen=True, slots=True)
 class Throughput:
-    output_tokens_per_s: float
-    total_tokens_per_s: float
-    requests_per_s: float
+    output_tokens_per_s: float | None  # None only in a steady state that has no window
+    total_tokens_per_s: float | None
+    requests_per_s: float | None
 
     def to_json(self) -> dict:
         return {
@@ -120,8 +120,8 @@ class Memory:
 @dataclass(frozen=True, slots=True)
 class SLOResult:
     attainment: float | None  # share of all requests meeting every SLO (None without requests)
-    goodput_rps: float
-    met: bool
+    goodput_rps: float | None  # None only in a steady state that has no window
+    met: bool | None
 
     def to_json(self) -> dict:
         return {"attainment": self.attainment, "goodput_rps": self.goodput_rps, "met": self.met}
@@ -146,6 +146,62 @@ class RequestCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class SteadyWindow:
+    """The steady-state window of a run (simulator.engine.steady): [start_s, end_s], the requests that arrived
+    in it, the median number in the system (L) and the arrival rate inside it; None bounds: no window."""
+
+    start_s: float | None
+    end_s: float | None
+    requests: int
+    occupancy: float
+    arrival_rps: float | None
+
+    @property
+    def length_s(self) -> float:
+        return self.end_s - self.start_s if self.start_s is not None and self.end_s is not None else 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "requests": self.requests,
+            "occupancy": self.occupancy,
+            "arrival_rps": self.arrival_rps,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SteadyState:
+    """The run's figures inside its steady-state window (docs/design.md §3.2): latencies and SLOs of the requests
+    that arrived in it, throughput of the completions in it, and whether completions kept up with arrivals.
+    Every figure is None when the run has no window (a burst, or too short to settle)."""
+
+    window: SteadyWindow
+    throughput: Throughput
+    ttft_s: Distribution
+    tpot_s: Distribution
+    e2e_s: Distribution
+    slo: SLOResult
+    keeps_up: bool | None
+
+    @property
+    def sustained(self) -> bool:
+        """The steady-state verdict: a window exists, completions keep up with arrivals and every SLO holds."""
+        return bool(self.keeps_up) and bool(self.slo.met)
+
+    def to_json(self) -> dict:
+        return {
+            "window": self.window.to_json(),
+            "throughput": self.throughput.to_json(),
+            "ttft_s": self.ttft_s.to_json(),
+            "tpot_s": self.tpot_s.to_json(),
+            "e2e_s": self.e2e_s.to_json(),
+            "slo": self.slo.to_json(),
+            "keeps_up": self.keeps_up,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class SimulationSummary:
     """A simulation's metrics (docs/design.md §3.2 definitions)."""
 
@@ -162,6 +218,7 @@ class SimulationSummary:
     requests: RequestCounts
     mfu: float
     makespan_s: float
+    steady: SteadyState | None = None
 
     def to_json(self) -> dict:
         """docs/design.md §6's simulation JSON (undefined statistics are None)."""
@@ -179,4 +236,5 @@ class SimulationSummary:
             "requests": self.requests.to_json(),
             "mfu": self.mfu,
             "makespan_s": self.makespan_s,
+            **({"steady": self.steady.to_json()} if self.steady is not None else {}),
         }

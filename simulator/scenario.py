@@ -166,19 +166,40 @@ class LengthDist(_Strict):
         return self
 
 
-class Arrival(_Strict):
-    """When requests arrive."""
+MAX_CONCURRENCY = 1_000_000  # closed-loop clients (as many as requests could ever run at once)
 
-    process: Literal["poisson", "gamma", "constant", "burst"] = "poisson"
+
+class Arrival(_Strict):
+    """When requests arrive: an open-loop process at a rate, or a closed loop of `concurrency` clients that each
+    send their next request `think_time_s` after the previous one finished (as benchmark tools drive an engine
+    with a fixed concurrency)."""
+
+    process: Literal["poisson", "gamma", "constant", "burst", "closed"] = "poisson"
     rate: float | None = Field(
-        None, ge=MIN_RATE, le=MAX_RATE, description="requests per second (not for burst)"
+        None, ge=MIN_RATE, le=MAX_RATE, description="requests per second (not for burst or closed)"
     )
     cv: float = Field(
         1.0, ge=0.001, le=100, description="gamma: coefficient of variation of inter-arrival times"
     )
+    concurrency: int | None = Field(
+        None, gt=0, le=MAX_CONCURRENCY, description="closed: requests in flight (one per client)"
+    )
+    think_time_s: float = Field(
+        0.0, ge=0, le=MAX_SECONDS, description="closed: pause between a request finishing and the next one"
+    )
 
     @model_validator(mode="after")
     def _check(self):
+        if self.process == "closed":
+            if self.concurrency is None:
+                raise ValueError("process 'closed' needs a concurrency (requests in flight)")
+            if self.rate is not None:
+                raise ValueError(
+                    "process 'closed' sets its own rate (each finished request is replaced); remove 'rate'"
+                )
+            return self
+        if self.concurrency is not None or self.think_time_s != 0:
+            raise ValueError(f"concurrency and think_time_s are for process 'closed', not '{self.process}'")
         if self.process != "burst" and self.rate is None:
             raise ValueError(f"process '{self.process}' needs a rate (requests per second)")
         return self

@@ -1,7 +1,9 @@
 """Workloads: requests (arrival time, input tokens, output tokens) from a generator, a preset or a trace file.
 
 `generate(spec, file=...)` returns `Requests`, a frozen bundle of numpy columns sorted by arrival.
-Generators draw arrivals, input lengths and output lengths from three RNG streams spawned from one seed, so
+A closed-loop workload (`arrival: {process: closed, concurrency: N}`) has no arrival times before it runs: the
+first N requests arrive at t = 0 and the others' times are NaN, set by the engine as each is sent
+(`Requests.closed` says how). Generators draw arrivals, input lengths and output lengths from three RNG streams spawned from one seed, so
 changing one distribution never reshuffles the others. Presets (configs/workloads/*.yaml) give lengths and a
 default arrival process; the spec's own fields override them. Traces: APEX JSONL (`StartTimeOffset` ns,
 `ContextTokens`, `GeneratedTokens`, `RequestID`), our JSONL (`arrival_s`, `input_tokens`, `output_tokens`)
@@ -26,14 +28,25 @@ from simulator.scenario import MAX_TOKENS, Arrival, LengthDist, WorkloadSpec
 from simulator.yamlio import parse_json, read_text, read_yaml
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedLoop:
+    """`concurrency` clients, each sending its next request `think_time_s` after its previous one finished (or
+    was rejected); requests are sent in workload order."""
+
+    concurrency: int
+    think_time_s: float = 0.0
+
+
 @dataclass(frozen=True)
 class Requests:
-    """Requests as columns, sorted by arrival time (seconds from the start of the run)."""
+    """Requests as columns, sorted by arrival time (seconds from the start of the run). In a closed loop
+    (`closed`), the requests after the first `closed.concurrency` have NaN arrival times until they run."""
 
-    arrival_s: np.ndarray  # float64, non-decreasing
+    arrival_s: np.ndarray  # float64, non-decreasing (closed loop: 0 for the first N, then NaN)
     input_tokens: np.ndarray  # int64, >= 1
     output_tokens: np.ndarray  # int64, >= 1
     ids: np.ndarray  # str, one per request
+    closed: ClosedLoop | None = None
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -110,7 +123,8 @@ def sample_arrivals(arrival: Arrival, n: int, rng: np.random.Generator) -> np.nd
 
 
 def generate(spec: WorkloadSpec, *, file: str | None = None) -> Requests:
-    """The requests of a workload spec; trace paths are relative to the scenario `file`."""
+    """The requests of a workload spec; trace paths are relative to the scenario `file`. With a closed-loop
+    arrival the lengths (generated, or the trace's) are sent by `concurrency` clients instead of at their times."""
     spec = resolve_preset(spec, file=file)
     if spec.trace is not None:
         base = Path(file).parent if file else Path.cwd()
@@ -128,15 +142,27 @@ def generate(spec: WorkloadSpec, *, file: str | None = None) -> Requests:
                     )
                 )
             )
-        return requests
-    arrivals_ss, input_ss, output_ss = np.random.SeedSequence(spec.seed).spawn(3)
-    n = spec.requests
-    arrival = spec.arrival or Arrival(process="burst")
-    return Requests.from_columns(
-        sample_arrivals(arrival, n, np.random.default_rng(arrivals_ss)),
-        sample_lengths(spec.input_tokens, n, np.random.default_rng(input_ss)),
-        sample_lengths(spec.output_tokens, n, np.random.default_rng(output_ss)),
-    )
+    else:
+        arrivals_ss, input_ss, output_ss = np.random.SeedSequence(spec.seed).spawn(3)
+        n = spec.requests
+        arrival = spec.arrival or Arrival(process="burst")
+        open_loop = arrival if arrival.process != "closed" else Arrival(process="burst")
+        requests = Requests.from_columns(
+            sample_arrivals(open_loop, n, np.random.default_rng(arrivals_ss)),
+            sample_lengths(spec.input_tokens, n, np.random.default_rng(input_ss)),
+            sample_lengths(spec.output_tokens, n, np.random.default_rng(output_ss)),
+        )
+    if spec.arrival is not None and spec.arrival.process == "closed":
+        return closed_loop(requests, ClosedLoop(spec.arrival.concurrency, spec.arrival.think_time_s))
+    return requests
+
+
+def closed_loop(requests: Requests, loop: ClosedLoop) -> Requests:
+    """The same requests (in order) sent by a closed loop: the first `concurrency` at t = 0, the others when
+    a client frees up (NaN until then)."""
+    arrival = np.full(len(requests), np.nan)
+    arrival[: loop.concurrency] = 0.0
+    return Requests(arrival, requests.input_tokens, requests.output_tokens, requests.ids, loop)
 
 
 # ------------------------------------------------------------------------------------------------------ traces

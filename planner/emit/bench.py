@@ -12,6 +12,11 @@ round-robin router would spread them. How faithfully each tool replays the workl
   mean × [1 − r, 1 + r] with r matching the input lengths' standard deviation (capped below 1);
 * genai-perf: the mean rate with perf_analyzer's constant spacing (--concurrency n for a burst) and normally
   distributed lengths with the workload's mean and standard deviation.
+
+A closed-loop workload (`process: closed`) runs every tool at the workload's concurrency (split over the
+endpoints like the requests): vllm bench serve --max-concurrency with --request-rate inf, genai-perf and
+aiperf --concurrency (aiperf then sends the trace's requests in order, without --fixed-schedule). None of them
+pauses between requests, so a think time is not replayed (a warning says so).
 """
 
 from __future__ import annotations
@@ -38,20 +43,24 @@ class WorkloadSummary:
 
     requests: int
     rate: float | None  # requests/s; None = all at t=0
-    process: str  # poisson | gamma | constant | burst | trace
+    process: str  # poisson | gamma | constant | burst | closed | trace
     cv: float
     input_mean: float
     input_std: float
     output_mean: float
     output_std: float
     seed: int
+    concurrency: int | None = None  # closed loop: requests in flight
+    think_time_s: float = 0.0
 
 
 def summarize(layout: Layout, requests: Requests) -> WorkloadSummary:
     spec = layout.scenario.spec.workload
     n = len(requests)
     span = float(requests.arrival_s[-1] - requests.arrival_s[0]) if n > 1 else 0.0
-    if spec.trace is not None:
+    if requests.closed is not None:
+        process, cv, rate = "closed", 1.0, None
+    elif spec.trace is not None:
         process, cv = "trace", 1.0
         rate = (n - 1) / span if span > 0 else None
     else:
@@ -71,6 +80,8 @@ def summarize(layout: Layout, requests: Requests) -> WorkloadSummary:
         output_mean=float(out.mean()),
         output_std=float(out.std()),
         seed=spec.seed,
+        concurrency=requests.closed.concurrency if requests.closed is not None else None,
+        think_time_s=requests.closed.think_time_s if requests.closed is not None else 0.0,
     )
 
 
@@ -89,8 +100,13 @@ def emit(layout: Layout, requests: Requests, endpoints: list[str]) -> EngineOutp
     s = summarize(layout, requests)
     e = len(endpoints)
     model = layout.model_id
+    closed = s.concurrency is not None  # a closed loop's arrival times are set as it runs (null here)
     rows = [
-        {"arrival_s": round(float(a), 6), "input_tokens": int(i), "output_tokens": int(o)}
+        {
+            "arrival_s": None if closed else round(float(a), 6),
+            "input_tokens": int(i),
+            "output_tokens": int(o),
+        }
         for a, i, o in zip(requests.arrival_s, requests.input_tokens, requests.output_tokens, strict=True)
     ]
     out.files.append(EmittedFile("bench/requests.jsonl", "".join(json.dumps(r) + "\n" for r in rows)))
@@ -98,8 +114,8 @@ def emit(layout: Layout, requests: Requests, endpoints: list[str]) -> EngineOutp
     for k in range(e):
         lines = [
             json.dumps(
-                {
-                    "timestamp": int(round((float(requests.arrival_s[i]) - t0) * 1000)),
+                ({} if closed else {"timestamp": int(round((float(requests.arrival_s[i]) - t0) * 1000))})
+                | {
                     "input_length": int(requests.input_tokens[i]),
                     "output_length": int(requests.output_tokens[i]),
                 }
@@ -110,7 +126,7 @@ def emit(layout: Layout, requests: Requests, endpoints: list[str]) -> EngineOutp
         out.files.append(EmittedFile(f"bench/workload-ep{k}.jsonl", "".join(lines)))
     header = [
         f"Replays the {s.requests} requests of scenario {layout.scenario.name} ({s.process} arrivals, "
-        + (f"{s.rate:.4g} req/s" if s.rate else "all at t=0")
+        + (f"{s.concurrency} in flight" if closed else (f"{s.rate:.4g} req/s" if s.rate else "all at t=0"))
         + f", input {s.input_mean:.0f}±{s.input_std:.0f}, output {s.output_mean:.0f}±{s.output_std:.0f} tokens)",
         f"against {e} endpoint(s): " + " ".join(endpoints),
         "Results land in bench/results/; read them with `apex ingest`.",
@@ -136,6 +152,8 @@ def emit(layout: Layout, requests: Requests, endpoints: list[str]) -> EngineOutp
             ("--random-range-ratio", f"{ratio:.4f}"),
             ("--request-rate", rate),
         ]
+        if closed:
+            opts.append(("--max-concurrency", str(max(1, _share(s.concurrency, k, e)))))
         if s.rate is not None:
             opts.append(("--burstiness", burstiness))
         opts += [
@@ -150,6 +168,15 @@ def emit(layout: Layout, requests: Requests, endpoints: list[str]) -> EngineOutp
         ]
         vllm_cmds.append(Command("vllm", "vllm bench serve", ("vllm", "bench", "serve"), tuple(opts)))
     notes = []
+    if closed and s.concurrency < e:
+        notes.append(
+            f"closed loop: {s.concurrency} clients over {e} endpoints; each endpoint gets at least one client"
+        )
+    if closed and s.think_time_s > 0:
+        notes.append(
+            f"closed loop: the benchmark tools send each client's next request at once; the scenario's think "
+            f"time of {s.think_time_s:g} s is not replayed"
+        )
     if s.process == "trace":
         notes.append("vllm bench serve: trace arrivals replayed as a Poisson stream of the trace's mean rate")
     if s.process == "gamma" and e > 1:
@@ -181,7 +208,9 @@ def emit(layout: Layout, requests: Requests, endpoints: list[str]) -> EngineOutp
             ("--extra-inputs", "ignore_eos:true"),
         ]
         share = _share(s.requests, k, e)
-        if s.rate is None:
+        if closed:
+            opts.append(("--concurrency", str(max(1, _share(s.concurrency, k, e)))))
+        elif s.rate is None:
             opts.append(("--concurrency", str(share)))
         else:
             opts.append(("--request-rate", f"{s.rate / e:.6g}"))
@@ -212,7 +241,11 @@ def emit(layout: Layout, requests: Requests, endpoints: list[str]) -> EngineOutp
             ("--url", _host_port(url)),
             ("--input-file", f"workload-ep{k}.jsonl"),
             ("--custom-dataset-type", "mooncake_trace"),
-            ("--fixed-schedule", None),
+            *(
+                (("--concurrency", str(max(1, _share(s.concurrency, k, e)))),)
+                if closed
+                else (("--fixed-schedule", None),)
+            ),
             ("--extra-inputs", "ignore_eos:true"),
             ("--random-seed", str(s.seed + k)),
             ("--artifact-dir", f"{RESULTS}/aiperf/ep{k}"),
@@ -223,8 +256,13 @@ def emit(layout: Layout, requests: Requests, endpoints: list[str]) -> EngineOutp
         "bench/aiperf.sh",
         header
         + [
-            f"AIPerf {load_table('aiperf').version}: exact replay of "
-            "bench/workload-ep*.jsonl (arrival ms, input and output lengths) with --fixed-schedule."
+            f"AIPerf {load_table('aiperf').version}: "
+            + (
+                "bench/workload-ep*.jsonl (input and output lengths, in order) at the closed loop's concurrency."
+                if closed
+                else "exact replay of bench/workload-ep*.jsonl (arrival ms, input and output lengths) with "
+                "--fixed-schedule."
+            )
         ],
         aiperf,
     )

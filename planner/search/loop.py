@@ -119,12 +119,19 @@ def prepare(scenario: Scenario, options: SearchOptions, deadline: float) -> Prep
 
 
 def iteration_limits(scenario: Scenario, priced: PricedTemplate, profile: WorkloadProfile) -> IterationLimits:
+    shortest = int(profile.input_tokens.min()) if profile.num_requests else 1
+    return limits_of(scenario, int(priced.cost.kv_capacity_tokens), shortest)
+
+
+def limits_of(scenario: Scenario, kv_tokens: int, shortest_prompt: int) -> IterationLimits:
+    """What one iteration of a replica with `kv_tokens` of KV cache can hold under the scenario's engine, for a
+    workload whose shortest prompt is `shortest_prompt` (also used by planner.capacity's bracket)."""
     engine = scenario.spec.engine
     max_tokens = engine_setting(engine, "max_num_batched_tokens")
     max_seqs = engine_setting(engine, "max_num_seqs")
     block = 1 if engine.kind == "orca" else engine.block_size
-    kv = int(priced.cost.kv_capacity_tokens)
-    shortest = int(profile.input_tokens.min()) if profile.num_requests else 1
+    kv = int(kv_tokens)
+    shortest = int(shortest_prompt)
     per_request_blocks = -(-(shortest + 1) // block)
     max_decodes = max(1, min(max_seqs, (kv // block) // max(per_request_blocks, 1)))
     return IterationLimits(

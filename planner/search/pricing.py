@@ -101,7 +101,7 @@ def price_templates(
         )
         if not cost.fits or cost.kv_capacity_tokens < engine.block_size:
             continue
-        step = _step_time_fn(cost, max_tokens)
+        step = step_time_fn(cost, max_tokens)
         est_all = analytic_capacity(
             step,
             cost.kv_capacity_tokens,
@@ -149,7 +149,9 @@ def _shape(prefill: int, decode: int, context: int) -> BatchShape:
     return BatchShape(num_decode=decode, decode_context_tokens=context)
 
 
-def _step_time_fn(cost, max_tokens: int):
+def step_time_fn(cost, max_tokens: int):
+    """(prefill tokens, decodes, decode context) -> seconds: one iteration of a replica priced on its stages, the
+    analytic model's step (also used by planner.capacity's prediction)."""
     stages = cost.stages
     pp = len(stages)
 

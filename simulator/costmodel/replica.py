@@ -13,7 +13,7 @@ bound computed from `iteration_time` is a bound on the breakdown too; there is n
   needed; if the check fails the decode attention is priced op by op (same value, slower);
 * prefill attention (a few per-request chunks) is priced by `ops.price_attention` directly;
 * energy is `energy.gpu_energy`'s rule on the summed FLOPs and bytes of the busiest GPU; FLOPs are linear in the
-  aggregates; the per-iteration overhead (per-layer launch + `host.iteration_seconds`) is cached by sequences.
+  aggregates; the per-iteration overhead (per-layer launch + the engine's host figures) is cached by sequences.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from simulator.costmodel import attention, comm, host
 from simulator.costmodel.build import StageOps, build_stage_ops
 from simulator.costmodel.calibration import Calibration, apply_calibration, load_calibration
+from simulator.costmodel.calibration import host_overhead as calibrated_host
 from simulator.costmodel.energy import energy_coefficients, gpu_energy, usd_per_hour
 from simulator.costmodel.interface import BatchShape, OpCost
 from simulator.costmodel.memory import StageMemory, stage_memory
@@ -175,6 +176,7 @@ class StageCostModel:
     attn_flops_per_pair: float  # model attention FLOPs per query-key pair over the stage's layers
     lm_flops_per_seq: float
     engine_kind: str = "vllm-v1"
+    host: host.HostOverhead | None = None  # None: the engine kind's catalog figures (costmodel/host.py)
     fused_decode: bool = True  # False: price decode attention op by op (the fallback; tests)
 
     def __post_init__(self):
@@ -231,7 +233,8 @@ class StageCostModel:
             if (self.cuda_graphs and not shape.num_prefill_tokens)
             else eff.layer_overhead_eager_s
         )
-        engine = host.iteration_seconds(self.engine_kind, shape.num_seqs) if self.first else 0.0
+        figures = self.host or host.host_overhead(self.engine_kind)
+        engine = figures.step_seconds(shape.num_seqs) if self.first else 0.0
         return self.ops.num_layers * per_layer + engine
 
     def _decode_attention(self, num_decode: int, frac: float) -> _DecodeAttention | None:
@@ -458,6 +461,7 @@ def build_stage_cost(
     *,
     first: bool,
     last: bool,
+    host_overhead: host.HostOverhead | None = None,
 ) -> StageCostModel:
     group = _group_of(cluster, gpu.name)
     intra, inter = _fabrics(cluster, group, gpu)
@@ -488,6 +492,7 @@ def build_stage_cost(
         attn_flops_per_pair=attn,
         lm_flops_per_seq=2.0 * model.vocab_size * model.hidden_size,
         engine_kind=engine.kind,
+        host=host_overhead,
     )
 
 
@@ -510,13 +515,15 @@ def build_replica_cost(
             field="calibration.gpu",
         )
     default = next(iter(gpus)) if len(gpus) == 1 else None
+    figures = calibrated_host(engine.kind, calibration)
     stages = []
     n = len(group.stages)
     for i, stage in enumerate(group.stages):
         gpu = apply_calibration(gpus[stage.gpu or default], calibration)
-        stages.append(
-            build_stage_cost(model, stage, gpu, cluster, dtypes, engine, first=i == 0, last=i == n - 1)
+        stage_cost = build_stage_cost(
+            model, stage, gpu, cluster, dtypes, engine, first=i == 0, last=i == n - 1, host_overhead=figures
         )
+        stages.append(stage_cost)
     first_gpu = stages[0].gpu
     node = _group_of(cluster, first_gpu.name)
     intra, inter = _fabrics(cluster, node, first_gpu)

@@ -5,6 +5,9 @@ stops a request after its first token (the first-token time is the end of prefil
 the cache to a decode replica; it lands after `ReplicaCost.kv_transfer_time`, and decoding goes on there.
 A replica without pipelining that finishes an iteration starts the next one and, when that one ends before
 any other queued event, runs it inline (the order the event heap would give it, without the heap).
+In a closed loop (`closed`), the first `concurrency` requests arrive at t = 0 and each request that finishes
+or is rejected sends the next one in workload order `think_time_s` later (its arrival time is set then); every
+arrival is then an event (no replica owns a stream of known times).
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ class ServingSystem:
         config: SchedulerConfig,
         router: str,
         rng: np.random.Generator,
+        closed=None,
     ):
         self.table = table
+        self.closed = closed  # simulator.workload.ClosedLoop, or None for arrivals at the table's times
         self.replicas: list[Replica] = []
         for spec in specs:
             for _ in range(spec.count):
@@ -76,14 +81,18 @@ class ServingSystem:
         # One entry replica without pipelining owns the arrival stream: routing is trivial and nothing else
         # reads its queue, so while it is busy it takes arrivals in when it next schedules (every arrival
         # up to that instant, as the event order would have), and only an idle owner waits on an arrival event.
-        self._owner = self.entry[0] if len(self.entry) == 1 and self.entry[0].pp == 1 else None
+        single = len(self.entry) == 1 and self.entry[0].pp == 1
+        self._owner = self.entry[0] if single and closed is None else None
         self.progress: Callable[[int, int], None] | None = None
 
     # ------------------------------------------------------------------------------------------- running
     def run(self, *, until_s: float = math.inf, max_requests: int | None = None) -> None:
         """Simulate until every request is finished or rejected, the clock passes until_s, or max_requests
         requests have completed."""
-        self._queue_arrival()
+        if self.closed is None:
+            self._queue_arrival()
+        elif self._next_arrival == 0:
+            self._send_next(min(self.closed.concurrency, self.table.num_requests), 0.0, think=False)
         stop = None if max_requests is None else (lambda: self.num_completed >= max_requests)
         self.loop.run(until_s=until_s, stop=stop)
         if self._owner is not None:  # arrivals the event order would have run before the loop stopped
@@ -98,6 +107,12 @@ class ServingSystem:
             self.loop.schedule(self._arrival_s[n], PRIORITY_ARRIVAL, self._on_arrival, n)
 
     def _on_arrival(self, now_s: float, req: int) -> None:
+        if self.closed is not None:
+            self.table.arrival_s[req] = now_s
+            self._arrive(
+                self.entry[self.entry_router.choose(self.outstanding, self._entry_index)], req, now_s
+            )
+            return
         self._arrival_queued = False
         self._next_arrival = req + 1
         owner = self._owner
@@ -139,6 +154,8 @@ class ServingSystem:
         if not replica.scheduler.can_ever_fit(req):
             self.table.status[req] = RequestStatus.REJECTED
             self.num_rejected += 1
+            if self.closed is not None:
+                self._send_next(1, now_s)
             return
         self.table.replica[req] = replica.index
         self.outstanding[replica.index] += 1
@@ -290,9 +307,21 @@ class ServingSystem:
             table.finish_s[req] = now_s
         before = self.num_completed
         self.num_completed += len(done)
+        if self.closed is not None:
+            self._send_next(len(done), now_s)
         total = table.num_requests
         if self.progress is not None and self.num_completed * 100 // total > before * 100 // total:
             self.progress(self.num_completed, total)
+
+    def _send_next(self, count: int, now_s: float, *, think: bool = True) -> None:
+        """Closed loop: `count` clients are free at now_s; each sends the next request after its think time."""
+        at = now_s + self.closed.think_time_s if think else now_s
+        for _ in range(count):
+            n = self._next_arrival
+            if n >= self.table.num_requests:
+                return
+            self._next_arrival = n + 1
+            self.loop.schedule(at, PRIORITY_ARRIVAL, self._on_arrival, n)
 
     def _handoff(self, prefill: Replica, req: int, now_s: float) -> None:
         """Send req's KV cache (its prompt) from the prefill replica to a decode replica."""

@@ -14,6 +14,8 @@
   an iteration + idle power of the cluster's GPUs outside the plan, over the makespan.
 * Cost = $/h of the plan's GPUs; $ per million output tokens = that rate over the makespan / tokens.
 * MFU = useful FLOPs / (makespan x peak FLOP/s of the plan's GPUs).
+* Steady state (`steady`): the same latencies, SLOs and throughput inside the run's steady-state window, which
+  leaves out the warm-up and the drain (`steady.py` states the rule); the figures above are the whole run's.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from simulator.engine.request import RequestRecords, RequestStatus
+from simulator.engine.slo import slo_met, slo_pass
+from simulator.engine.steady import steady_state
 from simulator.results import (
-    STATS,
     Cost,
     Distribution,
     Energy,
@@ -103,40 +106,11 @@ class SimulationResult:
             writer.writerows(zip(*(v.tolist() for v in columns.values()), strict=True))
 
 
-def slo_pass(ttft: np.ndarray, tpot: np.ndarray, e2e: np.ndarray, slo) -> np.ndarray:
-    """Per request: at or under every stated threshold of every metric (NaN TPOT passes, NaN else fails)."""
-    ok = np.isfinite(e2e)
-    for name, values in (("ttft_s", ttft), ("tpot_s", tpot), ("e2e_s", e2e)):
-        target = getattr(slo, name) if slo is not None else None
-        if target is None:
-            continue
-        limits = [v for v in (getattr(target, k) for k in STATS) if v is not None]
-        if limits:
-            passes = values <= min(limits)
-            ok &= (passes | np.isnan(values)) if name == "tpot_s" else passes
-    return ok
-
-
-def slo_met(stats: dict[str, Distribution], slo) -> bool:
-    """Every stated statistic of every metric at or under its threshold (an undefined one is not)."""
-    if slo is None:
-        return True
-    for name in ("ttft_s", "tpot_s", "e2e_s"):
-        target = getattr(slo, name)
-        if target is None:
-            continue
-        for key in STATS:
-            limit = getattr(target, key)
-            value = getattr(stats[name], key)
-            if limit is not None and (value is None or not value <= limit):
-                return False
-    return True
-
-
 def makespan_s(records: RequestRecords) -> float:
     """Last completion - first arrival (0 when nothing completed)."""
     done = records.status == RequestStatus.FINISHED
-    return float(records.finish_s[done].max() - records.arrival_s.min()) if done.any() else 0.0
+    # nanmin: in a closed loop the requests never sent have no arrival time
+    return float(records.finish_s[done].max() - np.nanmin(records.arrival_s)) if done.any() else 0.0
 
 
 def compute_metrics(records: RequestRecords, totals: RunTotals, slo=None) -> SimulationSummary:
@@ -186,4 +160,5 @@ def compute_metrics(records: RequestRecords, totals: RunTotals, slo=None) -> Sim
         ),
         mfu=totals.flops / (makespan * totals.peak_flops) if makespan > 0 and totals.peak_flops else 0.0,
         makespan_s=makespan,
+        steady=steady_state(t, passing, slo),
     )

@@ -393,3 +393,23 @@ def test_a_plan_no_engine_can_express_exits_2_with_every_reason(tmp_path, run_cl
         assert f"{engine}:" in err
     assert err.count("dense model") >= 3
     assert not (tmp_path / "x").exists()
+
+
+def test_closed_loop_benchmark_runs_at_the_concurrency(tmp_path):
+    """A closed-loop workload: every tool at the concurrency split over the endpoints, no fixed schedule, no
+    arrival times written; the think time it cannot replay is a warning."""
+    data = _scenario()
+    data["workload"]["arrival"] = {"process": "closed", "concurrency": 24, "think_time_s": 0.5}
+    result, manifest, out = _emit(tmp_path, data)
+    _check_all(manifest, out)
+    vllm = _commands(manifest, "vllm bench serve")
+    assert [c.option("--max-concurrency") for c in vllm] == ["12", "12"]
+    assert {c.option("--request-rate") for c in vllm} == {"inf"}
+    assert [c.option("--concurrency") for c in _commands(manifest, "genai-perf profile")] == ["12", "12"]
+    aiperf = _commands(manifest, "aiperf profile")
+    assert [c.option("--concurrency") for c in aiperf] == ["12", "12"]
+    assert all("--fixed-schedule" not in c.argv() for c in aiperf)
+    rows = [json.loads(line) for line in (out / "bench" / "requests.jsonl").read_text().splitlines()]
+    assert len(rows) == 200 and {r["arrival_s"] for r in rows} == {None}
+    assert all("timestamp" not in json.loads(line) for line in (out / "bench" / "workload-ep0.jsonl").open())
+    assert any("think time of 0.5 s is not replayed" in w for w in manifest["warnings"])

@@ -126,3 +126,15 @@ def test_check_on_a_study_file_says_so(run_cli):
     study = Path(__file__).resolve().parents[2] / "configs" / "examples" / "study-gpu-cost.yaml"
     code, _, err = run_cli("check", str(study))
     assert code == 2 and "apex study" in err
+
+
+def test_plan_on_a_closed_loop_workload_exits_2_naming_the_process(run_plan, tmp_path):
+    """apex plan states its bounds on arrival times; a closed loop has none before it runs: exit 2, naming
+    workload.arrival.process and what to use instead."""
+    data = yaml.safe_load(Path(write_scenario(tmp_path)).read_text())
+    data["workload"]["arrival"] = {"process": "closed", "concurrency": 8}
+    path = tmp_path / "closed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, _, err = run_plan(str(path))
+    assert code == 2
+    assert "workload.arrival.process" in err and "apex simulate" in err

@@ -179,3 +179,81 @@ def test_lengths_without_max_are_clipped_to_the_largest_accepted():
 def test_length_distribution_refuses_impossible_parameters(fields, text):
     with pytest.raises(ValidationError, match=text):
         LengthDist.model_validate(fields)
+
+
+@pytest.mark.parametrize(
+    ("arrival", "field", "needle"),
+    [
+        ({"process": "closed"}, "workload.arrival", "needs a concurrency"),
+        ({"process": "closed", "concurrency": 4, "rate": 2.0}, "workload.arrival", "remove 'rate'"),
+        ({"process": "poisson", "rate": 2.0, "concurrency": 4}, "workload.arrival", "for process 'closed'"),
+        (
+            {"process": "constant", "rate": 2.0, "think_time_s": 1.0},
+            "workload.arrival",
+            "for process 'closed'",
+        ),
+        ({"process": "closed", "concurrency": 0}, "workload.arrival.concurrency", "greater than 0"),
+        ({"process": "closed", "concurrency": -3}, "workload.arrival.concurrency", "greater than 0"),
+        ({"process": "closed", "concurrency": 10**9}, "workload.arrival.concurrency", "1,000,000"),
+        ({"process": "closed", "concurrency": 2.5}, "workload.arrival.concurrency", "integer"),
+        ({"process": "closed", "concurrency": "8"}, "workload.arrival.concurrency", "integer"),
+        (
+            {"process": "closed", "concurrency": 4, "think_time_s": -1.0},
+            "workload.arrival.think_time_s",
+            ">= 0",
+        ),
+        (
+            {"process": "closed", "concurrency": 4, "think_time_s": float("nan")},
+            "workload.arrival.think_time_s",
+            "finite",
+        ),
+        (
+            {"process": "closed", "concurrency": 4, "think_time_s": float("inf")},
+            "workload.arrival.think_time_s",
+            "finite",
+        ),
+        (
+            {"process": "closed", "concurrency": 4, "think_time_s": 1e7},
+            "workload.arrival.think_time_s",
+            "1e+06",
+        ),
+    ],
+)
+def test_closed_loop_arrival_fields_are_validated(arrival, field, needle):
+    """Every closed-loop field is checked: the error names the field and what was expected."""
+    from simulator.scenario import load_scenario
+
+    data = {
+        "model": "llama-3.1-8b",
+        "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 1},
+        "workload": {
+            "requests": 10,
+            "arrival": arrival,
+            "input_tokens": {"dist": "fixed", "value": 10},
+            "output_tokens": {"dist": "fixed", "value": 10},
+        },
+    }
+    with pytest.raises(InputError) as info:
+        load_scenario(data)
+    assert info.value.field == field and needle in str(info.value)
+
+
+def test_closed_loop_workload_sends_the_first_n_at_zero_and_replays_a_traces_lengths():
+    """Generated: the first N arrive at t = 0, the rest have no time yet (NaN); a trace keeps its lengths in
+    order and drops its times."""
+    spec = WorkloadSpec(
+        requests=20,
+        arrival=Arrival(process="closed", concurrency=5, think_time_s=0.2),
+        input_tokens=LengthDist(dist="fixed", value=100),
+        output_tokens=LengthDist(dist="fixed", value=10),
+    )
+    reqs = generate(spec)
+    assert reqs.closed.concurrency == 5 and reqs.closed.think_time_s == 0.2
+    assert np.all(reqs.arrival_s[:5] == 0) and np.isnan(reqs.arrival_s[5:]).all()
+    traced = generate(
+        WorkloadSpec(trace=str(TRACE), requests=50, arrival=Arrival(process="closed", concurrency=8))
+    )
+    plain = read_trace(TRACE)
+    assert np.array_equal(traced.input_tokens, plain.input_tokens[:50])
+    assert np.array_equal(traced.output_tokens, plain.output_tokens[:50])
+    assert traced.closed.concurrency == 8 and np.isnan(traced.arrival_s[8:]).all()

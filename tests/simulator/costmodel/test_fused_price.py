@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from simulator import catalog
 from simulator.costmodel import BatchShape, build_stage_cost
 from simulator.costmodel.energy import gpu_energy
+from simulator.costmodel.replica import clear_price_caches
 from simulator.hardware import Cluster, NodeGroup
 from simulator.plan import Stage
 from simulator.scenario import DTypes, Engine
@@ -104,6 +105,27 @@ def test_decode_attention_takes_the_fused_form_on_shipped_models(case):
     for n in (1, 7, 64, 256):
         stage.price_decode(n, 1000 * n)
     assert stage._decode_lines and None not in stage._decode_lines.values()
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_price_does_not_depend_on_what_was_priced_before(case):
+    """Caches never leak one shape's price into another: a stage that priced other mixes first (with attention
+    dp, the busiest group's share depends on prefill chunks too) gives the price of a cold stage."""
+    warm = _stage(case)
+    for shape in (
+        BatchShape.from_requests([42], [0], [300] * 94),
+        BatchShape.from_requests([], [], [0] * 42),
+        BatchShape.from_requests([7, 9, 11], [0, 0, 5], [64] * 42),
+    ):
+        warm.price(shape)
+    for shape in (
+        BatchShape.from_requests([], [], [10] * 42),
+        BatchShape.from_requests([5], [0], [10] * 41),
+        BatchShape.from_requests([42], [0], [300] * 3),
+    ):
+        warm_price = warm.price(shape)
+        clear_price_caches()  # stages of the same fields share caches: start the reference cold
+        assert warm_price == pytest.approx(_stage(case).price(shape), rel=1e-12)
 
 
 def test_static_cache_keys_are_exact_counts():

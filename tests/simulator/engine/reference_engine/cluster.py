@@ -3,6 +3,9 @@
 Arrivals are routed to an entry replica (colocated, or prefill in a disaggregated plan). A prefill replica
 stops a request after its first token (the first-token time is the end of prefill), frees its KV and sends
 the cache to a decode replica; it lands after `ReplicaCost.kv_transfer_time`, and decoding goes on there.
+In a closed loop (`closed`), the first `concurrency` requests arrive at t = 0 and each request that finishes
+or is rejected sends the next one in workload order `think_time_s` later (added with closed-loop arrivals, to
+check the aggregate engine's closed loop against).
 """
 
 from __future__ import annotations
@@ -46,8 +49,10 @@ class ServingSystem:
         config: SchedulerConfig,
         router: str,
         rng: np.random.Generator,
+        closed=None,
     ):
         self.table = table
+        self.closed = closed
         self.replicas: list[Replica] = []
         for spec in specs:
             for _ in range(spec.count):
@@ -75,6 +80,10 @@ class ServingSystem:
     def run(self, *, until_s: float = math.inf, max_requests: int | None = None) -> None:
         """Simulate until every request is finished or rejected, the clock passes until_s, or max_requests
         requests have completed."""
+        if self.table.num_requests and self._next_arrival == 0 and self.closed is not None:
+            self._next_arrival = min(self.closed.concurrency, self.table.num_requests)
+            for req in range(self._next_arrival):
+                self.loop.schedule(0.0, PRIORITY_ARRIVAL, self._on_arrival, req)
         if self.table.num_requests and self._next_arrival == 0:
             self._next_arrival = 1
             self.loop.schedule(self.table.arrival_s[0], PRIORITY_ARRIVAL, self._on_arrival, 0)
@@ -84,7 +93,9 @@ class ServingSystem:
     def _on_arrival(self, now_s: float, req: int):
         events = []
         n = self._next_arrival
-        if n < self.table.num_requests:
+        if self.closed is not None:
+            self.table.arrival_s[req] = now_s
+        elif n < self.table.num_requests:
             self._next_arrival = n + 1
             events.append((self.table.arrival_s[n], PRIORITY_ARRIVAL, self._on_arrival, n))
         replica = self.entry[self.entry_router.choose(self.outstanding[self._entry_index])]
@@ -98,7 +109,7 @@ class ServingSystem:
         if not replica.scheduler.can_ever_fit(req):
             self.table.status[req] = RequestStatus.REJECTED
             self.num_rejected += 1
-            return ()
+            return self._send_next(1, now_s)
         self.table.replica[req] = replica.index
         self.outstanding[replica.index] += 1
         replica.scheduler.add_request(req)
@@ -143,12 +154,27 @@ class ServingSystem:
             return
         self.table.status[done] = RequestStatus.FINISHED
         self.table.finish_s[done] = now_s
+        for event in self._send_next(len(done), now_s):
+            self.loop.schedule(*event)
         before = self.num_completed
         self.num_completed += len(done)
         if self.progress is not None and (
             self.num_completed * 100 // self.table.num_requests > before * 100 // self.table.num_requests
         ):
             self.progress(self.num_completed, self.table.num_requests)
+
+    def _send_next(self, count: int, now_s: float):
+        """Closed loop: the arrival events of the next `count` requests, after the think time."""
+        if self.closed is None:
+            return ()
+        events = []
+        for _ in range(count):
+            n = self._next_arrival
+            if n >= self.table.num_requests:
+                break
+            self._next_arrival = n + 1
+            events.append((now_s + self.closed.think_time_s, PRIORITY_ARRIVAL, self._on_arrival, n))
+        return events
 
     def _handoff(self, prefill: Replica, req: int, now_s: float):
         """Send req's KV cache (its prompt) from the prefill replica to a decode replica."""

@@ -135,7 +135,7 @@ def slo_met(stats: dict[str, dict[str, float]], slo) -> bool:
 def makespan_s(table: RequestTable) -> float:
     """Last completion - first arrival (0 when nothing completed)."""
     done = table.status == RequestStatus.FINISHED
-    return float(table.finish_s[done].max() - table.arrival_s.min()) if done.any() else 0.0
+    return float(table.finish_s[done].max() - np.nanmin(table.arrival_s)) if done.any() else 0.0
 
 
 def compute_metrics(table: RequestTable, totals: RunTotals, slo=None) -> dict:

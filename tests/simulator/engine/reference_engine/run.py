@@ -46,7 +46,9 @@ def simulate_requests(
 ) -> tuple[SimulationResult, ServingSystem]:
     """Simulate `requests` (a workload.Requests) on the replicas; returns the result and the final system
     state (for invariant checks). The router's RNG stream is spawned from `seed`, apart from the workload's."""
-    table = RequestTable(requests.arrival_s, requests.input_tokens, requests.output_tokens)
+    closed = requests.closed
+    arrival = requests.arrival_s.copy() if closed is not None else requests.arrival_s
+    table = RequestTable(arrival, requests.input_tokens, requests.output_tokens)
     router_ss = np.random.SeedSequence(seed).spawn(4)[3]
     system = ServingSystem(
         table,
@@ -55,6 +57,7 @@ def simulate_requests(
         config=scheduler_config(engine, max_model_len),
         router=engine.router,
         rng=np.random.default_rng(router_ss),
+        closed=closed,
     )
     system.progress = progress
     system.run(until_s=until_s, max_requests=max_requests)
