@@ -98,9 +98,8 @@ class _Verdicts:
                 break  # the number in the system grew with the run's length: a queue that grows, not a warm-up
             occupancy = steady.window.occupancy
             n = min(2 * n, limit)
-        probe = Probe(
-            seed, rate, n, steady.sustained, _why(steady, summary, self.scenario, n), steady.to_json()
-        )
+        why = _why(steady, summary, self.scenario, n)
+        probe = Probe(seed, rate, n, steady.sustained, why, summary.to_json())
         self.cache[key] = probe
         return probe
 
@@ -274,6 +273,7 @@ def capacity_of(
         plan_name=shorthand(scenario.plan),
         num_gpus=scenario.plan.num_gpus,
         rate_rps=rate,
+        at_capacity=at_rate[0].metrics,
         output_tokens_per_s=float(np.mean(out_tps)) if all(v is not None for v in out_tps) else None,
         output_tokens_per_s_per_user=1.0 / tpot_mean if tpot_mean else None,
         ttft_s=_mean_stat(at_rate, "ttft_s"),
