@@ -49,9 +49,9 @@ from formulations.templates import TemplateCoefficients
 from planner.capacity.bracket import bracket
 from planner.capacity.load import load_model, rate_load
 from planner.capacity.result import CapacityResult
-from planner.capacity.search import DEFAULT_REQUESTS, CapacityOptions, capacity_of
+from planner.capacity.search import DEFAULT_REQUESTS, CapacityOptions, capacity_of, sustained_at
 from planner.errors import NoPlanError
-from planner.objective import Violation
+from planner.objective import Violation, objective_value
 from planner.search.labels import short_label
 from planner.search.pool import Candidate
 from planner.search.pricing import template_structures
@@ -64,7 +64,9 @@ from simulator.scenario import Scenario
 
 CLASS = "all"  # one workload class: capacity is measured on the scenario's whole mix
 NEAR = 0.1  # plans this far short of the target on the summed capacity are verified too (`_near_misses`)
-SCREEN = CapacityOptions(seeds=1, tolerance=0.03, requests=2000)  # a template coefficient: 1 seed, 3%
+NEAR_TRIES = 4
+# A template's coefficient: one seed, 5%, runs from 500 requests (lengthened while the window is short).
+SCREEN = CapacityOptions(seeds=1, tolerance=0.05, requests=500)
 
 
 @dataclass
@@ -143,13 +145,28 @@ def plan_on_capacity(
         )
     measured: dict[str, Measured] = {}
     cuts: list[CapacityCut] = []
-    verified: dict[str, CapacityResult] = {}
-    candidates: list[Candidate] = []
+    verified: dict[str, tuple[bool, str]] = {}
+    rejected: list[Candidate] = []
     rounds = 0
     stopped = "time limit"
     simulations = 0
-    best: Candidate | None = None
+    held: Plan | None = None
     limit = max_templates or max(2, len(scenario.cluster.gpus_by_type()))
+
+    def verify(plan: Plan, needed: float) -> bool:
+        nonlocal simulations
+        options = CapacityOptions(seeds=seeds, tolerance=tolerance, time_limit_s=_left(deadline))
+        try:
+            ok, why, sims = sustained_at(scenario.with_plan(plan), needed, options)
+        except NoPlanError as exc:
+            ok, why, sims = False, str(exc), 0
+        simulations += sims
+        verified[short_label(plan)] = (ok, why)
+        if not ok:
+            error = f"does not sustain {needed:.4g} req/s on every seed: {why}"
+            rejected.append(_rejected(scenario, plan, error))
+        return ok
+
     while time.perf_counter() < deadline:
         rounds += 1
         problem = _master(scenario, templates, prices, uppers, measured, cuts, limit)
@@ -170,69 +187,41 @@ def plan_on_capacity(
         unmeasured = [t for t in solution.counts if t not in measured]
         if unmeasured:
             for tid in unmeasured:
-                left = deadline - time.perf_counter()
-                if left <= 0:
+                if time.perf_counter() >= deadline:
                     break
-                measured[tid], sims = _measure(scenario, templates[tid], left)
+                measured[tid], sims = _measure(scenario, templates[tid], _left(deadline))
                 simulations += sims
                 if progress is not None:
                     progress(len(measured), len(templates))
             continue
         plan = _plan_of(templates, solution.counts)
-        key = short_label(plan)
-        if key in verified:  # the master returned a plan already verified and cut: nothing new to learn
+        if short_label(plan) in verified:  # cut and proposed again: nothing new to learn
             stopped = "the master repeats a verified plan"
             break
-        options = CapacityOptions(
-            seeds=seeds, tolerance=tolerance, time_limit_s=max(deadline - time.perf_counter(), 1.0)
-        )
-        try:
-            result = capacity_of(scenario.with_plan(plan), options)
-        except NoPlanError as exc:
-            result = None
-            why = str(exc)
-        simulations += result.simulations if result else 0
-        verified[key] = result
-        cand = _candidate(scenario, plan, result, why if result is None else "")
-        candidates.append(cand)
-        if _holds(objective, goals.rate, result, claimed, plan.num_gpus, tolerance):
-            best = cand
-            stopped = "the plan the master chose holds in `apex capacity`"
+        needed = goals.rate if goals.rate is not None else claimed * plan.num_gpus * (1 - 2 * tolerance)
+        if verify(plan, needed):
+            held = plan
+            stopped = "the plan the master chose sustains its target on every seed"
             if goals.rate is not None:
-                better, sims = _near_misses(
-                    scenario,
-                    problem,
-                    solution,
-                    templates,
-                    measured,
-                    goals.rate,
-                    seeds,
-                    tolerance,
-                    deadline,
-                    solver,
+                better = _near_misses(
+                    problem, solution, templates, measured, goals.rate, deadline, solver, verify
                 )
-                simulations += sims
-                candidates += better
-                held = [c for c in better if c.feasible]
-                if held:
-                    best = held[-1]
-                    stopped += f"; {len(held)} cheaper plan(s) short of the target on the sum also hold"
+                if better is not None:
+                    held = better
+                    stopped += "; a cheaper plan short of the target on the summed capacities does too"
             break
-        cuts += _cuts(problem, solution, result)
-    if best is None:
-        feasible = [c for c in candidates if c.feasible]
-        if not feasible:
-            closest = candidates[-1] if candidates else None
-            if closest is None:
-                raise NoPlanError(stopped)
-            detail = "; ".join(v.describe() for v in closest.violations)
-            raise NoPlanError(f"{stopped}; the closest plan verified, {closest.name}, {detail}")
-        best = (
-            max(feasible, key=lambda c: c.objective)
-            if objective_spec(objective).sense == "max"
-            else min(feasible, key=lambda c: c.objective)
-        )
-    ordered = sorted(candidates, key=lambda c: c.rank_key(objective))
+        cuts += _cuts(problem, solution, needed)
+    if held is None:
+        why = f"; the last plan verified, {rejected[-1].name}, {rejected[-1].error}" if rejected else ""
+        raise NoPlanError(stopped + why)
+    final = capacity_of(
+        scenario.with_plan(held),
+        CapacityOptions(seeds=seeds, tolerance=tolerance, time_limit_s=_left(deadline)),
+    )
+    simulations += final.simulations
+    best = _candidate(scenario, held, final)
+    candidates = [best, *rejected]
+    ordered = sorted(candidates[1:], key=lambda c: c.rank_key(objective))
     stats = SearchStats(
         "highs (master MILP on measured capacities) + apex capacity",
         rounds,
@@ -332,92 +321,63 @@ def _measure(scenario: Scenario, template, time_left: float) -> tuple[Measured, 
     return Measured(r.rate_rps, r), r.simulations
 
 
-def _near_misses(
-    scenario, problem, solution, templates, measured, rate, seeds, tolerance, deadline, solver
-) -> tuple[list[Candidate], int]:
-    """Plans better on the objective than `solution` whose summed capacity is within NEAR of the target rate,
-    verified one by one (best first) while they hold: replicas behind one router often sustain more together
-    than their sum (pooling), so the sum is conservative. Returns the verified candidates (in order) and the
-    simulations spent."""
-    out: list[Candidate] = []
-    sims = 0
-    objective = problem.objective if problem.objective != "max_throughput" else scenario.spec.goals.objective
+def _near_misses(problem, solution, templates, measured, rate, deadline, solver, verify) -> Plan | None:
+    """The best plan, better on the objective than `solution`, whose summed capacity is within NEAR of the
+    target rate and that sustains it when verified (tried best first, NEAR_TRIES at most): replicas behind one
+    router often sustain more together than their sum (pooling), so the sum is conservative."""
+    objective = problem.objective
+    if objective == "max_throughput":  # the capacity master's own objective: the caller's is in the metrics
+        return None
     value = solution.metrics[objective]
-    tried: list[dict[str, int]] = [{t.id: solution.counts.get(t.id, 0) for t in problem.templates}]
-    while time.perf_counter() < deadline:
+    tried = [{t.id: solution.counts.get(t.id, 0) for t in problem.templates}]
+    found = None
+    for _ in range(NEAR_TRIES):
+        if time.perf_counter() >= deadline:
+            break
         bounds = (
             ObjectiveBound("max_throughput", rate / (1 + NEAR)),
             ObjectiveBound(objective, value - 1e-6 * max(1.0, abs(value))),
         )
-        res = solve_master_highspy(
-            problem.with_(objective=objective, objective_bounds=bounds, no_good=tuple(tried)), solver
-        )
+        res = solve_master_highspy(problem.with_(objective_bounds=bounds, no_good=tuple(tried)), solver)
         if not res.has_solution or any(t not in measured for t in res.solution.counts):
             break
         tried.append({t.id: res.solution.counts.get(t.id, 0) for t in problem.templates})
         plan = _plan_of(templates, res.solution.counts)
-        options = CapacityOptions(
-            seeds=seeds, tolerance=tolerance, time_limit_s=max(deadline - time.perf_counter(), 1.0)
-        )
-        try:
-            result = capacity_of(scenario.with_plan(plan), options)
-        except NoPlanError as exc:
-            out.append(_candidate(scenario, plan, None, str(exc)))
-            break
-        sims += result.simulations
-        cand = _candidate(scenario, plan, result, "")
-        out.append(cand)
-        if not cand.feasible:
-            break
-        value = res.solution.metrics[objective]
-    return out, sims
+        if verify(plan, rate):
+            found, value = plan, res.solution.metrics[objective]
+    return found
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.perf_counter(), 1.0)
 
 
 def _plan_of(templates, counts: dict[str, int]) -> Plan:
     return Plan(replicas=[templates[t].replica_group(n) for t, n in sorted(counts.items()) if n > 0])
 
 
-def _holds(objective, rate, result: CapacityResult | None, claimed: float, num_gpus: int, tol: float) -> bool:
-    """The verified capacity meets the target rate, or the ratio the master claimed, within the tolerance."""
-    if result is None or not result.confirmed:
-        return False
-    if objective == "max_rate_per_gpu":
-        return result.rate_rps / num_gpus >= claimed * (1 - 2 * tol)
-    return result.rate_rps >= rate
-
-
-def _cuts(
-    problem: MasterProblem, solution: MasterSolution, result: CapacityResult | None
-) -> list[CapacityCut]:
-    """Scale the capacities of the plan's templates by what the plan sustained over what the master assumed
-    (zero when it sustained nothing)."""
+def _cuts(problem: MasterProblem, solution: MasterSolution, needed: float) -> list[CapacityCut]:
+    """The plan did not sustain `needed`: scale its templates' capacities so that its sum is just below it."""
     by_id = {t.id: t for t in problem.templates}
     assumed = sum(n * problem.capacity(by_id[t], CLASS) for t, n in solution.counts.items())
-    ratio = (result.rate_rps / assumed) if result is not None and assumed > 0 else 0.0
-    ratio = min(ratio, 0.999)  # strictly lower, so the same count vector cannot claim the same again
+    ratio = min(0.999 * needed / assumed, 0.999) if assumed > 0 else 0.0
     return [CapacityCut(t, CLASS, problem.capacity(by_id[t], CLASS) * ratio) for t in solution.counts]
 
 
-def _candidate(scenario: Scenario, plan: Plan, result: CapacityResult | None, why: str) -> Candidate:
-    """A verified plan as a plan-search candidate: the simulation at its capacity with the capacity block."""
+def _rejected(scenario: Scenario, plan: Plan, error: str) -> Candidate:
+    spec = objective_spec(scenario.spec.goals.objective)
+    metrics = {"capacity": {"rate_rps": None, "num_gpus": plan.num_gpus, "requests_per_s_per_gpu": None}}
+    return Candidate(plan, plan.label(), metrics, spec.worst, (), plan.num_gpus, error, "capacity")
+
+
+def _candidate(scenario: Scenario, plan: Plan, result: CapacityResult) -> Candidate:
+    """The chosen plan as a plan-search candidate: the simulation at its capacity, with the capacity block; its
+    objective is read through the objective table's metric."""
     goals = scenario.spec.goals
-    spec = objective_spec(goals.objective)
-    if result is None:
-        metrics = {"capacity": {"rate_rps": 0.0, "num_gpus": plan.num_gpus, "requests_per_s_per_gpu": 0.0}}
-        violations = (Violation("capacity.rate_rps", 0.0, float(goals.rate or 0.0), "req/s"),)
-        return Candidate(plan, plan.label(), metrics, spec.worst, violations, plan.num_gpus, why, "capacity")
     metrics = dict(result.at_capacity)
     metrics["capacity"] = result.to_json()["capacity"]
-    value = metrics["capacity"]["requests_per_s_per_gpu"] if goals.objective == "max_rate_per_gpu" else None
-    if goals.objective == "min_gpus":
-        value = float(plan.num_gpus)
-    elif goals.objective == "min_cost":
-        value = float(metrics["cost"]["usd_per_hour"])
+    value = objective_value(metrics, goals)
     violations = []
-    if goals.rate is not None and result.rate_rps < goals.rate:
-        violations.append(Violation("capacity.rate_rps", result.rate_rps, float(goals.rate), "req/s"))
-    if not result.confirmed:
-        violations.append(Violation("capacity.confirmed", 0.0, 1.0, ""))
     b = goals.budget
     if b.num_gpus is not None and plan.num_gpus > b.num_gpus:
         violations.append(Violation("budget.num_gpus", float(plan.num_gpus), float(b.num_gpus), "GPUs"))

@@ -69,6 +69,7 @@ def _vectors(brute: dict, gpus: int):
                     )
 
 
+@pytest.mark.slow
 @pytest.mark.solver
 def test_max_rate_per_gpu_equals_brute_force(brute):
     """The chosen plan's templates have the best capacity per GPU of every template, and the plan the master
@@ -88,6 +89,7 @@ def test_max_rate_per_gpu_equals_brute_force(brute):
     assert best.plan.num_gpus == 2  # the best template fills the cluster at that ratio
 
 
+@pytest.mark.slow
 @pytest.mark.solver
 def test_min_gpus_for_a_target_rate_matches_brute_force(brute):
     """The fewest GPUs whose summed capacity reaches the rate (brute force over every count vector), or fewer
