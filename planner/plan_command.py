@@ -34,6 +34,10 @@ def plan_command(
         str | None, typer.Option(help="SLO overrides, e.g. 'ttft_s.p99=2.0,tpot_s.p99=0.1'")
     ] = None,
     budget: Annotated[str | None, typer.Option(help="budget overrides, e.g. 'usd_per_hour=120'")] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="req/s the plan must sustain within the SLOs (goals.rate; min_gpus / min_cost)"),
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="candidates the solver proposes per round")] = 3,
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds for the whole search")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="the plan-search result as one JSON line")] = False,
@@ -66,6 +70,7 @@ def plan_command(
             objective=objective,
             slo=slo,
             budget=budget,
+            rate=rate,
             top_k=top_k,
             time_limit_s=time_limit,
             exhaustive=exhaustive,
