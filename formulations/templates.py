@@ -181,7 +181,7 @@ def enumerate_structures(
     uneven_split_fn: Callable | None = None,
     partition_backend: str = "dp",
     partition_time_s: float = 2.0,
-    balance_gain: float = 0.05,
+    balance_gain: float = 0.03,
 ) -> list[Template]:
     """Replica structures worth considering (no coefficients yet).
 

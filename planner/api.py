@@ -14,7 +14,17 @@ from simulator.scenario import Scenario, load_scenario
 
 ScenarioLike = str | Path | dict | Scenario
 
-__all__ = ["check", "simulate", "plan", "study", "estimate", "calibrate", "capacity", "load"]
+__all__ = [
+    "check",
+    "simulate",
+    "plan",
+    "study",
+    "estimate",
+    "calibrate",
+    "calibrate_serving",
+    "capacity",
+    "load",
+]
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,25 @@ def calibrate(measurements: str | Path, *, gpu: str = "h100-sxm"):
         return fit(measurements, gpu=gpu)
     except InputError as exc:
         raise exc.within(file=str(measurements)) from None
+
+
+def calibrate_serving(
+    results: list[str | Path],
+    scenario: ScenarioLike,
+    *,
+    plan: str | dict | None = None,
+    fit: tuple[str, ...] | None = None,
+    hold_out: str = "alternate",
+    fmt: str = "auto",
+):
+    """Fit engine host figures, the frontend cost and GPU efficiency scales (planner/calibration/params.py) to
+    benchmark result files run against the scenario's plan; a `ServingFit` (`.to_calibration()` for the file)."""
+    from planner.calibration import DEFAULT_FIT
+    from planner.calibration import calibrate_serving as fit_runs
+
+    return fit_runs(
+        [str(p) for p in results], scenario, plan=plan, fit=fit or DEFAULT_FIT, hold_out=hold_out, fmt=fmt
+    )
 
 
 def estimate(scenario: ScenarioLike, *, plan: str | dict | None = None, batch_sizes=(1, 8, 32, 128)):

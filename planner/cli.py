@@ -19,16 +19,20 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from planner import api, render
+from planner.calibrate_command import serving_calibration
 from planner.capacity_command import capacity_command
 from planner.emit_command import emit_command
 from planner.errors import InputError, NoPlanError, Terminated
 from planner.ingest_command import ingest_command
+from planner.lazy import lazy_module
 from planner.outputs import check_new_file
 from planner.plan_command import plan_command
 from planner.progress import DelayedProgress
 from planner.study_command import report_command, study_command
 from simulator.errors import InputWarning
+
+api = lazy_module("planner.api")  # loaded by the first command that uses it, not for `apex --help`
+render = lazy_module("planner.render")
 
 app = typer.Typer(
     add_completion=False,
@@ -145,17 +149,57 @@ def estimate(
 @app.command()
 def calibrate(
     measurements: Annotated[
-        str, typer.Argument(help="measured points (format of data/reference/calibration.yaml)")
+        list[str],
+        typer.Argument(
+            help="measured points (format of data/reference/calibration.yaml or kernels.yaml); with --scenario, "
+            "benchmark result files (vllm bench serve, SGLang bench_serving, GenAI-Perf, AIPerf)"
+        ),
     ],
-    gpu: Annotated[str, typer.Option(help="GPU catalog name whose coefficients are fitted")] = "h100-sxm",
+    gpu: Annotated[
+        str | None, typer.Option(help="GPU catalog name whose coefficients are fitted (default h100-sxm)")
+    ] = None,
     report: Annotated[
         bool, typer.Option("--report", help="print every point: measured, predicted, error")
     ] = False,
     out: Annotated[
         str | None, typer.Option(help="write the calibration file that scenarios can name")
     ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="the scenario the benchmark ran (model, cluster, plan, engine, workload seed)"),
+    ] = None,
+    plan: Annotated[
+        str | None, typer.Option(help="with --scenario: the plan benchmarked, e.g. tp=4 for one replica")
+    ] = None,
+    fit: Annotated[
+        str | None,
+        typer.Option(
+            help="with --scenario: parameters to fit, comma-separated, of per_iteration_s, per_sequence_s, "
+            "frontend_s, compute_scale, memory_scale (default per_iteration_s,frontend_s,compute_scale)"
+        ),
+    ] = None,
+    hold_out: Annotated[
+        str | None,
+        typer.Option(help="with --scenario: runs left out, by load: alternate (default), highest or none"),
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="with --scenario: auto, vllm, sglang, genai-perf, aiperf")
+    ] = None,
 ):
-    """Fit the cost model's coefficients of one GPU to measured kernel or step times; report held-out errors."""
+    """Fit the cost model's coefficients to measured kernel or step times, or (with --scenario) the engine's host
+    and frontend costs and GPU efficiency to benchmark runs; report errors on what the fit left out."""
+    serving = {"--plan": plan, "--fit": fit, "--hold-out": hold_out, "--format": fmt}
+    if scenario is None:
+        given = next((flag for flag, value in serving.items() if value is not None), None)
+        if given:
+            raise InputError(f"{given} needs --scenario (benchmark result files)", field=given)
+        if len(measurements) > 1:
+            raise InputError(
+                "takes one kernel/step file; several files are benchmark results, which need --scenario",
+                field="MEASUREMENTS",
+            )
+    elif gpu is not None:
+        raise InputError("with --scenario the GPU is the plan's; leave out --gpu", field="--gpu")
     if out:
         target = Path(out)
         if target.exists():
@@ -165,7 +209,19 @@ def calibrate(
             )
         if not target.parent.is_dir():
             raise InputError(f"the folder {target.parent} does not exist; create it first", field="--out")
-    result = api.calibrate(measurements, gpu=gpu)
+    if scenario is not None:
+        serving_calibration(
+            measurements,
+            scenario,
+            plan=plan,
+            fit=fit,
+            hold_out=hold_out or "alternate",
+            fmt=fmt or "auto",
+            report=report,
+            out=out,
+        )
+        return
+    result = api.calibrate(measurements[0], gpu=gpu or "h100-sxm")
     from simulator.costmodel import write_calibration
     from simulator.costmodel.kernel_fit import KernelFit
 

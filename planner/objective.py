@@ -19,9 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from formulations.objectives import OBJECTIVES, ObjectiveSpec, objective_spec
-from simulator.scenario import Goals
+
+if (
+    TYPE_CHECKING
+):  # annotations only: importing the scenario's pydantic classes costs `apex --help` its start-up
+    from simulator.scenario import Goals
 
 SENSE: dict[str, str] = {name: o.sense for name, o in OBJECTIVES.items()}
 UNIT: dict[str, str] = {name: o.unit for name, o in OBJECTIVES.items()}

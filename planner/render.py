@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from simulator import catalog
+from planner.lazy import lazy_module
+
+catalog = lazy_module("simulator.catalog")  # pydantic catalog classes: loaded by the tables that list it
 
 # Piped output (files, CI logs) gets a wide fixed width so that tables are not squeezed to 80 columns.
 console = Console(width=None if Console().is_terminal else 160)

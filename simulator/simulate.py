@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 
 from simulator.admission import ReplicaLimit, enforce, length_field, screen
+from simulator.costmodel.calibration import Calibration, host_overhead, load_calibration
 from simulator.engine.cluster import ReplicaSpec
 from simulator.engine.metrics import SimulationResult
 from simulator.engine.run import simulate_requests
@@ -26,11 +27,19 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     until_s: float = math.inf,
     max_requests: int | None = None,
+    requests: Requests | None = None,
+    calibration: Calibration | None = None,
 ) -> SimulationResult:
-    """Simulate the scenario's plan; stop early at simulated time until_s or after max_requests completions."""
+    """Simulate the scenario's plan; stop early at simulated time until_s or after max_requests completions.
+
+    `requests` replaces the scenario's workload (a benchmark run replayed by `apex calibrate`) and `calibration`
+    its calibration file (trial coefficients of a fit)."""
     spec = scenario.spec
-    specs = replica_specs(scenario)
-    requests = generate(spec.workload, file=scenario.file)
+    if calibration is None and spec.calibration is not None:
+        calibration = load_calibration(spec.calibration)
+    specs = replica_specs(scenario, calibration)
+    if requests is None:
+        requests = generate(spec.workload, file=scenario.file)
     limits = [ReplicaLimit(s.role, s.cost.kv_capacity_tokens) for s in specs]
     admission = screen(
         requests.input_tokens,
@@ -42,7 +51,13 @@ def simulate(
     )
     enforce(admission, file=scenario.file, plan_label=scenario.plan.label())
     return simulate_workload(
-        scenario, requests, specs, progress=progress, until_s=until_s, max_requests=max_requests
+        scenario,
+        requests,
+        specs,
+        progress=progress,
+        until_s=until_s,
+        max_requests=max_requests,
+        calibration=calibration,
     )
 
 
@@ -55,11 +70,15 @@ def simulate_workload(
     until_s: float = math.inf,
     max_requests: int | None = None,
     seed: int | None = None,
+    calibration: Calibration | None = None,
 ) -> SimulationResult:
     """Simulate `requests` (instead of the scenario's workload) on replicas already priced as `specs`
     (`replica_specs(scenario)`), with the scenario's engine and SLOs; the router's stream comes from `seed`
-    (default the workload's). No admission screen: that is the caller's."""
+    (default the workload's), the frontend delay from `calibration` (default the scenario's file). No admission
+    screen: that is the caller's."""
     spec = scenario.spec
+    if calibration is None and spec.calibration is not None:
+        calibration = load_calibration(spec.calibration)
     result, _ = simulate_requests(
         requests,
         specs,
@@ -73,12 +92,14 @@ def simulate_workload(
         max_requests=max_requests,
         progress=progress,
         max_model_len=scenario.model.max_context,
+        frontend_s=host_overhead(spec.engine.kind, calibration).frontend_s,
     )
     return result
 
 
-def replica_specs(scenario: Scenario) -> list[ReplicaSpec]:
-    """One ReplicaSpec per replica group of the scenario's plan, priced by the cost model."""
+def replica_specs(scenario: Scenario, calibration: Calibration | None = None) -> list[ReplicaSpec]:
+    """One ReplicaSpec per replica group of the scenario's plan, priced by the cost model (with `calibration`,
+    else the scenario's calibration file)."""
     from simulator.costmodel import build_replica_cost
 
     if scenario.plan is None:
@@ -97,7 +118,7 @@ def replica_specs(scenario: Scenario) -> list[ReplicaSpec]:
             scenario.cluster,
             spec.dtype,
             spec.engine,
-            calibration=spec.calibration,
+            calibration=calibration if calibration is not None else spec.calibration,
         )
         if not getattr(cost, "fits", True) or cost.kv_capacity_tokens <= 0:
             raise InputError(

@@ -1,7 +1,7 @@
 """AIPerf `profile_export.jsonl`: one record per request (AIPerf 0.2.0 and later).
 
 Each line is a MetricRecordInfo (aiperf/common/models/record_models.py): `metadata` (`benchmark_phase`
-"warmup" or "profiling", `request_start_ns`, ...), `metrics` {tag: {"value", "unit"}} and `error` (null when
+"warmup" or "profiling", `request_start_ns` — kept as the request's send time —, ...), `metrics` {tag: {"value", "unit"}} and `error` (null when
 the request succeeded). Tags used (aiperf/metrics/types/): `time_to_first_token`, `request_latency`,
 `inter_chunk_latency` (list, gaps between streamed chunks), `input_sequence_length`, `output_sequence_length`;
 values are in display units (ms for times). Warm-up records are skipped.
@@ -97,6 +97,7 @@ def parse_aiperf(path: str) -> list[BenchmarkRun]:
                 _seconds(g, chunk_unit, file=path, field=f"{field}[{j}]")
                 for j, g in enumerate(seq(chunks, file=path, field=field))
             )
+        start_ns = meta.get("request_start_ns")
         isl, _ = _metric(metrics, "input_sequence_length", file=path, where=where, required=False)
         osl, _ = _metric(metrics, "output_sequence_length", file=path, where=where, required=False)
         requests.append(
@@ -110,6 +111,9 @@ def parse_aiperf(path: str) -> list[BenchmarkRun]:
                 output_tokens=None
                 if osl is None
                 else integer(osl, file=path, field=f"{where}.metrics.output_sequence_length.value"),
+                sent_s=None
+                if start_ns is None
+                else integer(start_ns, file=path, field=f"{where}.metadata.request_start_ns") / 1e9,
             )
         )
     if seen == 0:

@@ -131,6 +131,7 @@ def parse_genai_perf(path: str) -> list[BenchmarkRun]:
                     e2e_s=(kept[-1] - sent) / 1e9,
                     input_tokens=None,
                     output_tokens=completion_tokens,
+                    sent_s=sent / 1e9,
                 )
             )
         runs.append(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class RequestRecord:
@@ -17,6 +15,12 @@ class RequestRecord:
     e2e_s: float  # last token − request sent
     input_tokens: int | None
     output_tokens: int | None
+    sent_s: float | None = None  # when the client sent it (the tool's clock, seconds), where the file says
+
+    @property
+    def num_tokens(self) -> int:
+        """Output tokens: the count the file gives, else the streamed chunks (each at least one token)."""
+        return self.output_tokens if self.output_tokens is not None else len(self.itl_s) + 1
 
     @property
     def tpot_s(self) -> float | None:
@@ -37,9 +41,11 @@ class BenchmarkRun:
     requests: tuple[RequestRecord, ...]  # completed requests
     failed: int  # requests the tool recorded as failed
     duration_s: float | None  # the run's wall time as the tool recorded it
+    burstiness: float | None = None  # vLLM's gamma shape of inter-arrival gaps (1 = Poisson), where written
 
     def summary(self) -> dict:
         """Counts, the offered load and mean / p50 / p90 / p99 of TTFT, TPOT, ITL and E2E (seconds)."""
+        import numpy as np  # here, not at the top: `apex --help` loads this module, numpy is slow to import
 
         def stats(values) -> dict | None:
             arr = np.asarray([v for v in values if v is not None], dtype=float)

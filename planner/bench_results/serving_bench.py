@@ -75,6 +75,7 @@ def run_from_dict(data: dict, *, tool: str, file: str, where: str | None) -> Ben
             )
         )
     duration = data.get("duration")
+    burstiness = data.get("burstiness")  # vllm/benchmarks/serve.py result_json["burstiness"]
     return BenchmarkRun(
         tool=tool,
         source=f"{file} ({where})" if where else file,
@@ -87,6 +88,9 @@ def run_from_dict(data: dict, *, tool: str, file: str, where: str | None) -> Ben
         requests=tuple(requests),
         failed=failed,
         duration_s=None if duration is None else number(duration, file=file, field=prefix + "duration"),
+        burstiness=None
+        if burstiness is None or burstiness in ("inf", "Infinity")
+        else number(burstiness, file=file, field=prefix + "burstiness", minimum=1e-6),
     )
 
 

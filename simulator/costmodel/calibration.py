@@ -7,19 +7,26 @@ and fits `FIT_PARAMS` with `scipy.optimize.least_squares` on log(predicted / mea
 reporting MdAPE on the fit and on the held-out points. Points needing the simulator (throughput, TTFT, ITL under
 load) are listed as skipped. `write_calibration` / `load_calibration` round-trip a YAML whose `overrides` are
 GPUEfficiency fields; `apply_calibration(gpu, calibration)` returns the GPU with them applied.
+
+A file fitted to serving benchmarks (`apex calibrate RESULTS --scenario`, planner/calibration/) adds two keys:
+`engine` (the engine kind the runs used) and `host` (costmodel/host.py figures: per_iteration_s, per_sequence_s,
+frontend_s). `host_overhead(engine_kind, calibration)` applies them to scenarios of that engine only. Files
+without these keys load as before.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 
 import yaml
 
-from simulator.errors import InputError
+from simulator.costmodel import host as host_figures
+from simulator.errors import InputError, InputWarning
 from simulator.hardware import GPU
 
 # (GPUEfficiency field, lower bound, upper bound): global coefficients, never one per point.
@@ -51,6 +58,8 @@ class Calibration:
     notes: str = ""
     errors: list[dict] = field(default_factory=list)
     summary: dict[str, float] = field(default_factory=dict)
+    engine: str | None = None  # engine kind the `host` figures were fitted for
+    host: dict[str, float] = field(default_factory=dict)  # host.FIELDS -> value
 
 
 @dataclass
@@ -135,6 +144,22 @@ def apply_calibration(gpu: GPU, calibration: Calibration | None) -> GPU:
     return gpu.model_copy(update={"efficiency": gpu.efficiency.model_copy(update=calibration.overrides)})
 
 
+def host_overhead(engine_kind: str, calibration: Calibration | None) -> host_figures.HostOverhead:
+    """The engine's host figures, with the calibration's `host` section applied when it names this engine (a
+    calibration fitted for another engine keeps the catalog figures and says so once)."""
+    if calibration is None or not calibration.host:
+        return host_figures.host_overhead(engine_kind)
+    if calibration.engine != engine_kind:
+        warnings.warn(
+            f"the calibration's host figures were fitted for engine {calibration.engine!r}; this scenario runs "
+            f"{engine_kind!r}, so its own host figures are used (GPU coefficients still apply)",
+            InputWarning,
+            stacklevel=1,  # one location, so the warning prints once however many replicas are built
+        )
+        return host_figures.host_overhead(engine_kind)
+    return host_figures.for_engine(engine_kind, calibration.host, source=f"calibration: {calibration.method}")
+
+
 def write_calibration(result, path: str | Path) -> None:
     """Write a CalibrationResult, a kernel fit (`kernel_fit.KernelFit`) or a Calibration as a calibration file."""
     if isinstance(result, CalibrationResult):
@@ -146,15 +171,11 @@ def write_calibration(result, path: str | Path) -> None:
             f"mdape_{kind}_{gpu}": round(v, 4) for gpu, e in result.errors.items() for kind, v in e.items()
         }
         cal = Calibration(result.gpu, dict(result.params), result.method, result.data, "", [], summary)
-    doc = {
-        "gpu": cal.gpu,
-        "overrides": {k: float(v) for k, v in cal.overrides.items()},
-        "method": cal.method,
-        "data": cal.data,
-        "notes": cal.notes,
-        "summary": cal.summary,
-        "errors": cal.errors,
-    }
+    doc = {"gpu": cal.gpu, "overrides": {k: float(v) for k, v in cal.overrides.items()}}
+    if cal.host:  # a serving fit: the engine its host figures belong to, and the figures
+        doc["engine"] = cal.engine
+        doc["host"] = {k: float(v) for k, v in cal.host.items()}
+    doc.update(method=cal.method, data=cal.data, notes=cal.notes, summary=cal.summary, errors=cal.errors)
     Path(path).write_text(yaml.safe_dump(doc, sort_keys=False, width=110))
 
 
@@ -195,6 +216,7 @@ def load_calibration(path: str | Path) -> Calibration:
         raise InputError(
             f"{first['msg']} (got {first.get('input')!r})", file=file, field=f"overrides.{key}"
         ) from None
+    engine, host = _check_host(doc, file)
     return Calibration(
         gpu=gpu,
         overrides=dict(overrides),
@@ -203,7 +225,50 @@ def load_calibration(path: str | Path) -> Calibration:
         notes=str(doc.get("notes", "")),
         errors=doc.get("errors") or [],
         summary=doc.get("summary") or {},
+        engine=engine,
+        host=host,
     )
+
+
+MAX_HOST_S = 10.0  # a host figure above this is a unit mistake, not an engine
+
+
+def _check_host(doc: dict, file: str) -> tuple[str | None, dict[str, float]]:
+    """The optional `engine` and `host` keys of a calibration file, checked."""
+    engine, host = doc.get("engine"), doc.get("host")
+    if engine is not None and engine not in host_figures.ENGINES:
+        raise InputError(
+            f"unknown engine kind {engine!r}; expected one of: {', '.join(host_figures.ENGINES)}",
+            file=file,
+            field="engine",
+        )
+    if host is None:
+        return engine, {}
+    if not isinstance(host, dict):
+        raise InputError(f"expected a mapping of host figure: seconds, got {host!r}", file=file, field="host")
+    if host and engine is None:
+        raise InputError(
+            "host figures need the engine kind they were fitted for (e.g. engine: vllm-v1)",
+            file=file,
+            field="engine",
+        )
+    for key, value in host.items():
+        if key not in host_figures.FIELDS:
+            raise InputError(
+                f"unknown host figure {key!r}; expected one of: {', '.join(host_figures.FIELDS)}",
+                file=file,
+                field=f"host.{key}",
+            )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not 0 <= value <= MAX_HOST_S
+        ):
+            raise InputError(
+                f"expected seconds in [0, {MAX_HOST_S:g}], got {value!r}", file=file, field=f"host.{key}"
+            )
+    return engine, {k: float(v) for k, v in host.items()}
 
 
 # ---- points ------------------------------------------------------------------------------------------------

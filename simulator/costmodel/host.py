@@ -8,13 +8,22 @@ Per engine kind, two figures:
 
 The figures are engine properties, not GPU ones. Each row says what its public source measured and, where
 no source gives a number, says plainly that the number is an assumption (`measured` is False then). Only
-vLLM v0's per-step figure is a public measurement; every `per_sequence_s` is an assumption. The per-request
-frontend (HTTP server, tokenizer) is not modelled: no public per-request measurement was found.
+vLLM v0's per-step figure is a public measurement; every `per_sequence_s` is an assumption.
+
+A third figure, `frontend_s`, is paid once per request before the engine sees it: the HTTP server, request parsing
+and tokenization of the prompt. It lengthens each request's TTFT and E2E as the client measures them, not its ITL.
+Its default is 0 for every engine: no public measurement of that path on its own was found (the vLLM v0.6.0 blog
+gives the API server's share of a profiled step loop, not a latency per request), so without a measurement TTFT is
+the engine's own; `apex calibrate RESULTS --scenario` fits it from the user's benchmark runs, and a calibration
+file's `host` section replaces any of the three figures for the engine it names (`for_engine`). Those fitted
+figures are what should replace the assumptions above.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+FIELDS = ("per_iteration_s", "per_sequence_s", "frontend_s")  # what a calibration file's `host` may set
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +32,11 @@ class HostOverhead:
     per_sequence_s: float
     source: str
     measured: bool = False  # per_iteration_s comes from a public measurement (else an assumption)
+    frontend_s: float = 0.0  # per request, before the engine (module docstring)
+
+    def step_seconds(self, num_seqs: int) -> float:
+        """Un-overlapped CPU seconds of one engine step with `num_seqs` running sequences."""
+        return self.per_iteration_s + self.per_sequence_s * num_seqs
 
 
 ENGINES: dict[str, HostOverhead] = {
@@ -79,5 +93,14 @@ def host_overhead(engine_kind: str) -> HostOverhead:
 
 def iteration_seconds(engine_kind: str, num_seqs: int) -> float:
     """Un-overlapped CPU seconds of one engine step with `num_seqs` running sequences."""
-    h = ENGINES[engine_kind]
-    return h.per_iteration_s + h.per_sequence_s * num_seqs
+    return ENGINES[engine_kind].step_seconds(num_seqs)
+
+
+def for_engine(engine_kind: str, overrides: dict[str, float] | None = None, source: str = "") -> HostOverhead:
+    """The engine kind's figures with `overrides` (keys of FIELDS, e.g. from a calibration file) applied; fitted
+    figures count as measured."""
+    base = ENGINES[engine_kind]
+    if not overrides:
+        return base
+    values = {k: float(v) for k, v in overrides.items()}
+    return replace(base, **values, source=source or base.source, measured=True)

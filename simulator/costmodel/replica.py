@@ -13,18 +13,20 @@ bound computed from `iteration_time` is a bound on the breakdown too; there is n
   needed; if the check fails the decode attention is priced op by op (same value, slower);
 * prefill attention (a few per-request chunks) is priced by `ops.price_attention` directly;
 * energy is `energy.gpu_energy`'s rule on the summed FLOPs and bytes of the busiest GPU; FLOPs are linear in the
-  aggregates; the per-iteration overhead (per-layer launch + `host.iteration_seconds`) is cached by sequences.
+  aggregates; the per-iteration overhead (per-layer launch + the engine's host figures) is cached by sequences.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from simulator.costmodel import attention, comm, host
 from simulator.costmodel.build import StageOps, build_stage_ops
 from simulator.costmodel.calibration import Calibration, apply_calibration, load_calibration
+from simulator.costmodel.calibration import host_overhead as calibrated_host
 from simulator.costmodel.energy import energy_coefficients, gpu_energy, usd_per_hour
 from simulator.costmodel.interface import BatchShape, OpCost
 from simulator.costmodel.memory import StageMemory, stage_memory
@@ -68,6 +70,28 @@ def _price_ops(ops: tuple, load: Load, gpu: GPU) -> tuple[float, float, float]:
         if c.bound != "network":
             b += c.bytes
     return t, f, b
+
+
+_SHARED_STAGES = 64  # stages whose caches a process keeps (least recently built dropped first)
+_shared: OrderedDict[str, dict[str, dict]] = OrderedDict()
+
+
+def _shared_caches(key: str) -> dict[str, dict]:
+    """The price caches of the stage whose pricing fields have this repr (new, empty ones the first time)."""
+    caches = _shared.get(key)
+    if caches is None:
+        caches = {name: {} for name in ("tokens", "seqs", "both", "prefill", "decode_lines", "decode")}
+        _shared[key] = caches
+        if len(_shared) > _SHARED_STAGES:
+            _shared.popitem(last=False)
+    else:
+        _shared.move_to_end(key)
+    return caches
+
+
+def clear_price_caches() -> None:
+    """Forget every cached price (benchmarks time a cold start with it)."""
+    _shared.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,21 +176,26 @@ class StageCostModel:
     attn_flops_per_pair: float  # model attention FLOPs per query-key pair over the stage's layers
     lm_flops_per_seq: float
     engine_kind: str = "vllm-v1"
-    _by_tokens: dict = field(default_factory=dict, repr=False)
-    _by_seqs: dict = field(default_factory=dict, repr=False)
-    _by_both: dict = field(default_factory=dict, repr=False)
-    _by_prefill: dict = field(default_factory=dict, repr=False)  # prefill aggregates -> attention price
-    _decode_lines: dict = field(default_factory=dict, repr=False)  # (num_decode, dp share) -> attention form
-    _by_decode: dict = field(default_factory=dict, repr=False)  # num_decode -> price_decode's coefficients
+    host: host.HostOverhead | None = None  # None: the engine kind's catalog figures (costmodel/host.py)
+    fused_decode: bool = True  # False: price decode attention op by op (the fallback; tests)
 
     def __post_init__(self):
+        # Every cached price is a pure function of the fields above (their repr), so stage cost models built
+        # for the same stage share one set of caches in a process (a planner or a study simulates the same
+        # stages again and again); a new stage gets new caches.
+        caches = _shared_caches(repr(self))
+        self._by_tokens = caches["tokens"]
+        self._by_seqs = caches["seqs"]
+        self._by_both = caches["both"]
+        self._by_prefill = caches["prefill"]  # prefill aggregates -> attention price
+        self._decode_lines = caches["decode_lines"]  # num_decode -> decode attention form
+        self._by_decode = caches["decode"]  # num_decode -> price_decode's coefficients
         dp = self.ops.split.attn_dp
         follow = [_rows_follow(op, dp) for op in self.ops.static]
         self._token_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "tokens")
         self._seq_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "seqs")
         self._both_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "both")
         self._e_flop, self._e_byte = energy_coefficients(self.gpu, self.compute_dtype)
-        self._fused_decode = True  # False: price decode attention op by op (set by tests of the fallback)
 
     # ---- static part: exact caches by the count each op's rows follow --------------------------------------
     def _seq_part(self, num_seqs: int) -> tuple:
@@ -204,24 +233,24 @@ class StageCostModel:
             if (self.cuda_graphs and not shape.num_prefill_tokens)
             else eff.layer_overhead_eager_s
         )
-        engine = host.iteration_seconds(self.engine_kind, shape.num_seqs) if self.first else 0.0
+        figures = self.host or host.host_overhead(self.engine_kind)
+        engine = figures.step_seconds(shape.num_seqs) if self.first else 0.0
         return self.ops.num_layers * per_layer + engine
 
     def _decode_attention(self, num_decode: int, frac: float) -> _DecodeAttention | None:
-        # Keyed by the pair: with attention dp the busiest group's share `frac` depends on every sequence of
-        # the iteration (prefill chunks too), not on the decodes alone.
-        key = (num_decode, frac)
-        line = self._decode_lines.get(key, False)
+        """The decode attention form of num_decode sequences when the busiest dp group holds `frac` of the
+        batch (cached by the sequences that group decodes)."""
+        seqs = max(1.0, num_decode * frac)
+        line = self._decode_lines.get(seqs, False)
         if line is False:
-            seqs = max(1.0, num_decode * frac)
-            line = _DecodeAttention.of(self.ops, self.gpu, seqs) if self._fused_decode else None
-            self._decode_lines[key] = line
+            line = _DecodeAttention.of(self.ops, self.gpu, seqs) if self.fused_decode else None
+            self._decode_lines[seqs] = line
         return line
 
     def _prefill_attention(self, shape: BatchShape, frac: float) -> tuple[float, float, float]:
-        """(seconds, FLOPs, bytes) of the prefill chunks' attention, memoized by their exact aggregates (a
-        single new prompt of a given length recurs)."""
-        key = (  # frac too: with attention dp the busiest group's share depends on the decodes as well
+        """(seconds, FLOPs, bytes) of the prefill chunks' attention, memoized by their exact aggregates and the
+        busiest dp group's share of the batch (a single new prompt of a given length recurs)."""
+        key = (
             shape.num_prefill_tokens,
             shape.num_prefill_seqs,
             shape.prefill_attention_pairs,
@@ -432,6 +461,7 @@ def build_stage_cost(
     *,
     first: bool,
     last: bool,
+    host_overhead: host.HostOverhead | None = None,
 ) -> StageCostModel:
     group = _group_of(cluster, gpu.name)
     intra, inter = _fabrics(cluster, group, gpu)
@@ -462,6 +492,7 @@ def build_stage_cost(
         attn_flops_per_pair=attn,
         lm_flops_per_seq=2.0 * model.vocab_size * model.hidden_size,
         engine_kind=engine.kind,
+        host=host_overhead,
     )
 
 
@@ -484,13 +515,15 @@ def build_replica_cost(
             field="calibration.gpu",
         )
     default = next(iter(gpus)) if len(gpus) == 1 else None
+    figures = calibrated_host(engine.kind, calibration)
     stages = []
     n = len(group.stages)
     for i, stage in enumerate(group.stages):
         gpu = apply_calibration(gpus[stage.gpu or default], calibration)
-        stages.append(
-            build_stage_cost(model, stage, gpu, cluster, dtypes, engine, first=i == 0, last=i == n - 1)
+        stage_cost = build_stage_cost(
+            model, stage, gpu, cluster, dtypes, engine, first=i == 0, last=i == n - 1, host_overhead=figures
         )
+        stages.append(stage_cost)
     first_gpu = stages[0].gpu
     node = _group_of(cluster, first_gpu.name)
     intra, inter = _fabrics(cluster, node, first_gpu)

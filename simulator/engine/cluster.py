@@ -128,8 +128,20 @@ class ServingSystem:
     def _take_arrivals(self, owner: Replica, now_s: float) -> None:
         """The owner takes in every request that arrived by now_s (it is about to schedule)."""
         arrival_s, n, total = self._arrival_s, self._next_arrival, self.table.num_requests
+        if n >= total or arrival_s[n] > now_s:
+            return
+        table, scheduler = self.table, owner.scheduler
+        prefill = owner.role == "prefill"
         while n < total and arrival_s[n] <= now_s:
-            self._arrive(owner, n, arrival_s[n], wake=False)
+            if prefill:
+                table.stop[n] = table.prompt[n] + 1
+            if scheduler.can_ever_fit(n):
+                table.replica[n] = owner.index
+                scheduler.add_request(n)
+                self.outstanding[owner.index] += 1
+            else:
+                table.status[n] = RequestStatus.REJECTED
+                self.num_rejected += 1
             n += 1
         self._next_arrival = n
 
@@ -186,12 +198,12 @@ class ServingSystem:
                 return
             if owner:
                 self._take_arrivals(replica, now_s)
-            started, _ = replica.start_batches(now_s)
-            if not started:
+            batch = replica.scheduler.schedule(now_s)  # one stage, free now: start_batches reduced to this
+            if batch is None:
                 if owner:
                     self._queue_arrival()  # idle: wait for the next arrival
                 return
-            done_s, batch = started[0]
+            done_s = replica.start(batch, now_s)
             if not loop.runs_next(done_s):
                 loop.schedule(done_s, PRIORITY_STEP_DONE, self._on_step_done, (replica, batch))
                 return
@@ -201,36 +213,75 @@ class ServingSystem:
     def _decode_in_place(self, replica: Replica, now_s: float) -> float | None:
         """Steady decoding on a one-stage replica: while the next iteration is one cohort's decode and it ends
         before any queued event, run it here, without a Batch or an event. Returns the time reached, or None
-        when the iteration started last ends after a queued event (it is then queued itself)."""
+        when the iteration started last ends after a queued event (it is then queued itself).
+
+        Each iteration is what `schedule()` + `update_from_output()` do for a lone cohort (the equivalence
+        tests hold them to it), written out on the cohort's aggregates: the new KV blocks of the members whose
+        blocks are full, one fused price, the stage's accounts, one run-length encoded gap, and the members
+        whose last token this was."""
         scheduler = replica.scheduler
         cohort = scheduler.steady_cohort()
         if cohort is None:
             return now_s
         loop = self.loop
-        arrival_s = self._arrival_s if replica is self._owner else ()
-        total = len(arrival_s)
+        heap = loop.queued()
+        # Nothing this loop does queues an event (a colocated or decode replica's finishes only count), so the
+        # first queued event and the owner's next arrival stay where they are while it runs.
+        horizon_s = heap[0][0] if heap else math.inf
+        until_s, stop = loop.until_s, loop.stop
+        arrival_s = math.inf
+        if replica is self._owner and self._next_arrival < self.table.num_requests:
+            arrival_s = self._arrival_s[self._next_arrival]
+        if now_s >= arrival_s:
+            return now_s  # a request arrived: the scheduler admits it
+        kv = scheduler.kv
+        phases = cohort.phases
+        block_phases = len(phases) if phases is not None else 0
+        price = replica.stages[0].price_decode
+        values, counts = self.table.gaps.values, self.table.gaps.counts
+        busy = energy = flops = 0.0
+        steps = 0
         while True:
-            if self._next_arrival < total and arrival_s[self._next_arrival] <= now_s:
-                return now_s  # a request arrived: the scheduler admits it
-            n, context = cohort.count, cohort.context_tokens()
-            if not scheduler.start_steady(cohort):
-                return now_s
-            done_s = replica.run_decode(n, context, now_s)
-            if not loop.runs_next(done_s):
+            n = cohort.count
+            context = cohort.offset_sum + n * cohort.steps
+            if block_phases:
+                blocks = phases[-cohort.steps % block_phases]
+                if blocks:
+                    if blocks > kv.num_free_blocks:
+                        break  # short of KV: schedule() preempts
+                    kv.take(blocks)
+            cohort.steps += 1
+            time_s, energy_j, flops_j = price(n, context)
+            busy += time_s
+            energy += energy_j
+            flops += flops_j
+            steps += 1
+            done_s = now_s + time_s
+            if done_s >= horizon_s or done_s > until_s or (stop is not None and stop()):
                 cohort.in_flight = True
                 replica.num_in_flight += 1
                 batch = Batch((cohort,), (), n, n, context, None)
                 loop.schedule(done_s, PRIORITY_STEP_DONE, self._on_step_done, (replica, batch))
-                return None
-            now_s = loop.now_s = done_s
-            loop.num_events += 1
-            done: list[int] = []
-            scheduler.sample_cohort(cohort, now_s, done)
-            if done:
+                now_s = None
+                break
+            values.append(done_s - cohort.last_s)
+            counts.append(n)
+            cohort.last_s = now_s = done_s
+            heap_top = cohort.finishes[0][0]
+            if heap_top == cohort.steps:
+                done: list[int] = []
+                scheduler.release_finished(cohort, done)
                 self._done(replica, done, now_s)
                 if cohort.count == 0:
                     scheduler.drop_if_empty(cohort)
-                    return now_s
+                    break
+            if now_s >= arrival_s:
+                break  # a request arrived: the scheduler admits it
+        replica.account_decode_steps(steps, busy, energy, flops, done_s if now_s is None else now_s)
+        loop.num_events += steps - (now_s is None)
+        if now_s is not None:
+            loop.now_s = now_s
+        return now_s
 
     def _done(self, replica: Replica, done: list[int], now_s: float) -> None:
         self.outstanding[replica.index] -= len(done)

@@ -31,6 +31,10 @@ class EventLoop:
     def schedule(self, time_s: float, priority: int, handler: Callable, payload: object = None) -> None:
         heapq.heappush(self._heap, (time_s, priority, next(self._seq), handler, payload))
 
+    def queued(self) -> list:
+        """The heap of queued events (read-only: its first entry is the next event)."""
+        return self._heap
+
     def runs_next(self, time_s: float) -> bool:
         """True when an event at time_s would be the next one processed (strictly before every queued event,
         within until_s, the stop condition false): its handler may then run it inline."""

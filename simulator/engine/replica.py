@@ -39,9 +39,13 @@ class Replica:
             batch = self.scheduler.schedule(now_s)
             if batch is None:
                 break
-            self.num_in_flight += 1
-            started.append((self._run_stages(batch, now_s), batch))
+            started.append((self.start(batch, now_s), batch))
         return started, None
+
+    def start(self, batch: Batch, now_s: float) -> float:
+        """Send a scheduled micro-batch into the pipeline at now_s (stage 0 is free); returns when it leaves."""
+        self.num_in_flight += 1
+        return self._run_stages(batch, now_s)
 
     def _run_stages(self, batch: Batch, now_s: float) -> float:
         shape = batch.shape
@@ -64,16 +68,16 @@ class Replica:
         self.num_iterations += 1
         return t
 
-    def run_decode(self, num_decode: int, context_tokens: int, now_s: float) -> float:
-        """A decode-only iteration on a one-stage replica started at now_s: its end (the stage's accounts kept)."""
-        time_s, energy_j, flops = self.stages[0].price_decode(num_decode, context_tokens)
-        end = now_s + time_s
-        self.stage_free_s[0] = end
-        self.stage_busy_s[0] += time_s
-        self.energy_j += energy_j
-        self.flops += flops
-        self.num_iterations += 1
-        return end
+    def account_decode_steps(
+        self, steps: int, busy_s: float, energy_j: float, flops: float, end_s: float
+    ) -> None:
+        """Add `steps` decode iterations run in place on a one-stage replica (the last one ending at end_s)."""
+        if steps:
+            self.stage_free_s[0] = end_s
+            self.stage_busy_s[0] += busy_s
+            self.energy_j += energy_j
+            self.flops += flops
+            self.num_iterations += steps
 
     def finish_batch(self, batch: Batch, now_s: float) -> list[int]:
         """The micro-batch left the last stage: update request state; returns the requests done here."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -43,9 +44,16 @@ def simulate_requests(
     max_requests: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_model_len: int | None = None,
+    frontend_s: float = 0.0,
 ) -> tuple[SimulationResult, ServingSystem]:
     """Simulate `requests` (a workload.Requests) on the replicas; returns the result and the final system
-    state (for invariant checks). The router's RNG stream is spawned from `seed`, apart from the workload's."""
+    state (for invariant checks). The router's RNG stream is spawned from `seed`, apart from the workload's.
+
+    `frontend_s` (costmodel/host.py): every request reaches the engine that long after the client sent it. The
+    same delay for every request is a translation in time of the engine's whole run, so it is added to the
+    first-token and finish times the client observes instead of shifting the arrivals (TTFT and E2E grow,
+    ITL not). Under a closed loop the client's next send waits on the engine's finish, not the observed one:
+    the frontend delay is then not added to the think time (a stated approximation)."""
     closed = requests.closed
     # a closed loop writes arrival times as it sends requests: into a copy, never into the caller's Requests
     arrival = requests.arrival_s.copy() if closed is not None else requests.arrival_s
@@ -63,6 +71,10 @@ def simulate_requests(
     system.progress = progress
     system.run(until_s=until_s, max_requests=max_requests)
     records = table.records()
+    if frontend_s:
+        records = replace(
+            records, first_token_s=records.first_token_s + frontend_s, finish_s=records.finish_s + frontend_s
+        )
     return SimulationResult(
         compute_metrics(records, _totals(system, records, plan_label, peak_flops, unused_idle_watts), slo),
         records,

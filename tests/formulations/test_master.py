@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 import numpy as np
@@ -16,7 +17,9 @@ from formulations.master import (
     DomainPool,
     MasterProblem,
     MasterTemplate,
+    SpaceTooLarge,
     WorkloadClass,
+    enumerate_count_vectors,
     pareto_front,
     solve_lexicographic,
     solve_master,
@@ -329,3 +332,49 @@ def test_master_lexicographic_and_pareto_front_trade_cost_for_goodput():
     assert costs == sorted(costs) and goodputs == sorted(goodputs)
     assert all(p.other <= p.epsilon + 1e-6 for p in front)
     assert goodputs[0] < goodputs[-1]
+
+
+@pytest.mark.solver
+def test_master_routes_classes_to_different_templates_where_a_plain_sort_cannot():
+    """Two classes (short chat, long summarisation) and two templates, each good at one class: the optimum mixes
+    them, class by class, and is cheaper than the best single template sized by ceil(demand / capacity)."""
+    chat_box = TemplateCoefficients({"chat": 10.0, "summary": 0.5}, usd_per_hour=4.0)
+    long_box = TemplateCoefficients({"chat": 4.0, "summary": 2.0}, usd_per_hour=8.0)
+    problem = MasterProblem(
+        (
+            MasterTemplate("chat-box", {"h100": 2}, chat_box, {"h100": 2}),
+            MasterTemplate("long-box", {"h100": 4}, long_box, {"h100": 4}),
+        ),
+        (WorkloadClass("chat", 20.0), WorkloadClass("summary", 4.0)),
+        (DomainPool("h100", 8, 4),),
+        objective="min_cost",
+    )
+    res = solve_master(problem, OPTIONS)
+    assert res.is_optimal and res.solution.counts == {"chat-box": 2, "long-box": 2}
+    assert res.solution.rates[("chat", "chat-box")] == pytest.approx(20.0)
+    assert res.solution.rates[("summary", "long-box")] == pytest.approx(4.0)
+    plain = min(
+        math.ceil(sum(c.demand_rps / t.coefficients.capacity_rps[c.id] for c in problem.classes))
+        * t.coefficients.usd_per_hour
+        for t in problem.templates
+    )
+    assert res.objective == pytest.approx(24.0) and res.objective < plain
+
+
+@pytest.mark.solver
+def test_master_plan_space_rows_and_enumeration_agree():
+    """`enumerate_count_vectors` lists exactly the count vectors the MILP's integer rows allow (max_templates,
+    inventory, domains, $/h and GPU budgets, at least one replica): each is feasible for the MILP with the counts
+    fixed, and the MILP's optimum over the space is one of them."""
+    problem = tradeoff_problem("min_cost").with_(
+        max_templates=1, min_replicas=1, budgets=Budgets(usd_per_hour=30.0), classes=()
+    )
+    vectors = enumerate_count_vectors(problem, 1000)
+    assert vectors and all(len(v) == 1 for v in vectors)
+    assert {tuple(v.items()) for v in vectors} == {(("slow", n),) for n in range(1, 5)} | {
+        (("fast", n),) for n in range(1, 3)
+    }
+    with pytest.raises(SpaceTooLarge):
+        enumerate_count_vectors(problem, 3)
+    best = solve_master_highspy(problem, OPTIONS)
+    assert best.solution.counts in vectors

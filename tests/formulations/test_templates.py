@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from formulations.layer_partition import evaluate_split
 from formulations.templates import (
     analytic_capacity,
     cell_options,
     enumerate_structures,
+    partition_problem_for,
     stage_weight_bytes_per_gpu,
 )
 from simulator.hardware import GPU, Cluster, NodeGroup, PeakRates
 from simulator.model import Model, MoEConfig
+from simulator.plan import even_layer_split
 
 
 def make_gpu(name: str, memory_gib: float) -> GPU:
@@ -139,3 +142,57 @@ def test_analytic_capacity_kv_and_ttft_limits():
     assert est.limited_by == "ttft" and est.ttft_s == pytest.approx(0.012)
     none = analytic_capacity(step, 1e9, 100, 100, ttft_target_s=0.001, tpot_target_s=1.0, max_num_seqs=8)
     assert none.requests_per_s == 0 and none.limited_by.startswith("infeasible")
+
+
+def _catalog(model: str, gpu: str, nodes: int):
+    from simulator.scenario import load_scenario
+
+    sc = load_scenario(
+        {
+            "model": model,
+            "cluster": {"gpu": gpu, "nodes": nodes, "gpus_per_node": 8},
+            "workload": {
+                "requests": 4,
+                "arrival": {"process": "poisson", "rate": 1.0},
+                "input_tokens": {"dist": "fixed", "value": 8},
+                "output_tokens": {"dist": "fixed", "value": 8},
+            },
+        }
+    )
+    return sc.model, sc.cluster, sc.gpus
+
+
+def test_models_larger_than_four_domains_get_deeper_pipelines():
+    """Kimi-K2 in bf16 (~2 TB) does not fit 4 stages of 8 H100s: the enumeration goes to the fewest stages that
+    fit (and one more) instead of returning nothing."""
+    model, cluster, gpus = _catalog("kimi-k2", "h100-sxm", 16)
+    templates = enumerate_structures(model, cluster, gpus, weights_dtype="bf16", memory_fraction=0.9)
+    assert templates
+    depths = {len(t.stages) for t in templates}
+    assert min(depths) >= 5 and max(depths) <= 16
+
+
+@pytest.mark.parametrize("backend", ["dp", "cpsat", "highs"])
+def test_dense_first_layers_get_a_balanced_uneven_split_from_the_partition_model(backend):
+    """DeepSeek-V3's three dense layers cost less than its MoE layers: besides the even split, pipelines get the
+    layer-partition model's balanced split — the same with every backend — whose bottleneck is lower."""
+    model, cluster, gpus = _catalog("deepseek-v3", "h200-sxm", 4)
+    templates = enumerate_structures(
+        model, cluster, gpus, weights_dtype="fp8", max_pp=4, partition_backend=backend, partition_time_s=20
+    )
+    uneven = [
+        t
+        for t in templates
+        if len(t.stages) > 1
+        and [s.layers for s in t.stages]
+        != [tuple(b) for b in even_layer_split(model.num_layers, len(t.stages))]
+        and t.stages[0].num_gpus == 8
+    ]
+    assert uneven
+    t = uneven[0]
+    attention, ffn = t.stages[0].attention, t.stages[0].ffn
+    problem = partition_problem_for(model, gpus, [s.gpu for s in t.stages], attention, ffn, "fp8", 0.72, 8)
+    balanced = evaluate_split(problem, [s.layers for s in t.stages])
+    even = evaluate_split(problem, [tuple(b) for b in even_layer_split(model.num_layers, len(t.stages))])
+    assert balanced.bottleneck_s <= 0.97 * even.bottleneck_s
+    assert t.stages[0].num_layers > t.stages[-1].num_layers  # the cheap dense layers share the first stage

@@ -72,11 +72,11 @@ SCENARIOS: dict[str, tuple[object, int | None]] = {
         },
         2,
     ),
-    "llama-70b 8xH100 max_throughput": (
+    "llama-70b 2x8xH100 max_throughput": (
         {
             "model": "llama-3.1-70b",
-            "cluster": H100x8,
-            "workload": chat(6),
+            "cluster": {"gpu": "h100-sxm", "nodes": 2, "gpus_per_node": 8},
+            "workload": chat(10),
             "goals": {"objective": "max_throughput"},
         },
         2,

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import yaml
@@ -128,3 +133,68 @@ def test_plan_bad_option_values_exit_2_naming_the_flag(run_plan, tmp_path, args,
     code, _, err = run_plan(write_scenario(tmp_path), *args)
     assert code == 2
     assert flag in err
+
+
+def _children(pid: int) -> set[int]:
+    """Child process ids of `pid` (Linux /proc)."""
+    out: set[int] = set()
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out |= {int(x) for x in f.read().split()}
+    except OSError:
+        pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [[], ["--exhaustive"]], ids=["search", "exhaustive"])
+def test_sigterm_during_plan_stops_the_worker_processes_at_once(tmp_path, extra):
+    """SIGTERM while simulations run in worker processes: exit 143 with one line, and every worker is gone
+    within a few seconds (not left simulating until its plan is done)."""
+    data = {
+        "model": "llama-3.1-8b",
+        "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 4},
+        "workload": {
+            "requests": 200_000,  # each simulation takes minutes: the signal always lands mid-simulation
+            "arrival": {"process": "poisson", "rate": 40.0},
+            "input_tokens": {"dist": "fixed", "value": 256},
+            "output_tokens": {"dist": "fixed", "value": 32},
+        },
+        "goals": {"objective": "min_cost"},
+    }
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planner.cli", "plan", str(path), "--workers", "2", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    workers: set[int] = set()
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = _children(proc.pid)
+        if len(workers) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None and len(workers) >= 2, "the planner never started its worker processes"
+    time.sleep(1.0)  # let them get into their simulations
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("terminated"), err
+    assert "Traceback" not in out + err
+    gone_by = time.monotonic() + 5
+    while time.monotonic() < gone_by and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)

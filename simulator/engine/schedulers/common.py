@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from simulator.costmodel.interface import BatchShape
 from simulator.engine.cohort import Cohort
@@ -39,9 +40,11 @@ class SchedulerConfig:
     max_model_len: int | None = None  # prompt + output longer than this is refused (the model's context)
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """One iteration's decision: whole cohorts decoding one token each, plus single requests' chunks."""
+class Batch(NamedTuple):
+    """One iteration's decision: whole cohorts decoding one token each, plus single requests' chunks.
+
+    An immutable record built every iteration (a NamedTuple: several times cheaper to build than a frozen
+    dataclass)."""
 
     cohorts: tuple[Cohort, ...]
     singles: tuple[tuple[int, int], ...]  # (request, computed tokens once the batch has run)
@@ -118,18 +121,6 @@ class Scheduler:
             return None
         return cohort
 
-    def start_steady(self, cohort: Cohort) -> bool:
-        """Schedule the steady cohort's decode (what `schedule()` would decide): allocate its new KV blocks and
-        advance it one step. False, and nothing changed, when the blocks are short (then `schedule()` preempts)."""
-        if self._cohort_blocks:
-            blocks = cohort.new_blocks()
-            if blocks > self.kv.num_free_blocks:
-                return False
-            if blocks:
-                self.kv.take(blocks)
-        cohort.steps += 1
-        return True
-
     def _decode_budget(self) -> int:
         """Tokens the decoders may take in a decode-only iteration (v1: the whole token budget)."""
         return self.config.max_num_batched_tokens
@@ -137,20 +128,24 @@ class Scheduler:
     def sample_cohort(self, cohort: Cohort, now_s: float, done: list[int]) -> None:
         """Every member of the cohort emitted one token at now_s; those at their stop length leave (into
         `done`, their KV freed)."""
-        table = self.table
         cohort.in_flight = False
-        gaps = table.gaps
+        gaps = self.table.gaps
         gaps.values.append(now_s - cohort.last_s)
         gaps.counts.append(cohort.count)
         cohort.last_s = now_s
         heap = cohort.finishes
         if heap and heap[0][0] == cohort.steps:
-            for req in cohort.pop_finished(table):
-                computed = table.offset[req] + cohort.steps
-                table.computed[req] = computed
-                table.num_tokens[req] = computed + 1
-                self._on_done(req)
-                done.append(req)
+            self.release_finished(cohort, done)
+
+    def release_finished(self, cohort: Cohort, done: list[int]) -> None:
+        """Members whose last token the cohort's latest step sampled leave (into `done`, their KV freed)."""
+        table = self.table
+        for req in cohort.pop_finished(table):
+            computed = table.offset[req] + cohort.steps
+            table.computed[req] = computed
+            table.num_tokens[req] = computed + 1
+            self._on_done(req)
+            done.append(req)
 
     # ---------------------------------------------------------------------------------------- the pieces
     def _schedule_running(self, budget: int, *, prefills_only: bool = False):
