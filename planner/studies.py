@@ -482,11 +482,13 @@ def _stop_workers(pool) -> None:
     """Drop the points not started and kill the workers running the others (their rows are not kept)."""
     # ProcessPoolExecutor has no public call that stops running work (Python 3.14 adds terminate_workers)
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.kill()
     for process in processes:
         process.join(timeout=5)
+    # join the executor's manager thread now: left running, it races the interpreter's exit hook over its
+    # wake-up pipe (CPython 3.11 prints "Exception ignored ... Bad file descriptor" on stderr)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _init_worker(parent_pid: int) -> None:
