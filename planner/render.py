@@ -252,6 +252,8 @@ def _summary_rows() -> list[tuple[str, object]]:
 
 
 def _window(w: dict) -> str:
+    if w["start_s"] is None and not w["occupancy"]:
+        return "none (no span of arrivals: a burst)"
     if w["start_s"] is None:
         return f"none (run too short to settle: ~{w['occupancy']:.0f} in the system)"
     return f"{w['start_s']:.1f}–{w['end_s']:.1f}; {w['requests']:,}"
