@@ -32,7 +32,11 @@ Objectives (all per hour or per second, so they are linear):
 * min_energy: average power in kW = (Σ count[t]·idle_w[t] + Σ rate[c,t]·energy_per_request_j[c,t]) / 1000,
   i.e. kWh per hour (idle_w is a replica's power when idle; energy_per_request_j is the energy a unit of
   demand adds on top of idle);
-* min_latency: Σ rate[c,t] · latency_score[c,t] / Σ_c demand_c (the rate-weighted mean latency score).
+* min_latency: Σ rate[c,t] · latency_score[c,t] / Σ_c demand_c (the rate-weighted mean latency score);
+* min_gpus: Σ count[t] · GPUs[t];
+* max_rate_per_gpu: throughput − q · Σ count[t] · GPUs[t] with q = `rate_per_gpu_q` (linear for a fixed q;
+  `solve_max_rate_per_gpu` raises q to the best throughput per GPU, Dinkelbach's method), on the max_throughput
+  demand rows.
 
 Extras: no-good cuts (exclude an exact count vector), capacity cuts (a template's capacity corrected down),
 objective bounds (ε-constraints, lexicographic steps, an incumbent cutoff), a warm start (initial counts), and
@@ -55,7 +59,9 @@ from formulations.objectives import OBJECTIVES
 from formulations.result import SolutionStatus, SolveResult, SolverOptions, Termination, relative_gap
 from formulations.templates import TemplateCoefficients
 
-MasterObjective = Literal["max_goodput", "min_cost", "min_energy", "min_latency", "max_throughput"]
+MasterObjective = Literal[
+    "max_goodput", "min_cost", "min_energy", "min_latency", "max_throughput", "max_rate_per_gpu", "min_gpus"
+]
 OBJECTIVE_SENSE: dict[str, str] = {name: spec.sense for name, spec in OBJECTIVES.items()}
 OBJECTIVE_UNIT: dict[str, str] = {name: spec.solver_unit for name, spec in OBJECTIVES.items()}
 
@@ -132,6 +138,7 @@ class MasterProblem:
     throughput_limit: float | None = None  # max_throughput: throughput ≤ this
     rows_of: str | None = None  # whose demand rows to build (default: the objective's; see pareto_front)
     min_replicas: int = 0  # Σ count ≥ this (a plan has at least one replica)
+    rate_per_gpu_q: float = 0.0  # max_rate_per_gpu: the ratio q of throughput − q · GPUs
 
     def __post_init__(self):
         if self.objective not in OBJECTIVE_SENSE:
@@ -153,7 +160,7 @@ class MasterProblem:
     def demand_rows(self) -> str:
         """The objective whose demand rows the model has: ≤ demand (max_goodput), = a multiple of the mix
         (max_throughput) or = demand (the min objectives)."""
-        return self.rows_of or self.objective
+        return self.rows_of or _DEMAND_ROWS.get(self.objective, self.objective)
 
     # ---- derived coefficients (read by every builder) ----
 
@@ -264,6 +271,9 @@ def evaluate(
         "min_cost": cost,
         "min_energy": (idle + active) / 1000.0,
         "min_latency": latency,
+        "min_gpus": gpus,
+        "max_rate_per_gpu": throughput - problem.rate_per_gpu_q * gpus,
+        "rate_per_gpu": throughput / gpus if gpus else 0.0,
         "num_gpus": gpus,
         "watts": idle + active,
     }
@@ -380,6 +390,8 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
         "min_energy": (idle_w + active_w) / 1000.0,
         "min_latency": sum(m.rate[c, t] * templates[t].coefficients.latency(c) for (c, t) in routes)
         / max(total_demand, 1e-12),
+        "min_gpus": gpus,
+        "max_rate_per_gpu": m.throughput - problem.rate_per_gpu_q * gpus,
     }
     # Objective bounds (ε-constraints, lexicographic steps): value ≤ limit (min) or ≥ limit (max).
     for i, ob in enumerate(problem.objective_bounds):
@@ -406,6 +418,7 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
 
 
 _MAX_DEMAND_ROWS = ("max_goodput", "max_throughput")
+_DEMAND_ROWS = {"max_rate_per_gpu": "max_throughput"}  # objectives that use another objective's demand rows
 
 
 def _finite(x: float | None) -> float | None:
@@ -674,6 +687,37 @@ def solve_lexicographic(
     return result
 
 
+def solve_max_rate_per_gpu(
+    problem: MasterProblem, options: SolverOptions, *, tolerance: float = 1e-9, max_iterations: int = 30
+) -> tuple[SolveResult[MasterSolution], float]:
+    """The count vector with the most throughput per GPU, and then the most throughput at that ratio.
+
+    Dinkelbach's method on the ratio T/G (T: throughput on the max_throughput demand rows, G: GPUs): solve
+    F(q) = max T − q·G over the count vectors (at least one replica), set q to the ratio of the solution, repeat;
+    F(q) = 0 certifies q optimal (F(q) ≥ 0 always, since the last solution gives 0). Then the most throughput
+    among count vectors at ratio ≥ q (a plan that fills the cluster at the best ratio, not one replica of it).
+    Returns (that solve, q); q = 0 when no count vector is feasible."""
+    base = problem.with_(objective="max_rate_per_gpu", min_replicas=max(1, problem.min_replicas))
+    q = 0.0
+    result = solve_master_highspy(base.with_(rate_per_gpu_q=q), options)
+    for _ in range(max_iterations):
+        if not result.has_solution:
+            return result, q
+        ratio = result.solution.metrics["rate_per_gpu"]
+        if result.objective <= tolerance * max(1.0, ratio * result.solution.metrics["num_gpus"]) and q > 0:
+            break
+        q = ratio
+        result = solve_master_highspy(base.with_(rate_per_gpu_q=q), options)
+    at_ratio = base.with_(
+        objective="max_throughput",
+        rate_per_gpu_q=q,
+        objective_bounds=base.objective_bounds
+        + (ObjectiveBound("max_rate_per_gpu", -tolerance * max(q, 1.0)),),
+    )
+    filled = solve_master_highspy(at_ratio, options)
+    return (filled if filled.has_solution else result), q
+
+
 @dataclass(frozen=True, slots=True)
 class ParetoPoint:
     epsilon: float
@@ -854,6 +898,10 @@ def solve_master_highspy(
         )
         if rate
         else 0 * throughput,
+        "min_gpus": gpus if gpus is not None else 0 * throughput,
+        "max_rate_per_gpu": 1.0 * throughput - problem.rate_per_gpu_q * gpus
+        if gpus is not None
+        else 1.0 * throughput,
     }
     for i, ob in enumerate(problem.objective_bounds):
         expr = expressions[ob.objective]

@@ -22,6 +22,10 @@ class ObjectiveSpec:
     `unit`. `master_expression`: what the master MILP optimises, in `solver_unit`. `bound`: "exact" (the master
     value is the simulated value), "proven" (a lower bound for min / upper bound for max that the simulator
     cannot beat, docs/design.md §5.3) or "none" (no bound can be proven; no gap is reported).
+    `on_capacity`: plans are judged by their capacity (`apex capacity`, docs/design.md §5.7), not by a run at the
+    workload's rate; `rate_target`: whether `goals.rate` (req/s the plan must sustain) is refused, optional (with
+    it the objective is planned on capacity) or required. Capacity metrics are read from the `capacity` block a
+    capacity-planned candidate's metrics carry.
     """
 
     name: str
@@ -32,6 +36,12 @@ class ObjectiveSpec:
     master_expression: str
     bound: Literal["exact", "proven", "none"]
     bound_note: str = ""
+    on_capacity: bool = False
+    rate_target: Literal["refused", "optional", "required"] = "refused"
+
+    def planned_on_capacity(self, rate: float | None) -> bool:
+        """True when plans are judged by their capacity: always for capacity objectives, else with a rate."""
+        return self.on_capacity or rate is not None
 
     def better(self, a: float, b: float) -> bool:
         """True when value `a` is strictly better than `b`."""
@@ -71,9 +81,10 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
             "$/h",
             ("cost", "usd_per_hour"),
             "$/h",
-            "Σ count · usd_per_hour",
+            "Σ count · usd_per_hour (with goals.rate: subject to Σ count · capacity ≥ rate)",
             "proven",
             "exact $/h over every plan whose replicas could do the SLO-bound work in time",
+            rate_target="optional",
         ),
         ObjectiveSpec(
             "min_energy",
@@ -94,6 +105,32 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
             "Σ rate · predicted latency / demand (a prediction, not a bound)",
             "none",
             "a percentile of latency under queueing has no bound the cost model can prove",
+        ),
+        ObjectiveSpec(
+            "max_rate_per_gpu",
+            "max",
+            "req/s/GPU",
+            ("capacity", "requests_per_s_per_gpu"),
+            "req/s/GPU",
+            "Σ count · capacity − q · Σ count · GPUs, q raised to the best ratio (Dinkelbach), then the most "
+            "capacity at that ratio",
+            "none",
+            "capacities come from simulating one replica of each template; a plan's is their sum, verified by "
+            "`apex capacity` on the chosen plan",
+            on_capacity=True,
+        ),
+        ObjectiveSpec(
+            "min_gpus",
+            "min",
+            "GPUs",
+            ("capacity", "num_gpus"),
+            "GPUs",
+            "Σ count · GPUs subject to Σ count · capacity ≥ goals.rate",
+            "none",
+            "capacities come from simulating one replica of each template; a plan's is their sum, verified by "
+            "`apex capacity` on the chosen plan",
+            on_capacity=True,
+            rate_target="required",
         ),
     )
 }

@@ -70,7 +70,13 @@ def exhaustive(
         whole = False
     plans = [space.plan_of(v) for v in vectors]
     heuristics = heuristic_plans(scenario, [p.template for p in prep.priced])
-    with Simulations(scenario, workers=options.workers, simulate_fn=simulate_fn, progress=progress) as sims:
+    with Simulations(
+        scenario,
+        workers=options.workers,
+        simulate_fn=simulate_fn,
+        progress=progress,
+        makespan_floor=space.makespan_floor,
+    ) as sims:
         sims.expect(len(plans) + len(heuristics))
         base = sims.run(list(heuristics.values()), deadline=deadline, source="baseline")
         results = sims.run(plans, deadline=deadline, source="exhaustive")

@@ -19,17 +19,20 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from planner import api, render
 from planner.calibrate_command import serving_calibration
 from planner.capacity_command import capacity_command
 from planner.emit_command import emit_command
 from planner.errors import InputError, NoPlanError, Terminated
 from planner.ingest_command import ingest_command
+from planner.lazy import lazy_module
 from planner.outputs import check_new_file
 from planner.plan_command import plan_command
 from planner.progress import DelayedProgress
 from planner.study_command import report_command, study_command
 from simulator.errors import InputWarning
+
+api = lazy_module("planner.api")  # loaded by the first command that uses it, not for `apex --help`
+render = lazy_module("planner.render")
 
 app = typer.Typer(
     add_completion=False,

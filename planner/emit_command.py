@@ -14,12 +14,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from planner.emit.emitter import ENGINES, EmitResult, emit_plan, parse_engines
-from planner.emit.writer import check_out_dir
+from planner.emit import ENGINES
 from planner.errors import InputError
-from planner.placement_step import place_plan
 from planner.render import console
-from simulator.scenario import load_scenario
 
 
 def emit_command(
@@ -39,6 +36,12 @@ def emit_command(
 ):
     """Write ready-to-run launch files for vLLM / SGLang / TensorRT-LLM / Dynamo, Kubernetes manifests and
     benchmark scripts for the plan in PLAN.yaml."""
+    # imported here, not at the top, so that `apex --help` does not load the emitters and the solvers
+    from planner.emit.emitter import emit_plan, parse_engines
+    from planner.emit.writer import check_out_dir
+    from planner.placement_step import place_plan
+    from simulator.scenario import load_scenario
+
     engines = parse_engines(engine)
     check_out_dir(out, flag="--out")
     scenario = load_scenario(plan_file)
@@ -57,7 +60,7 @@ def emit_command(
     print_emit_summary(result)
 
 
-def print_emit_summary(result: EmitResult) -> None:
+def print_emit_summary(result) -> None:
     """One line per engine (files written or why it was skipped), then the warnings."""
     t = Table(title=f"Emitted into {escape(str(result.directory))}", title_justify="left")
     for col in ("engine", "version", "files", "entry point / reason"):

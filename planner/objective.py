@@ -19,9 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from formulations.objectives import OBJECTIVES, ObjectiveSpec, objective_spec
-from simulator.scenario import Goals
+
+if (
+    TYPE_CHECKING
+):  # annotations only: importing the scenario's pydantic classes costs `apex --help` its start-up
+    from simulator.scenario import Goals
 
 SENSE: dict[str, str] = {name: o.sense for name, o in OBJECTIVES.items()}
 UNIT: dict[str, str] = {name: o.unit for name, o in OBJECTIVES.items()}
@@ -47,7 +52,10 @@ class Violation:
 
     @property
     def excess(self) -> float:
-        """How far over the limit, relative to it (0.4 = 40 % over)."""
+        """How far over the limit, relative to it (0.4 = 40 % over); for a capacity short of its target rate,
+        how far under it."""
+        if self.goal == "capacity.rate_rps":
+            return (self.target - self.value) / self.target if self.target > 0 else math.inf
         return (self.value - self.target) / self.target if self.target > 0 else math.inf
 
     def describe(self) -> str:
@@ -56,6 +64,13 @@ class Violation:
             return f"{self.value:.0f} requests rejected (they never fit a replica's KV cache)"
         if self.goal == "slo.goodput_rps":
             return "no request meets every SLO (goodput 0 req/s)"
+        if self.goal == "capacity.rate_rps":
+            return (
+                f"sustains {self.value:.3g} req/s within the SLOs < {self.target:.3g} req/s target "
+                f"(−{100 * self.excess:.0f}%)"
+            )
+        if self.goal == "capacity.confirmed":
+            return "its capacity did not hold on every seed"
         if self.goal.startswith("budget."):
             name = f"budget {self.goal.removeprefix('budget.')}"
         else:

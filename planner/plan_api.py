@@ -15,7 +15,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from formulations.objectives import objective_spec
 from planner.baselines import exhaustive as run_exhaustive
+from planner.capacity.planning import check_capacity_goals, plan_on_capacity
 from planner.errors import NoPlanError
 from planner.placement_step import place_best
 from planner.search import PlanSearchResult, SearchOptions, run_search
@@ -65,13 +67,17 @@ def with_goals(
     objective: str | None = None,
     slo: dict | str | None = None,
     budget: dict | str | None = None,
+    rate: float | None = None,
 ) -> Scenario:
-    """The scenario with its goals overridden (validated; errors name --objective, --slo or --budget)."""
+    """The scenario with its goals overridden (validated; errors name --objective, --slo, --budget or --rate)."""
     goals = scenario.spec.goals.model_dump(exclude_none=True)
     flags = []
     if objective is not None:
         goals["objective"] = objective
         flags.append("--objective")
+    if rate is not None:
+        goals["rate"] = float(rate)
+        flags.append("--rate")
     if slo is not None:
         extra = parse_assignments(slo, "--slo", dotted=True) if isinstance(slo, str) else slo
         goals["slo"] = _merge(goals.get("slo", {}), extra)
@@ -99,6 +105,7 @@ def plan(
     objective: str | None = None,
     slo: dict | str | None = None,
     budget: dict | str | None = None,
+    rate: float | None = None,
     top_k: int = 3,
     time_limit_s: float = 300.0,
     exhaustive: bool = False,
@@ -136,7 +143,23 @@ def plan(
             field="workload.arrival.process",
         )
     refuse_impossible_workload(sc)  # exit 2 now, not exit 1 after simulating every candidate for nothing
-    sc = with_goals(sc, objective=objective, slo=slo, budget=budget)
+    sc = with_goals(sc, objective=objective, slo=slo, budget=budget, rate=rate)
+    check_capacity_goals(sc)
+    if objective_spec(sc.spec.goals.objective).planned_on_capacity(sc.spec.goals.rate):
+        if exhaustive:
+            raise InputError(
+                "--exhaustive simulates plans at the workload's rate; a capacity objective measures capacities "
+                "(apex capacity) of the plans its master proposes instead",
+                field="--exhaustive",
+            )
+        result = plan_on_capacity(sc, time_limit_s=time_limit_s, progress=progress)
+        result.placement_notes = place_best(result)
+        if result.placement is None:
+            raise NoPlanError(
+                "no plan that meets the goals can be placed on the cluster's nodes: "
+                + "; ".join(result.placement_notes)
+            )
+        return result
     options = SearchOptions(
         top_k=top_k,
         time_limit_s=time_limit_s,

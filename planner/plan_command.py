@@ -10,22 +10,21 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from typing import Annotated, get_args
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from planner import objective as obj
-from planner.emit.emitter import ENGINES, emit_plan, preflight
+from planner.emit import ENGINES
 from planner.emit_command import print_emit_summary
 from planner.errors import InputError
 from planner.outputs import check_report_dir
 from planner.progress import DelayedProgress
 from planner.render import console, json_line
-from simulator.scenario import Objective
 
-OBJECTIVES = get_args(Objective)
+OBJECTIVES = tuple(obj.SENSE)  # the objective table's names (not simulator.scenario's Literal: start-up time)
 
 
 def plan_command(
@@ -35,6 +34,10 @@ def plan_command(
         str | None, typer.Option(help="SLO overrides, e.g. 'ttft_s.p99=2.0,tpot_s.p99=0.1'")
     ] = None,
     budget: Annotated[str | None, typer.Option(help="budget overrides, e.g. 'usd_per_hour=120'")] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="req/s the plan must sustain within the SLOs (goals.rate; min_gpus / min_cost)"),
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="candidates the solver proposes per round")] = 3,
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds for the whole search")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="the plan-search result as one JSON line")] = False,
@@ -50,6 +53,7 @@ def plan_command(
     ] = None,
 ):
     """Search for the parallel plan that best meets the scenario's goals; show it, the runners-up and baselines."""
+    from planner.emit.emitter import emit_plan, preflight  # here for `apex --help`'s start-up time
     from planner.plan_api import plan
 
     check_flags(objective=objective, top_k=top_k, time_limit=time_limit, workers=workers)
@@ -66,6 +70,7 @@ def plan_command(
             objective=objective,
             slo=slo,
             budget=budget,
+            rate=rate,
             top_k=top_k,
             time_limit_s=time_limit,
             exhaustive=exhaustive,

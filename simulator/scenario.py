@@ -331,13 +331,21 @@ class Budget(_Strict):
     joules_per_token: float | None = Field(None, gt=0, le=1e6)
 
 
-Objective = Literal["max_goodput", "min_cost", "min_energy", "min_latency", "max_throughput"]
+Objective = Literal[
+    "max_goodput", "min_cost", "min_energy", "min_latency", "max_throughput", "max_rate_per_gpu", "min_gpus"
+]
 
 
 class Goals(_Strict):
     objective: Objective = "max_goodput"
     slo: SLO = SLO()
     budget: Budget = Budget()
+    rate: float | None = Field(
+        None,
+        ge=MIN_RATE,
+        le=MAX_RATE,
+        description="requests/s the plan must sustain within the SLOs (objective min_gpus or min_cost)",
+    )
 
 
 class ClusterShorthand(_Strict):

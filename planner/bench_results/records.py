@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class RequestRecord:
@@ -47,6 +45,7 @@ class BenchmarkRun:
 
     def summary(self) -> dict:
         """Counts, the offered load and mean / p50 / p90 / p99 of TTFT, TPOT, ITL and E2E (seconds)."""
+        import numpy as np  # here, not at the top: `apex --help` loads this module, numpy is slow to import
 
         def stats(values) -> dict | None:
             arr = np.asarray([v for v in values if v is not None], dtype=float)

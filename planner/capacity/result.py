@@ -23,7 +23,11 @@ class Probe:
     requests: int
     sustained: bool
     why: str
-    steady: dict  # the simulation's `steady` JSON block
+    metrics: dict  # the simulation's JSON (docs/design.md §6)
+
+    @property
+    def steady(self) -> dict:
+        return self.metrics["steady"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class CapacityResult:
     plan_name: str
     num_gpus: int
     rate_rps: float
+    at_capacity: dict  # the simulation JSON of the first seed at rate_rps
     output_tokens_per_s: float | None
     output_tokens_per_s_per_user: float | None
     ttft_s: dict  # steady mean, p50, p90, p99 at rate_rps (mean over seeds)
@@ -107,6 +112,7 @@ class CapacityResult:
         return {
             "capacity": {
                 "rate_rps": self.rate_rps,
+                "num_gpus": self.num_gpus,
                 "output_tokens_per_s": _finite(self.output_tokens_per_s),
                 "output_tokens_per_s_per_gpu": _finite(self.output_tokens_per_s_per_gpu),
                 "output_tokens_per_s_per_user": _finite(self.output_tokens_per_s_per_user),

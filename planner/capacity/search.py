@@ -98,9 +98,8 @@ class _Verdicts:
                 break  # the number in the system grew with the run's length: a queue that grows, not a warm-up
             occupancy = steady.window.occupancy
             n = min(2 * n, limit)
-        probe = Probe(
-            seed, rate, n, steady.sustained, _why(steady, summary, self.scenario, n), steady.to_json()
-        )
+        why = _why(steady, summary, self.scenario, n)
+        probe = Probe(seed, rate, n, steady.sustained, why, summary.to_json())
         self.cache[key] = probe
         return probe
 
@@ -126,7 +125,7 @@ def _why(steady, summary, scenario: Scenario, n: int) -> str:
             limit = getattr(target, stat)
             value = getattr(dist, stat)
             if limit is not None and (value is None or value > limit):
-                shown = "-" if value is None else f"{value:.3g} s"
+                shown = "-" if value is None else f"{value:.4g} s"
                 parts.append(f"{NAMES[metric]} {stat} {shown} > {limit:g} s")
     return "; ".join(parts)
 
@@ -174,17 +173,8 @@ def _mean_stat(probes: list[Probe], metric: str) -> dict:
     return out
 
 
-def capacity_of(
-    scenario: Scenario,
-    options: CapacityOptions | None = None,
-    *,
-    progress: Callable[[int, int], None] | None = None,
-) -> CapacityResult:
-    """The capacity of the scenario's plan under its SLOs (module docstring). InputError when the scenario has
-    no plan, no SLO or a closed-loop workload; NoPlanError when the plan sustains no rate at all."""
-    options = options or CapacityOptions()
-    t0 = time.perf_counter()
-    deadline = t0 + options.time_limit_s
+def _prepare(scenario: Scenario, options: CapacityOptions):
+    """Checks, replica costs, the seeds' loads (admission-screened), the bracket and the verdict cache."""
     if scenario.plan is None:
         raise InputError(
             "apex capacity measures a plan: add `plan:` to the scenario (e.g. tp=4,dp=2) or pass --plan",
@@ -219,7 +209,37 @@ def capacity_of(
             f"the plan {shorthand(scenario.plan)} meets the SLOs at no arrival rate: "
             + "; ".join(br.floor_misses)
         )
-    verdict = _Verdicts(scenario, specs, loads, options, first)
+    return model, specs, seeds, br, _Verdicts(scenario, specs, loads, options, first)
+
+
+def sustained_at(
+    scenario: Scenario, rate: float, options: CapacityOptions | None = None
+) -> tuple[bool, str, int]:
+    """Whether the scenario's plan sustains `rate` on every seed (the verdict `capacity_of` bisects), what fails
+    where it does not, and the simulations spent. Cheaper than a capacity when only a target rate matters."""
+    options = options or CapacityOptions()
+    _, _, seeds, br, verdict = _prepare(scenario, options)
+    if rate > br.upper_rps:
+        return False, f"{rate:.4g} req/s is above the proven upper bound {br.upper_rps:.4g} req/s", 0
+    for s in seeds:
+        p = verdict(s, rate)
+        if not p.sustained:
+            return False, p.why, verdict.simulations
+    return True, "", verdict.simulations
+
+
+def capacity_of(
+    scenario: Scenario,
+    options: CapacityOptions | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> CapacityResult:
+    """The capacity of the scenario's plan under its SLOs (module docstring). InputError when the scenario has
+    no plan, no SLO or a closed-loop workload; NoPlanError when the plan sustains no rate at all."""
+    options = options or CapacityOptions()
+    t0 = time.perf_counter()
+    deadline = t0 + options.time_limit_s
+    model, specs, seeds, br, verdict = _prepare(scenario, options)
     verdict.progress = progress
     tol = options.tolerance
     per_seed: list[SeedCapacity] = []
@@ -274,6 +294,7 @@ def capacity_of(
         plan_name=shorthand(scenario.plan),
         num_gpus=scenario.plan.num_gpus,
         rate_rps=rate,
+        at_capacity=at_rate[0].metrics,
         output_tokens_per_s=float(np.mean(out_tps)) if all(v is not None for v in out_tps) else None,
         output_tokens_per_s_per_user=1.0 / tpot_mean if tpot_mean else None,
         ttft_s=_mean_stat(at_rate, "ttft_s"),

@@ -3,3 +3,10 @@
 Entry point: `planner.emit.emitter.emit_plan`. One module per engine (vllm, sglang, trtllm, dynamo), plus
 kubernetes and bench; every flag they write is checked against the per-version tables in flags/.
 """
+
+ENGINES = (
+    "vllm",
+    "sglang",
+    "trtllm",
+    "dynamo",
+)  # here, not in emitter.py, so `apex --help` need not import it

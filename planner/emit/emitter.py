@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from planner.emit import bench, dynamo, guide, kubernetes, sglang, trtllm, vllm
+from planner.emit import ENGINES, bench, dynamo, guide, kubernetes, sglang, trtllm, vllm
 from planner.emit.artifacts import EmittedFile, EngineOutput, Unexpressible
 from planner.emit.layout import Layout, deployment_layout, host_var, model_id_of
 from planner.emit.writer import check_out_dir, write_files
@@ -21,7 +21,6 @@ from simulator.plan import Plan
 from simulator.scenario import Scenario, load_scenario
 from simulator.workload import generate
 
-ENGINES = ("vllm", "sglang", "trtllm", "dynamo")
 EMITTERS = {"vllm": vllm.emit, "sglang": sglang.emit, "trtllm": trtllm.emit, "dynamo": dynamo.emit}
 KUBERNETES_ENGINES = ("vllm", "sglang", "trtllm")
 

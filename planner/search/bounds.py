@@ -450,3 +450,24 @@ def _energy_rates(probes, limits, mixes, precision) -> list[WorkRates]:
         b = sum(r[k].beta for r in per_stage)
         out.append(WorkRates(a, b, 0.0, a * p + b * d))
     return out
+
+
+def trivial_bound(stages, limits: IterationLimits, mixes, *, energy: bool) -> TemplateBound:
+    """The bound of a template nothing was proven about (the time limit came first): no work, no energy, no
+    latency — true of every plan, and no use for pruning. Marked FINE so the loop does not refine it."""
+    probes = [StageProbe(s) for s in stages]
+    zero = WorkRates(0.0, 0.0, 0.0, 0.0)
+    points = np.array([1], dtype=np.int64)
+    return TemplateBound(
+        limits,
+        probes,
+        0,
+        FINE,
+        [zero for _ in mixes],
+        0.0,
+        [zero for _ in mixes] if energy else None,
+        points,
+        np.zeros(1),
+        np.array([0], dtype=np.int64),
+        np.zeros(1),
+    )

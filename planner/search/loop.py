@@ -35,7 +35,7 @@ from formulations.master import ObjectiveBound, explain_master_infeasibility, so
 from formulations.objectives import objective_spec
 from formulations.result import SolverOptions
 from planner.errors import NoPlanError
-from planner.search.bounds import COARSE, FINE, IterationLimits, bound_template, with_precision
+from planner.search.bounds import COARSE, FINE, IterationLimits, bound_template, trivial_bound, with_precision
 from planner.search.heuristics import heuristic_plans
 from planner.search.pool import Candidate, Simulations, best_first
 from planner.search.pricing import PricedTemplate, price_templates
@@ -102,10 +102,18 @@ def prepare(scenario: Scenario, options: SearchOptions, deadline: float) -> Prep
     t = time.perf_counter()
     bounds = {}
     need_energy = scenario.spec.goals.objective == "min_energy" or scenario.spec.goals.budget.joules_per_token
+    unbounded = 0
     for p in priced:
+        limits = iteration_limits(scenario, p, profile)
+        if time.perf_counter() >= deadline:  # out of time: the template keeps the trivial (still valid) bound
+            bounds[p.template.id] = trivial_bound(
+                p.cost.stages, limits, profile.mixes(), energy=bool(need_energy)
+            )
+            unbounded += 1
+            continue
         bounds[p.template.id] = bound_template(
             p.cost.stages,
-            iteration_limits(scenario, p, profile),
+            limits,
             profile.mixes(),
             profile.deadlines.tpot_s,
             energy=bool(need_energy),
@@ -113,6 +121,8 @@ def prepare(scenario: Scenario, options: SearchOptions, deadline: float) -> Prep
             max_context=int((profile.input_tokens + profile.output_tokens).max()),
         )
     phases["bounds"] = time.perf_counter() - t
+    if unbounded:
+        log.info("%d templates keep the trivial bound: the time limit came first", unbounded)
     max_templates = options.max_templates or max(2, len(scenario.cluster.gpus_by_type()))
     space = PlanSpace(scenario, profile, {p.template.id: p for p in priced}, bounds, max_templates)
     return Prepared(profile, priced, space, phases)
@@ -168,7 +178,13 @@ def run_search(
     remaining: float | None = None
     remaining_known = False
     solver_says = ""
-    with Simulations(scenario, workers=options.workers, simulate_fn=simulate_fn, progress=progress) as sims:
+    with Simulations(
+        scenario,
+        workers=options.workers,
+        simulate_fn=simulate_fn,
+        progress=progress,
+        makespan_floor=space.makespan_floor,
+    ) as sims:
 
         def simulate(plans, source):
             out = sims.run(plans, deadline=deadline, source=source)
@@ -214,7 +230,8 @@ def run_search(
                 stopped = f"within {100 * options.epsilon:g}% of the bound"
                 break
             if stale >= options.patience:
-                stopped = f"{options.patience} rounds without a better plan (the bound is not closed)"
+                why = "no bound is proven" if spec.bound == "none" else "the bound is not closed"
+                stopped = f"{options.patience} rounds without a better plan ({why})"
                 break
             plans = _proposals(space, within(solver, deadline), options, incumbent, spec, deadline)
             plans = [p for p in plans if sims.key(p) not in pool]
@@ -237,7 +254,7 @@ def run_search(
         prep.phases_s["loop"] = time.perf_counter() - t_loop
     incumbent = _best(pool.values(), objective)
     if not remaining_known or stopped == "time limit":
-        remaining, _ = _remaining(space, solver, None, refine=False)
+        remaining, _ = _remaining(space, solver, deadline, refine=False)
     bound, gap = _bound_and_gap(incumbent, remaining, spec)
     candidates = best_first(pool.values(), objective)
     if not candidates:

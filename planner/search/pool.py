@@ -2,7 +2,8 @@
 
 * `Candidate` — one simulated plan scored against the goals (`planner.objective`), ranked by `rank_key`.
 * `Simulations` — simulates plans of one scenario, caching by everything that changes the result
-  (`labels.plan_key` plus the scenario's engine and dtypes), in worker processes when `workers` > 1. It counts
+  (`labels.plan_key` plus the scenario's engine and dtypes), in worker processes when `workers` > 1, a large
+  homogeneous plan through a few of its replicas (`sampling.py`). It counts
   every simulation it runs (`count`), honours a deadline (work not started by then is not started; work still
   running is abandoned), and on any exception — Ctrl-C, SIGTERM turned into an exception by the CLI, an error —
   terminates its workers at once before the exception propagates.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, replace
 from planner import objective as obj
 from planner.objective import Violation
 from planner.search.labels import plan_key, short_label
+from planner.search.sampling import sampled, scale_metrics
 from simulator.errors import InputError
 from simulator.plan import Plan
 from simulator.scenario import Scenario
@@ -128,11 +130,19 @@ def _default_simulate(scenario: Scenario) -> dict:
     return simulate(scenario).to_json()
 
 
-def _simulate_plan(plan_json: dict) -> tuple[dict | None, str | None]:
-    """Worker: simulate the worker's scenario with `plan_json`; (metrics, None) or (None, why it was refused)."""
+def _simulate_plan(job: tuple[dict, float]) -> tuple[dict | None, str | None]:
+    """Worker: simulate the worker's scenario with the job's plan — a large homogeneous plan through a few of
+    its replicas (`sampling`, the job's makespan floor bounding the whole plan's); (metrics, None) or (None, why
+    it was refused)."""
+    plan_json, floor = job
     scenario = _WORKER_SCENARIO.with_plan(plan_json)
+    run = _WORKER_SIMULATE or _default_simulate
     try:
-        return (_WORKER_SIMULATE or _default_simulate)(scenario), None
+        reduced = sampled(scenario)
+        if reduced is None:
+            return run(scenario), None
+        small, sample = reduced
+        return scale_metrics(run(small), scenario, small, sample, floor), None
     except InputError as exc:
         return None, str(exc)
     except (
@@ -156,8 +166,10 @@ class Simulations:
         workers: int = 1,
         simulate_fn: Callable | None = None,
         progress: Callable[[int, int], None] | None = None,
+        makespan_floor: Callable[[Plan], float] | None = None,
     ):
         self.scenario = scenario
+        self.makespan_floor = makespan_floor  # plan -> the least makespan the whole workload can take on it
         self.workers = max(1, workers)
         self.simulate_fn = simulate_fn
         self.progress = progress
@@ -222,6 +234,10 @@ class Simulations:
                 raise
         return [self.cache.get(self.key(p)) for p in plans]
 
+    def _job(self, plan: Plan) -> tuple[dict, float]:
+        floor = self.makespan_floor(plan) if self.makespan_floor is not None else 0.0
+        return plan.model_dump(mode="json", exclude_none=True), floor
+
     def _record(self, k: str, plan: Plan, result: tuple[dict | None, str | None], source: str) -> None:
         metrics, error = result
         self.cache[k] = _with_source(score(self.scenario, plan, metrics, error), source)
@@ -235,7 +251,7 @@ class Simulations:
             if deadline is not None and time.perf_counter() >= deadline:
                 self.timed_out = True
                 return
-            self._record(k, plan, _simulate_plan(plan.model_dump(mode="json", exclude_none=True)), source)
+            self._record(k, plan, _simulate_plan(self._job(plan)), source)
 
     def _run_parallel(self, todo: dict[str, Plan], deadline: float | None, source: str) -> None:
         if self._pool is None:
@@ -245,10 +261,7 @@ class Simulations:
                 initializer=_init_worker,
                 initargs=(self.scenario, self.simulate_fn, True),
             )
-        futures = {
-            self._pool.submit(_simulate_plan, p.model_dump(mode="json", exclude_none=True)): k
-            for k, p in todo.items()
-        }
+        futures = {self._pool.submit(_simulate_plan, self._job(p)): k for k, p in todo.items()}
         results: dict[str, tuple] = {}
         timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
         try:
@@ -277,4 +290,6 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         if p.is_alive():
             p.kill()
             p.join(timeout=1.0)
-    pool.shutdown(wait=False, cancel_futures=True)
+    # join the manager thread (its workers are dead, so it ends at once): left running, it races the
+    # interpreter's exit hook over its wake-up pipe and CPython 3.11 prints a traceback on stderr
+    pool.shutdown(wait=True, cancel_futures=True)

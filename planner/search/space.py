@@ -117,6 +117,17 @@ class PlanSpace:
             counts[tid] = counts.get(tid, 0) + g.count
         return counts
 
+    def makespan_floor(self, plan: Plan) -> float:
+        """The least makespan the whole workload can take on `plan`: every request finishes no earlier than
+        its arrival plus its latency floor on the fastest of the plan's templates (0 for a plan outside the
+        space)."""
+        counts = self.counts_of(plan)
+        if not counts or self.profile.num_requests == 0:
+            return 0.0
+        a = self.profile.arrival_s
+        lat = np.min(np.vstack([self.floors[t][2] for t in counts]), axis=0)
+        return float(np.max(a - a[0] + lat))
+
     # ---- request floors and the window ---------------------------------------------------------------------
     def _per_request_floors(self) -> None:
         prof = self.profile

@@ -81,9 +81,9 @@ def lp_for_counts(problem: MasterProblem, counts: dict[str, int]) -> float | Non
         row = np.zeros(nvar)
         for j, (ci, _) in enumerate(routes):
             row[j] = ci == c.id
-        if problem.objective == "max_goodput":
+        if problem.demand_rows == "max_goodput":
             a_ub.append(row), b_ub.append(c.demand_rps)
-        elif problem.objective == "max_throughput":
+        elif problem.demand_rows == "max_throughput":
             row[-1] = -c.demand_rps / total
             a_eq.append(row), b_eq.append(0.0)
         else:
@@ -104,11 +104,14 @@ def lp_for_counts(problem: MasterProblem, counts: dict[str, int]) -> float | Non
         a_ub.append(energy - b.joules_per_token * tokens), b_ub.append(-idle)
     lat = np.array([tmpl[t].coefficients.latency(c) for c, t in routes] + [0.0]) / total
     cost = sum(counts[t] * tmpl[t].coefficients.usd_per_hour for t in counts)
+    gpus = sum(counts[t] * sum(tmpl[t].gpus_by_type.values()) for t in counts)
     obj = problem.objective
     c_vec = {
         "max_goodput": -np.r_[np.ones(len(routes)), 0],
         "max_throughput": -np.r_[np.zeros(len(routes)), 1],
+        "max_rate_per_gpu": -np.r_[np.zeros(len(routes)), 1],
         "min_cost": np.zeros(nvar),
+        "min_gpus": np.zeros(nvar),
         "min_energy": energy / 1000,
         "min_latency": lat,
     }[obj]
@@ -126,7 +129,9 @@ def lp_for_counts(problem: MasterProblem, counts: dict[str, int]) -> float | Non
     value = {
         "max_goodput": -res.fun,
         "max_throughput": -res.fun,
+        "max_rate_per_gpu": -res.fun - problem.rate_per_gpu_q * gpus,
         "min_cost": cost,
+        "min_gpus": gpus,
         "min_energy": res.fun + idle / 1000,
         "min_latency": res.fun,
     }[obj]

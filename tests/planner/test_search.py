@@ -288,3 +288,50 @@ def test_violations_rejected_requests_miss_the_goals():
     metrics = {**METRICS, "requests": {"completed": 90, "rejected": 10, "total": 100}}
     (v,) = obj.violations(metrics, Goals(objective="max_throughput"))
     assert v.goal == "requests.rejected" and "10 requests rejected" in v.describe()
+
+
+@pytest.mark.solver
+def test_a_large_homogeneous_plan_is_simulated_through_a_few_replicas_and_says_so():
+    """64 replicas are simulated as 16 at a quarter of the load; rates, $/h and energy are stated for all 64
+    (close to simulating all 64), the metrics say what was sampled, and mixes or small plans run whole."""
+    from planner.search.sampling import MAX_SIMULATED_REPLICAS, sampled, scale_metrics
+    from simulator.simulate import simulate
+
+    data = make_scenario("llama-3.1-8b", requests=640, rate=64.0) | {
+        "cluster": {"gpu": "h100-sxm", "nodes": 8, "gpus_per_node": 8},
+        "engine": {"router": "round-robin"},
+    }
+    sc = load_scenario(data).with_plan("tp=1,dp=64")
+    small, sample = sampled(sc)
+    assert (
+        sample.simulated == MAX_SIMULATED_REPLICAS == small.plan.replicas[0].count and sample.replicas == 64
+    )
+    assert small.spec.workload.requests == 160 and small.spec.workload.arrival.rate == pytest.approx(16.0)
+    est = scale_metrics(simulate(small).to_json(), sc, small, sample)
+    full = simulate(sc).to_json()
+    assert est["sampled"] == {"replicas_simulated": 16, "replicas": 64, "requests_simulated": 160}
+    assert est["cost"]["usd_per_hour"] == pytest.approx(full["cost"]["usd_per_hour"])
+    for path in (("throughput", "output_tokens_per_s"), ("slo", "goodput_rps"), ("energy", "joules")):
+        a, b = est[path[0]][path[1]], full[path[0]][path[1]]
+        assert a == pytest.approx(b, rel=0.15), path
+    assert est["tpot_s"]["p50"] == pytest.approx(full["tpot_s"]["p50"], rel=0.15)
+    assert sampled(sc.with_plan("tp=1,dp=16")) is None
+
+
+@pytest.mark.slow
+@pytest.mark.solver
+def test_the_time_limit_covers_the_whole_command():
+    """`time_limit_s` holds for everything — templates, bounds, baselines, rounds, placement: a search that
+    would take minutes returns its incumbent (with its true gap) close to the limit."""
+    import time
+
+    scenario = make_scenario("llama-3.1-8b", requests=3000, rate=30.0)
+    t0 = time.perf_counter()
+    try:
+        result = plan(scenario, workers=2, time_limit_s=20.0)
+    except NoPlanError as exc:
+        assert "time limit" in str(exc)
+    else:
+        assert result.search.stopped == "time limit"
+        assert result.search.gap is None or result.search.gap >= 0
+    assert time.perf_counter() - t0 <= 20.0 + 6.0  # process start-up and tear-down on a loaded machine
