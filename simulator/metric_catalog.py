@@ -92,10 +92,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("prefix_cache.lookups", "prefix-cache lookups", "", None),
     Metric("prefix_cache.queried_tokens", "tokens looked up in the prefix cache", "tokens", None),
     Metric(
-        "prefix_cache.saved_prefill_tokens", "prefill tokens served from the prefix cache", "tokens", "higher"
+        "prefix_cache.saved_prefill_tokens",
+        "prefill tokens served from the prefix cache",
+        "tokens",
+        "higher",
+        True,
     ),
-    Metric("prefix_cache.hit_rate", "prefix-cache hit rate", "", "higher"),
-    Metric("prefix_cache.evicted_blocks", "prefix-cache blocks evicted", "", None),
+    Metric("prefix_cache.hit_rate", "prefix-cache hit rate", "", "higher", True),
+    Metric("prefix_cache.evicted_blocks", "prefix-cache blocks evicted", "", None, True),
 )
 BY_PATH: dict[str, Metric] = {m.path: m for m in METRICS}
 STUDY_METRICS: tuple[str, ...] = tuple(m.path for m in METRICS if m.study)

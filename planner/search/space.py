@@ -133,7 +133,7 @@ class PlanSpace:
         prof = self.profile
         self.floors = {}
         for tid, tb in self.bounds.items():
-            pre = tb.prefill_floor(prof.input_tokens)
+            pre = tb.prefill_floor(prof.prefill_tokens)
             dec = tb.decode_floor(prof.input_tokens)
             self.floors[tid] = (pre, dec, pre + prof.decode * dec)
         lat = np.min(np.vstack([f[2] for f in self.floors.values()]), axis=0) if self.floors else None

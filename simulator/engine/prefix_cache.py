@@ -19,7 +19,11 @@ What the engines do, and what is modelled:
   stores context blocks after the context step — `cache_on_schedule` says which. Blocks past the prompt (generated
   tokens, and a recomputed request's) are registered when the request leaves (finish or preemption): another
   request contains a running request's output only once the user has seen it, so hits are the same, and the
-  decode steps stay free of per-request work. A unit already cached under its
+  decode steps stay free of per-request work. A *leaf* request — one no other content extends (the last turn of
+  a conversation, a request of no session) — caches only the units of its ancestors: its own units can be hit
+  by nothing but itself after a preemption, so they are registered when it is preempted and never when it
+  finishes (an engine caches them too, and evicts them unused: the same decisions, without the bookkeeping of
+  blocks no one will look up; `evicted_blocks` counts only blocks someone could have hit). A unit already cached under its
   key (two requests computed it at once) is referenced and the duplicate block returned, as SGLang's `insert`
   does (vLLM keeps the duplicate until the request frees it: a few blocks of difference).
 * **Eviction.** Unreferenced cached units count as free (vLLM's free queue holds them; SGLang's evictable size).
@@ -84,7 +88,11 @@ class ContentIndex:
         if prefixes is None:
             self.lo = [0] * num_requests
             self.up = [-1] * num_requests
+            self.leaf = [True] * num_requests
             return
+        leaf = np.ones(len(prefixes.parent), dtype=bool)
+        leaf[prefixes.parent[prefixes.parent >= 0]] = False
+        self.leaf = leaf[:num_requests].tolist()  # per request: no owner's content extends it
         parent = prefixes.parent.tolist()
         lo = (np.where(prefixes.parent >= 0, prefixes.fork, 0) // block_size).tolist()
         up = [-1] * len(parent)
@@ -97,8 +105,10 @@ class ContentIndex:
 
     def path(self, owner: int) -> list[tuple[int, int, int]]:
         """(owner, first unit, end unit) from the root to `owner`, whose own range never ends."""
-        chain = [owner]
         up = self.up
+        if up[owner] < 0:
+            return [(owner, self.lo[owner], _FAR)]
+        chain = [owner]
         while up[chain[-1]] >= 0:
             chain.append(up[chain[-1]])
         chain.reverse()
@@ -126,6 +136,7 @@ class PrefixKVCache(KVCache):
         "held",
         "shared",
         "paths",
+        "own_from",
         "evictable",
         "lookups",
         "queried_tokens",
@@ -153,6 +164,8 @@ class PrefixKVCache(KVCache):
         self.held: dict[int, list[list[int]]] = {}  # request -> [[owner, end], ...] root first
         self.shared = [0] * num_requests
         self.paths: dict[int, list] = {}
+        # per request, the first unit its chunks and its finish register: its own first unit for a leaf
+        self.own_from = [lo if leaf else _FAR for lo, leaf in zip(index.lo, index.leaf, strict=False)]
         self.evictable = 0
         self.lookups = self.queried_tokens = self.hit_tokens = self.evicted_blocks = 0
 
@@ -185,6 +198,8 @@ class PrefixKVCache(KVCache):
     def lookup(self, req: int, num_tokens: int) -> tuple[int, int]:
         """(cached units the request may use from its start, how many of them no running request references):
         a pure query."""
+        if self.index.up[req] < 0 and self.end[req] == self.index.lo[req]:
+            return 0, 0  # no ancestor and nothing of its own cached
         limit = (num_tokens - 1) // self.block_size
         hit = unreferenced = 0
         end, max_ref = self.end, self.max_ref
@@ -251,12 +266,22 @@ class PrefixKVCache(KVCache):
         self.shared[req] = units
         self.num_free_blocks += freed
 
-    def release(self, req: int, computed: int, held_tokens: int, now_s: float) -> None:
-        """The request leaves (finished or preempted) at now_s with `computed` tokens of KV, holding blocks for
-        `held_tokens`: its full blocks become cache units, its own partial block is freed, and its references
-        are dropped (units no one else references join the evictable pool as released at now_s: units released
-        at one instant go deepest first, then by owner, whatever order the engine frees requests in)."""
-        self.register(req, computed // self.block_size)
+    def register_chunk(self, req: int, units: int) -> None:
+        """A chunk brought the request's prompt KV to `units` full units: register them (a leaf's only up to
+        its own first unit, module docstring)."""
+        cap = self.own_from[req]
+        self.register(req, units if units < cap else cap)
+
+    def release(self, req: int, computed: int, held_tokens: int, now_s: float, finished: bool) -> None:
+        """The request leaves (finished, or preempted) at now_s with `computed` tokens of KV, holding blocks for
+        `held_tokens`: its full blocks become cache units (a finished leaf's own ones are freed), its own partial
+        block is freed, and its references are dropped (units no one else references join the evictable pool as
+        released at now_s: units released at one instant go deepest first, then by owner, whatever order the
+        engine frees requests in)."""
+        if finished:
+            self.register_chunk(req, computed // self.block_size)
+        else:
+            self.register(req, computed // self.block_size)
         self.num_free_blocks += self.blocks_for(held_tokens) - self.shared[req]
         refs = self.held.pop(req, None)
         self.shared[req] = 0

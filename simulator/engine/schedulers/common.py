@@ -117,13 +117,13 @@ class Scheduler:
     def _held_tokens(self, req: int) -> int:
         return self.table.stop[req] if self.reserve_full_length else self._computed_now(req)
 
-    def _free_kv(self, req: int, now_s: float) -> None:
-        """Give back what a leaving request (finished or preempted at now_s) holds; with prefix caching its full
-        blocks stay cached."""
+    def _free_kv(self, req: int, now_s: float, finished: bool) -> None:
+        """Give back what a leaving request (finished, or preempted, at now_s) holds; with prefix caching its
+        full blocks stay cached (`PrefixKVCache.release`)."""
         if self._prefix is None:
             self.kv.give(self.held_blocks(req))
         else:
-            self._prefix.release(req, self._computed_now(req), self._held_tokens(req), now_s)
+            self._prefix.release(req, self._computed_now(req), self._held_tokens(req), now_s, finished)
 
     def kv_conserved(self) -> bool:
         kv = self.kv
@@ -331,7 +331,7 @@ class Scheduler:
     def _preempt(self, req: int) -> None:
         """Recompute preemption: drop the KV cache, keep the generated tokens, requeue at the head."""
         table = self.table
-        self._free_kv(req, self.now_s)
+        self._free_kv(req, self.now_s, False)
         cohort = table.cohort[req]
         if cohort is not None:
             cohort.remove(table, {req})
@@ -492,11 +492,11 @@ class Scheduler:
         """A chunk brought the request's KV to `end` tokens: its full prompt blocks become cache units (blocks
         of generated tokens are registered when the request leaves, `PrefixKVCache.release`)."""
         prompt = self.table.prompt[req]
-        self._prefix.register(req, (end if end < prompt else prompt) // self.kv.block_size)
+        self._prefix.register_chunk(req, (end if end < prompt else prompt) // self.kv.block_size)
 
     def _on_done(self, req: int, now_s: float) -> None:
         """A request reached its stop length at now_s (computed / num_tokens are in the table): free it."""
-        self._free_kv(req, now_s)
+        self._free_kv(req, now_s, True)
         del self.running[req]
 
     def drop_if_empty(self, cohort: Cohort) -> None:

@@ -5,7 +5,8 @@ walking `SharedPrefixes` parents while the block lies inside the fork (the chain
 count, the time it was last released at, and how many cached blocks extend it. The policy is the one
 the aggregate engine documents: lookups take the leading cached blocks (at most (num_tokens - 1) // B), a
 request's full prompt blocks are inserted by its chunks (at schedule time for vLLM, once run otherwise) and all
-its full blocks when it leaves, a block someone cached meanwhile is shared and the duplicate freed, and an
+its full blocks when it leaves (a leaf request — one no other content extends — only its ancestors' blocks,
+except when it is preempted), a block someone cached meanwhile is shared and the duplicate freed, and an
 allocation short of content-free blocks evicts the unreferenced leaf released earliest (deepest first, then by
 owner).
 """
@@ -28,6 +29,12 @@ class PrefixKVCache(KVCache):
             self.parent, self.fork = [-1] * num_requests, [0] * num_requests
         else:
             self.parent, self.fork = prefixes.parent.tolist(), prefixes.fork.tolist()
+        block = block_size
+        has_child = set(p for p in self.parent if p >= 0)
+        self.own_from = [
+            (self.fork[r] // block if self.parent[r] >= 0 else 0) if r not in has_child else 1 << 62
+            for r in range(num_requests)
+        ]
         self.table = table
         self.reserve_full_length = reserve_full_length
         self.cache_on_schedule = on_schedule
@@ -84,6 +91,9 @@ class PrefixKVCache(KVCache):
         if upto > have:
             self.shared[req] = upto
 
+    def register_chunk(self, req: int, upto: int) -> None:
+        self.register(req, min(upto, self.own_from[req]))
+
     def allocate_slots(self, req, num_new_tokens, *, num_computed_tokens):
         need = int(self.blocks_for(num_computed_tokens + num_new_tokens)) - int(self.blocks_held[req])
         if need <= 0:
@@ -104,9 +114,9 @@ class PrefixKVCache(KVCache):
             self._take(total)
         return True
 
-    def free(self, req, now_s: float = 0.0) -> None:
+    def free(self, req, now_s: float = 0.0, finished: bool = True) -> None:
         for r in np.atleast_1d(req).tolist():
-            self._release(r, now_s)
+            self._release(r, now_s, finished)
 
     def check_conservation(self) -> bool:
         private = int(self.blocks_held.sum() - self.shared.sum())
@@ -117,10 +127,13 @@ class PrefixKVCache(KVCache):
         )
 
     # ---- mechanics
-    def _release(self, req: int, now_s: float) -> None:
+    def _release(self, req: int, now_s: float, finished: bool) -> None:
         table = self.table
         computed = int(table.num_computed_tokens[req])
-        self.register(req, computed // self.block_size)
+        if finished:
+            self.register_chunk(req, computed // self.block_size)
+        else:
+            self.register(req, computed // self.block_size)
         self.num_free_blocks += int(self.blocks_held[req] - self.shared[req])
         keys = self.keys.pop(req, [])
         for b in range(len(keys) - 1, -1, -1):

@@ -172,7 +172,7 @@ class Scheduler:
     def _preempt(self, req: int) -> None:
         """Recompute preemption: drop the KV cache, keep the generated tokens, requeue at the head."""
         if self.prefix is not None:
-            self.kv.free(req, self.now_s)
+            self.kv.free(req, self.now_s, finished=False)
         else:
             self.kv.free(req)
         self.table.num_computed_tokens[req] = 0
@@ -284,7 +284,7 @@ class Scheduler:
         """Full blocks of the prompts the chunks reached become cache entries."""
         upto = np.minimum(end, self.table.input_tokens[reqs]) // self.kv.block_size
         for req, u in zip(reqs.tolist(), upto.tolist(), strict=True):
-            self.prefix.register(req, u)
+            self.prefix.register_chunk(req, u)
 
     def _release(self, done: np.ndarray, now_s: float = 0.0) -> None:
         if self.prefix is not None:
