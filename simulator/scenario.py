@@ -49,6 +49,73 @@ class DTypes(_Strict):
 EngineKind = Literal["vllm-v0", "vllm-v1", "sglang", "trtllm", "orca", "static"]
 
 
+# Default per-position acceptance of a draft token (given the ones before it were accepted), per method:
+# * draft — a small model of the same family: Leviathan et al., "Fast Inference from Transformers via Speculative
+#   Decoding" (ICML 2023), Table 3: α = 0.62–0.82 for T5-small/base/large drafting for T5-XXL; 0.7, mid-range.
+# * eagle — Li et al., "EAGLE: Speculative Sampling Requires Rethinking Feature Uncertainty" (ICML 2024): draft
+#   acceptance ≈ 0.8 on MT-bench (its feature-level head, vs ≈ 0.6 for Medusa / Lookahead).
+# * mtp — DeepSeek-V3 Technical Report (arXiv 2412.19437) §5.4.3: one MTP module, the second token is accepted
+#   85–90% of the time across topics; 0.85, the low end.
+SPECULATIVE_ACCEPTANCE = {"draft": 0.7, "eagle": 0.8, "mtp": 0.85}
+
+
+class Speculative(_Strict):
+    """Speculative decoding (engine/speculative.py): each decode step drafts `num_tokens` tokens, the target
+    verifies them in one pass, and the request advances by the accepted ones plus one."""
+
+    method: Literal["draft", "eagle", "mtp"] = Field(
+        description="draft: a separate small model; eagle: an EAGLE head on the target's features; mtp: the "
+        "model's multi-token-prediction module (DeepSeek-V3)"
+    )
+    num_tokens: int = Field(
+        gt=0, le=16, description="draft tokens verified per step (vLLM num_speculative_tokens)"
+    )
+    acceptance: Annotated[float, Field(ge=0, le=1)] | list[Annotated[float, Field(ge=0, le=1)]] | None = (
+        Field(
+            None,
+            description="per position, the probability a draft token is accepted when the ones before it were (one "
+            "number: every position); default per method from public figures (SPECULATIVE_ACCEPTANCE)",
+        )
+    )
+    draft_cost: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="one draft step's price as a fraction of the target's decode step at the same batch; "
+        "default for eagle / mtp one layer's share of the target (1 / layers), required for draft",
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if isinstance(self.acceptance, list) and len(self.acceptance) != self.num_tokens:
+            raise ValueError(
+                f"acceptance lists {len(self.acceptance)} positions; expected num_tokens = {self.num_tokens} "
+                "(or one number for every position)"
+            )
+        if self.method == "draft" and self.draft_cost is None:
+            raise ValueError(
+                "method draft needs draft_cost: the draft model's decode step as a fraction of the target's "
+                "(about its share of the target's parameters for a memory-bound decode, e.g. 0.15 for a 1B "
+                "draft of an 8B model)"
+            )
+        return self
+
+    def acceptance_rates(self) -> list[float]:
+        """Per position, the acceptance probability (the method's default where not given)."""
+        if isinstance(self.acceptance, list):
+            return list(self.acceptance)
+        a = SPECULATIVE_ACCEPTANCE[self.method] if self.acceptance is None else self.acceptance
+        return [a] * self.num_tokens
+
+    def expected_tokens(self) -> float:
+        """Tokens a step advances a request on average: 1 + Σ_i Π_{j≤i} a_j."""
+        total, survive = 1.0, 1.0
+        for a in self.acceptance_rates():
+            survive *= a
+            total += survive
+        return total
+
+
 class Engine(_Strict):
     """Serving-engine behaviour. Knobs keep the engines' own names; None means the engine's default."""
 
@@ -81,8 +148,17 @@ class Engine(_Strict):
         "engine's own default",
     )
 
+    speculative: Speculative | None = Field(
+        None, description="speculative decoding: {method: draft|eagle|mtp, num_tokens: k, acceptance: ...}"
+    )
+
     @model_validator(mode="after")
     def _check(self):
+        if self.speculative is not None and self.kind in ("orca", "static"):
+            raise ValueError(
+                f"speculative: {self.kind} is not modelled with speculative decoding; use vllm-v1, vllm-v0, "
+                "sglang or trtllm"
+            )
         if self.prefix_caching and self.kind in NO_PREFIX_CACHE:
             raise ValueError(
                 f"prefix_caching: {self.kind} has no paged KV cache to share blocks from; use vllm-v1, "

@@ -63,6 +63,12 @@ FIELDS: dict[str, list] = {
     "engine.cuda_graphs": [False],
     "engine.router": ["round-robin", "power-of-two"],
     "engine.prefix_caching": [True, False],
+    "engine.speculative": [
+        {"method": "eagle", "num_tokens": 3},
+        {"method": "mtp", "num_tokens": 1, "acceptance": 0.9},
+        {"method": "draft", "num_tokens": 4, "acceptance": [0.9, 0.8, 0.7, 0.6], "draft_cost": 0.15},
+        {"method": "draft", "num_tokens": 2},
+    ],
     "workload.requests": [1, 50],
     "workload.arrival": [{"process": "burst"}, {"process": "gamma", "rate": 5.0, "cv": 4.0}],
     "workload.arrival.process": ["constant", "burst", "gamma"],

@@ -134,7 +134,7 @@ class PlanSpace:
         self.floors = {}
         for tid, tb in self.bounds.items():
             pre = tb.prefill_floor(prof.prefill_tokens)
-            dec = tb.decode_floor(prof.input_tokens)
+            dec = tb.decode_floor(prof.input_tokens) if not prof.speculative else np.zeros(prof.num_requests)
             self.floors[tid] = (pre, dec, pre + prof.decode * dec)
         lat = np.min(np.vstack([f[2] for f in self.floors.values()]), axis=0) if self.floors else None
         a = prof.arrival_s
@@ -164,7 +164,7 @@ class PlanSpace:
         dec_dl = a + np.minimum(dl.ttft_s + dl.tpot_s * prof.decode, dl.e2e_s)
         alpha, beta, gamma = self._reference_rates()
         pre_u = alpha * prof.prefill
-        dec_u = beta * prof.decode + gamma * prof.context
+        dec_u = beta * prof.decode_work + gamma * prof.context_work
         finite = dec_dl[np.isfinite(dec_dl)]
         candidates = {float(np.max(pre_dl))}
         if len(finite):
@@ -202,11 +202,11 @@ class PlanSpace:
             r = tb.time[k]
             work[m] = (
                 r.alpha * prof.prefill[m] * w.prefill_counted[m]
-                + (r.beta * prof.decode[m] + tb.gamma * prof.context[m]) * w.decode_counted[m]
+                + (r.beta * prof.decode_work[m] + tb.gamma * prof.context_work[m]) * w.decode_counted[m]
             )
             if tb.energy is not None:
                 e = tb.energy[k]
-                energy[m] = e.alpha * prof.prefill[m] + e.beta * prof.decode[m]
+                energy[m] = e.alpha * prof.prefill[m] + e.beta * prof.decode_work[m]
         return RequestBounds(work, energy, ok, lat)
 
     # ---- the bound master ----------------------------------------------------------------------------------
@@ -293,7 +293,7 @@ class PlanSpace:
     def _full_size(self) -> np.ndarray:
         alpha, beta, gamma = self._reference_rates()
         prof = self.profile
-        return alpha * prof.prefill + beta * prof.decode + gamma * prof.context
+        return alpha * prof.prefill + beta * prof.decode_work + gamma * prof.context_work
 
     def _full_work(self, tid: str) -> np.ndarray:
         prof, tb = self.profile, self.bounds[tid]
@@ -301,7 +301,9 @@ class PlanSpace:
         for k in range(len(prof.class_ids)):
             m = prof.members(k)
             r = tb.time[k]
-            out[m] = r.alpha * prof.prefill[m] + r.beta * prof.decode[m] + tb.gamma * prof.context[m]
+            out[m] = (
+                r.alpha * prof.prefill[m] + r.beta * prof.decode_work[m] + tb.gamma * prof.context_work[m]
+            )
         return out
 
     def _budget_rows(self) -> tuple[ObjectiveBound, ...]:

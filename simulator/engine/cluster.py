@@ -249,16 +249,20 @@ class ServingSystem:
         values, counts = self.table.gaps.values, self.table.gaps.counts
         busy = energy = flops = 0.0
         steps = 0
+        spec = scheduler.spec
         while True:
             n = cohort.count
             context = cohort.offset_sum + n * cohort.steps
+            advance = 1 if spec is None else spec.draw()
             if block_phases:
-                blocks = phases[-cohort.steps % block_phases]
+                blocks = phases[-cohort.steps % block_phases] if advance == 1 else cohort.new_blocks(advance)
                 if blocks:
                     if blocks > kv.num_free_blocks:
+                        if spec is not None:
+                            spec.pending = advance  # this step's draw: schedule() takes it
                         break  # short of KV: schedule() preempts
                     kv.take(blocks)
-            cohort.steps += 1
+            cohort.steps += advance
             time_s, energy_j, flops_j = price(n, context)
             busy += time_s
             energy += energy_j
@@ -276,7 +280,7 @@ class ServingSystem:
             counts.append(n)
             cohort.last_s = now_s = done_s
             heap_top = cohort.finishes[0][0]
-            if heap_top == cohort.steps:
+            if heap_top <= cohort.steps:
                 done: list[int] = []
                 scheduler.release_finished(cohort, done)
                 self._done(replica, done, now_s)

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import yaml
 
+from planner.capacity.bracket import bracket
 from planner.plan_api import plan
 from planner.search import SearchOptions
 from planner.search.loop import prepare
 from simulator.scenario import load_scenario
-from simulator.simulate import simulate
+from simulator.simulate import replica_specs, simulate
+from simulator.workload import generate
 from tests.conftest import EXAMPLES
 
 
@@ -63,3 +65,14 @@ def test_prefix_caching_halves_the_gpus_of_the_multi_turn_chat_example():
     assert on.best.metrics["prefix_cache"]["hit_rate"] > 0.9
     one_gpu_off = [c for c in off.candidates if c.num_gpus == 1]
     assert one_gpu_off and not any(c.feasible for c in one_gpu_off)
+
+
+def test_capacity_bracket_holds_under_prefix_caching():
+    """`apex capacity`'s bracket counts one prefill token per request a cache could serve: its TTFT floor does
+    not rule out the target the cached plan meets, and its upper bound is above the rate the plan serves."""
+    sc = load_scenario(_chat(300, True), plan_override="tp=1")
+    reqs = generate(sc.spec.workload)
+    br = bracket(sc, replica_specs(sc), reqs.input_tokens, reqs.output_tokens)
+    result = simulate(sc).to_json()
+    assert result["slo"]["met"] and not br.floor_misses
+    assert br.upper_rps >= result["throughput"]["requests_per_s"]

@@ -77,6 +77,9 @@ class Scheduler:
         self._prefix = kv if isinstance(kv, PrefixKVCache) else None
         self._shared = self._prefix.shared if self._prefix is not None else None
         self.now_s = 0.0  # the time of the current schedule() (set by the replica): when a preemption happens
+        # speculative decoding (engine/speculative.py): the sampler, and the tokens this step's decodes advance
+        self.spec = None
+        self.advance = 1
 
     # --------------------------------------------------------------------------------------------- queues
     def add_request(self, req: int) -> None:
@@ -157,7 +160,7 @@ class Scheduler:
         gaps.counts.append(cohort.count)
         cohort.last_s = now_s
         heap = cohort.finishes
-        if heap and heap[0][0] == cohort.steps:
+        if heap and heap[0][0] <= cohort.steps:
             self.release_finished(cohort, done)
 
     def release_finished(self, cohort: Cohort, done: list[int]) -> None:
@@ -177,6 +180,8 @@ class Scheduler:
         preempted); the KV blocks are allocated."""
         table = self.table
         idle = [] if prefills_only else [c for c in self.cohorts if not c.in_flight]
+        if idle and self.spec is not None:
+            self.advance = self.spec.draw()
         num_decode = 0
         for c in idle:
             num_decode += c.count
@@ -207,8 +212,9 @@ class Scheduler:
             singles = granted
         blocks = 0
         if self._cohort_blocks:
+            advance = self.advance
             for c in idle:
-                blocks += c.new_blocks()
+                blocks += c.new_blocks(advance)
             blocks_for = self.kv.blocks_for
             for req, grant in singles:
                 computed = table.computed[req]
@@ -242,12 +248,17 @@ class Scheduler:
         table, kv = self.table, self.kv
         order = list(self.running)
         computed, need_of, idle = {}, {}, {}
+        lookahead: dict[
+            int, int
+        ] = {}  # speculative decoders: KV slots for the accepted tokens past the first
         for req in order:
             cohort = table.cohort[req]
             if cohort is not None:
                 c = table.offset[req] + cohort.steps
                 computed[req], idle[req] = c, not cohort.in_flight
                 need_of[req] = 0 if cohort.in_flight else 1
+                if self.advance > 1 and not cohort.in_flight:
+                    lookahead[req] = self.advance - 1
             else:
                 computed[req], idle[req] = table.computed[req], not table.in_flight[req]
                 need_of[req] = table.num_tokens[req] - table.computed[req]
@@ -268,7 +279,8 @@ class Scheduler:
                 blocks = (
                     0
                     if self.reserve_full_length
-                    else kv.blocks_for(computed[req] + n) - kv.blocks_for(computed[req])
+                    else kv.blocks_for(computed[req] + n + lookahead.get(req, 0))
+                    - kv.blocks_for(computed[req])
                 )
                 if blocks <= kv.num_free_blocks:
                     if blocks > 0:
@@ -389,10 +401,11 @@ class Scheduler:
         if not cohorts and not singles:
             return None
         num_decode = context = 0
+        advance = self.advance
         for c in cohorts:
             num_decode += c.count
             context += c.context_tokens()
-            c.steps += 1
+            c.steps += advance
             c.in_flight = True
         if not singles:
             return Batch(tuple(cohorts), (), num_decode, num_decode, context, None)
