@@ -45,7 +45,7 @@ def _target(percentiles) -> float:
     return max(values) if values else math.inf
 
 
-def template_structures(scenario: Scenario, *, partition_backend: str = "highs", solver_time_s: float = 5.0):
+def template_structures(scenario: Scenario, *, partition_backend: str = "dp", solver_time_s: float = 5.0):
     """The replica structures of the plan space (formulations.templates.enumerate_structures with the
     scenario's dtype, memory fraction and engine knobs; uneven splits from the layer-partition model)."""
     spec = scenario.spec
@@ -71,7 +71,7 @@ def price_templates(
     *,
     profile: WorkloadProfile | None = None,
     deadline: float | None = None,
-    partition_backend: str = "highs",
+    partition_backend: str = "dp",
 ) -> list[PricedTemplate]:
     """Enumerate replica templates and price each one with the cost model (templates whose replica does not
     fit in memory or does not fit the cluster are left out). Stops pricing at `deadline`."""
