@@ -165,7 +165,8 @@ class PrefixKVCache(KVCache):
         self.shared = [0] * num_requests
         self.paths: dict[int, list] = {}
         # per request, the first unit its chunks and its finish register: its own first unit for a leaf
-        self.own_from = [lo if leaf else _FAR for lo, leaf in zip(index.lo, index.leaf, strict=False)]
+        n = num_requests
+        self.own_from = np.where(index.leaf, index.lo[:n], _FAR).tolist() if n else []
         self.evictable = 0
         self.lookups = self.queried_tokens = self.hit_tokens = self.evicted_blocks = 0
 
@@ -195,11 +196,13 @@ class PrefixKVCache(KVCache):
             path = self.paths[req] = self.index.path(req)
         return path
 
+    def may_hit(self, req: int) -> bool:
+        """False when the request has no ancestor and nothing of its own cached (its lookup finds nothing)."""
+        return self.index.up[req] >= 0 or self.end[req] != self.index.lo[req]
+
     def lookup(self, req: int, num_tokens: int) -> tuple[int, int]:
         """(cached units the request may use from its start, how many of them no running request references):
         a pure query."""
-        if self.index.up[req] < 0 and self.end[req] == self.index.lo[req]:
-            return 0, 0  # no ancestor and nothing of its own cached
         limit = (num_tokens - 1) // self.block_size
         hit = unreferenced = 0
         end, max_ref = self.end, self.max_ref
@@ -222,9 +225,9 @@ class PrefixKVCache(KVCache):
         """The request (holding nothing) takes the first `units` cached units of its path; counts the lookup."""
         self.lookups += 1
         self.queried_tokens += num_tokens
-        self.hit_tokens += units * self.block_size
-        refs = self.held[req] = []
         if units:
+            self.hit_tokens += units * self.block_size
+            refs = self.held[req] = []
             for owner, lo, hi in self._path(req):
                 if lo >= units:
                     break
@@ -266,27 +269,24 @@ class PrefixKVCache(KVCache):
         self.shared[req] = units
         self.num_free_blocks += freed
 
-    def register_chunk(self, req: int, units: int) -> None:
-        """A chunk brought the request's prompt KV to `units` full units: register them (a leaf's only up to
-        its own first unit, module docstring)."""
-        cap = self.own_from[req]
-        self.register(req, units if units < cap else cap)
-
     def release(self, req: int, computed: int, held_tokens: int, now_s: float, finished: bool) -> None:
         """The request leaves (finished, or preempted) at now_s with `computed` tokens of KV, holding blocks for
         `held_tokens`: its full blocks become cache units (a finished leaf's own ones are freed), its own partial
         block is freed, and its references are dropped (units no one else references join the evictable pool as
         released at now_s: units released at one instant go deepest first, then by owner, whatever order the
         engine frees requests in)."""
-        if finished:
-            self.register_chunk(req, computed // self.block_size)
-        else:
-            self.register(req, computed // self.block_size)
-        self.num_free_blocks += self.blocks_for(held_tokens) - self.shared[req]
-        refs = self.held.pop(req, None)
-        self.shared[req] = 0
-        if not refs:
-            return
+        size = self.block_size
+        units = computed // size
+        if finished and self.own_from[req] < units:
+            units = self.own_from[req]
+        shared = self.shared
+        if units > shared[req]:
+            self.register(req, units)
+        self.num_free_blocks += -(-held_tokens // size) - shared[req]
+        if not shared[req]:
+            return  # it references nothing
+        shared[req] = 0
+        refs = self.held.pop(req)
         for owner, top in reversed(refs):
             self._unref(owner, top, now_s)
 

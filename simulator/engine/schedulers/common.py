@@ -125,8 +125,12 @@ class Scheduler:
         full blocks stay cached (`PrefixKVCache.release`)."""
         if self._prefix is None:
             self.kv.give(self.held_blocks(req))
-        else:
-            self._prefix.release(req, self._computed_now(req), self._held_tokens(req), now_s, finished)
+            return
+        table = self.table
+        cohort = table.cohort[req]
+        computed = table.offset[req] + cohort.steps if cohort is not None else table.computed[req]
+        held = table.stop[req] if self.reserve_full_length else computed
+        self._prefix.release(req, computed, held, now_s, finished)
 
     def kv_conserved(self) -> bool:
         kv = self.kv
@@ -369,8 +373,8 @@ class Scheduler:
             req = waiting[0]
             computed = table.computed[req]
             hit = in_pool = 0
-            if prefix is not None and computed == 0:  # new or preempted: its cached leading blocks are reused
-                hit, in_pool = prefix.lookup(req, table.num_tokens[req])
+            if prefix is not None and computed == 0 and prefix.may_hit(req):  # new or preempted: reuse its
+                hit, in_pool = prefix.lookup(req, table.num_tokens[req])  # cached leading blocks
                 computed = hit * kv.block_size
             n = table.num_tokens[req] - computed
             if n > budget:
@@ -386,7 +390,7 @@ class Scheduler:
                 table.computed[req] = computed
             if blocks > 0:
                 kv.take(blocks)
-            if prefix is not None and prefix.cache_on_schedule:
+            if prefix is not None and prefix.cache_on_schedule and prefix.own_from[req] > prefix.shared[req]:
                 self._register_chunk(req, computed + n)  # before the next request's lookup, as vLLM does
             waiting.popleft()
             table.status[req] = RequestStatus.RUNNING
@@ -471,9 +475,11 @@ class Scheduler:
         if batch.singles:
             num_tokens, prompt, stop = table.num_tokens, table.prompt, table.stop
             register = self._prefix is not None and not self._prefix.cache_on_schedule
+            if register:
+                own_from, shared = self._prefix.own_from, self._prefix.shared
             for req, end in batch.singles:
                 table.in_flight[req] -= 1
-                if register and table.status[req] == RequestStatus.RUNNING:
+                if register and table.status[req] == RequestStatus.RUNNING and own_from[req] > shared[req]:
                     self._register_chunk(req, end)  # SGLang / TensorRT-LLM: once the chunk has run
                 if end != num_tokens[req]:
                     continue  # a prefill chunk short of the prompt: no token yet
@@ -498,14 +504,22 @@ class Scheduler:
     def _register_allocated(self, singles: list[tuple[int, int]]) -> None:
         """vLLM caches the full blocks it allocates for a chunk (allocate_slots -> cache_blocks)."""
         computed = self.table.computed
+        own_from, shared = self._prefix.own_from, self._prefix.shared
         for req, grant in singles:
-            self._register_chunk(req, computed[req] + grant)
+            if own_from[req] > shared[req]:  # else nothing to register (a leaf past its ancestors' units)
+                self._register_chunk(req, computed[req] + grant)
 
     def _register_chunk(self, req: int, end: int) -> None:
         """A chunk brought the request's KV to `end` tokens: its full prompt blocks become cache units (blocks
         of generated tokens are registered when the request leaves, `PrefixKVCache.release`)."""
+        prefix = self._prefix
         prompt = self.table.prompt[req]
-        self._prefix.register_chunk(req, (end if end < prompt else prompt) // self.kv.block_size)
+        units = (end if end < prompt else prompt) // prefix.block_size
+        cap = prefix.own_from[req]  # a leaf registers only its ancestors' units
+        if units > cap:
+            units = cap
+        if units > prefix.shared[req]:
+            prefix.register(req, units)
 
     def _on_done(self, req: int, now_s: float) -> None:
         """A request reached its stop length at now_s (computed / num_tokens are in the table): free it."""
