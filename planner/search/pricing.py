@@ -245,22 +245,26 @@ class _Pricer:
             est = self._estimate(role, step, cost, mean_in, mean_out, seqs, settings)
             if est.requests_per_s > 0:
                 caps[cid] = est.requests_per_s
+            # latency on an idle replica: the prompt's prefill, then decoding alone
             if role == "prefill":
-                energy[cid], latency[cid] = _prefill_energy(cost.stages, mean_in), est.ttft_s
+                energy[cid], latency[cid] = _prefill_energy(cost.stages, mean_in), est.prefill_time_s
                 continue
             batch = _operating_batch(step, est, demand / replicas, mean_in, mean_out)
             e = _energy(cost.stages, mean_in, mean_out, batch)
-            lat = _latency(est, mean_in, mean_out, 1, step)
+            lat = _decode_latency(mean_in, mean_out, 1, step)
             if role == "decode":
                 e -= _prefill_energy(cost.stages, mean_in)
-                lat -= est.ttft_s if math.isfinite(est.ttft_s) else est.prefill_time_s
+            else:
+                lat += est.prefill_time_s
             energy[cid], latency[cid] = e, lat
-        growth = 0.0
-        if role != "prefill":  # decode batches grow with load; a prefill template's latency is its TTFT
-            full = max(est_all.decode_batch, 1)
-            mean_in, mean_out = st.mean_input, st.mean_output
-            idle = _latency(est_all, mean_in, mean_out, 1, step)
-            growth = _latency(est_all, mean_in, mean_out, full, step) - idle
+        # latency growth from an idle replica to one at capacity: prompts queue up to the TTFT the capacity
+        # estimate allows, and decode batches grow to its batch (each step slower)
+        ttft_growth = max(_ttft(est_all) - est_all.prefill_time_s, 0.0)
+        full = max(est_all.decode_batch, 1)
+        decode_growth = _decode_latency(st.mean_input, st.mean_output, full, step) - _decode_latency(
+            st.mean_input, st.mean_output, 1, step
+        )
+        growth = {"prefill": ttft_growth, "decode": decode_growth}.get(role, ttft_growth + decode_growth)
         coeffs = TemplateCoefficients(
             capacity_rps=caps,
             energy_per_request_j=energy,
@@ -624,7 +628,11 @@ def _energy(stages, mean_in: float, mean_out: float, batch: int) -> float:
     return e + mean_out * per_token
 
 
-def _latency(est: CapacityEstimate, mean_in: float, mean_out: float, batch: int, step) -> float:
-    """Predicted mean E2E latency of a request (s), decoding in batches of `batch`."""
-    ttft = est.ttft_s if math.isfinite(est.ttft_s) else est.prefill_time_s
-    return ttft + mean_out * step(0, batch, int(batch * (mean_in + mean_out / 2)))
+def _ttft(est: CapacityEstimate) -> float:
+    """The TTFT a replica at its capacity sees (the prefill time where the estimate has no queueing figure)."""
+    return est.ttft_s if math.isfinite(est.ttft_s) else est.prefill_time_s
+
+
+def _decode_latency(mean_in: float, mean_out: float, batch: int, step) -> float:
+    """Predicted time a request spends decoding (s), in batches of `batch`."""
+    return mean_out * step(0, batch, int(batch * (mean_in + mean_out / 2)))
