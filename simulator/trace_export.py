@@ -31,6 +31,7 @@ from simulator.engine.request import RequestStatus
 from simulator.engine.trace import Timeline
 
 US = 1e6  # trace timestamps are µs
+FINISHED = int(RequestStatus.FINISHED)
 
 
 @dataclass(frozen=True)
@@ -180,21 +181,25 @@ def chrome_trace(timeline: Timeline) -> tuple[dict, TraceSummary]:
 
     events: list[dict] = []
     keep = its.start_s < cut_s
-    for i in np.flatnonzero(keep).tolist():
-        events.extend(_iteration_events(timeline, i))
+    events.extend(_iteration_events(timeline, keep))
     for samples, name, series in (
         (timeline.kv, "KV cache", ("used_tokens",)),
         (timeline.queue, "requests", ("running", "waiting")),
     ):
-        for i in np.flatnonzero(samples.time_s < cut_s).tolist():
-            values = samples.values[i].tolist()
+        rows = samples.time_s < cut_s
+        for replica, ts, values in zip(
+            samples.replica[rows].tolist(),
+            np.round(samples.time_s[rows] * US, 3).tolist(),
+            samples.values[rows].tolist(),
+            strict=True,
+        ):
             events.append(
                 {
                     "ph": "C",
                     "name": name,
-                    "pid": _replica_pid(int(samples.replica[i])),
+                    "pid": _replica_pid(replica),
                     "tid": 0,
-                    "ts": _us(float(samples.time_s[i])),
+                    "ts": ts,
                     "args": dict(zip(series, values, strict=True)),
                 }
             )
@@ -229,35 +234,51 @@ def chrome_trace(timeline: Timeline) -> tuple[dict, TraceSummary]:
     return {"traceEvents": trace_events, "displayTimeUnit": "ms", "otherData": {"apex": other}}, summary
 
 
-def _iteration_events(timeline: Timeline, i: int) -> list[dict]:
+def _iteration_events(timeline: Timeline, keep: np.ndarray) -> list[dict]:
+    """One complete event per kept iteration and stage (columns converted once, not per event)."""
     its = timeline.iterations
-    replica = int(its.replica[i])
-    prefill, decode = int(its.prefill_tokens[i]), int(its.decode_seqs[i])
-    name = "mixed" if prefill and decode else "prefill" if prefill else "decode"
-    args = {
-        "iteration": int(its.index[i]),
-        "prefill_tokens": prefill,
-        "prefill_seqs": int(its.prefill_seqs[i]),
-        "decode_seqs": decode,
-        "decode_context_tokens": int(its.decode_context_tokens[i]),
-        "batched_tokens": int(its.batched_tokens[i]),
-    }
+    rows = np.flatnonzero(keep)
+    ts = np.round(its.stage_start_s[rows] * US, 3)
+    end = np.round(its.stage_end_s[rows] * US, 3)
+    dur = np.round(end - ts, 3)
+    columns = zip(
+        its.replica[rows].tolist(),
+        its.index[rows].tolist(),
+        its.prefill_tokens[rows].tolist(),
+        its.prefill_seqs[rows].tolist(),
+        its.decode_seqs[rows].tolist(),
+        its.decode_context_tokens[rows].tolist(),
+        its.batched_tokens[rows].tolist(),
+        ts.tolist(),
+        dur.tolist(),
+        strict=True,
+    )
+    stages = [len(r.stage_gpus) for r in timeline.replicas]
     out = []
-    for stage in range(len(timeline.replicas[replica].stage_gpus)):
-        ts = _us(float(its.stage_start_s[i, stage]))
-        dur = _us(float(its.stage_end_s[i, stage])) - ts
-        out.append(
-            {
-                "ph": "X",
-                "cat": "iteration",
-                "name": name,
-                "pid": _replica_pid(replica),
-                "tid": stage + 1,
-                "ts": ts,
-                "dur": round(dur, 3),
-                "args": args,
-            }
-        )
+    for replica, index, prefill, seqs, decode, context, batched, starts, durations in columns:
+        name = "mixed" if prefill and decode else "prefill" if prefill else "decode"
+        args = {
+            "iteration": index,
+            "prefill_tokens": prefill,
+            "prefill_seqs": seqs,
+            "decode_seqs": decode,
+            "decode_context_tokens": context,
+            "batched_tokens": batched,
+        }
+        pid = _replica_pid(replica)
+        for stage in range(stages[replica]):
+            out.append(
+                {
+                    "ph": "X",
+                    "cat": "iteration",
+                    "name": name,
+                    "pid": pid,
+                    "tid": stage + 1,
+                    "ts": starts[stage],
+                    "dur": durations[stage],
+                    "args": args,
+                }
+            )
     return out
 
 
@@ -276,16 +297,14 @@ def _request_events(
                 args={"input_tokens": int(r.input_tokens[req]), "output_tokens": int(r.output_tokens[req])},
             )
         ]
-    finished = r.status[req] == RequestStatus.FINISHED and r.finish_s[req] <= end_s
+    finished = int(r.status[req]) == FINISHED and r.finish_s[req] <= end_s
     args = {
         "request": req,
         "input_tokens": int(r.input_tokens[req]),
         "output_tokens": int(r.output_tokens[req]),
         "replica": int(r.replica[req]),
         "preemptions": int(r.num_preemptions[req]),
-        "status": RequestStatus(int(r.status[req])).name.lower()
-        if finished
-        else "in flight at the trace's end",
+        "status": "finished" if finished else "in flight at the trace's end",
     }
     name = f"request {req}"
     out = [dict(base, ph="b", name=name, ts=_us(start_s), args=args)]
