@@ -274,3 +274,40 @@ def test_a_window_past_the_run_holds_only_the_track_names():
     assert {e["ph"] for e in doc["traceEvents"]} == {"M"} and summary.iterations == 0
     with pytest.raises(ValueError):
         TraceRecorder(start_s=2.0, end_s=1.0)
+
+
+@pytest.mark.parametrize("kind", ["vllm-v0", "vllm-v1", "sglang", "trtllm", "orca", "static"])
+@pytest.mark.parametrize("pp", [1, 2])
+@pytest.mark.parametrize("disaggregated", [False, True])
+def test_every_engine_gives_a_valid_trace_of_every_iteration(kind, pp, disaggregated):
+    """Six engines × pp 1/2 × colocated and P/D, under KV pressure (preemptions where the engine preempts): the
+    trace is valid, has one slice per iteration and stage, and the run is the untraced run."""
+    n = 80
+    rng = np.random.default_rng(11)
+    requests = make_requests(
+        n,
+        prompt=rng.integers(1, 600, n),
+        output=rng.integers(1, 60, n),
+        arrival=np.cumsum(rng.exponential(0.005, n)),
+    )
+    stages = [FakeStage(0.004, 2e-5, 1e-7) for _ in range(pp)]
+    roles = ["prefill", "decode"] if disaggregated else ["colocated"]
+    specs = [
+        ReplicaSpec(make_cost(stages=stages, kv_tokens=6_000, kv_transfer_s=0.002), role=r) for r in roles
+    ]
+    engine = make_engine(kind, max_num_batched_tokens=1_024)
+    plain, _ = simulate_requests(requests, specs, engine)
+    recorder = TraceRecorder()
+    traced, system = simulate_requests(requests, specs, engine, trace=recorder)
+    assert np.array_equal(plain.records.finish_s, traced.records.finish_s, equal_nan=True)
+    assert plain.num_steps == traced.num_steps
+    doc, summary = chrome_trace(recorder.timeline)
+    by_phase = check_trace(json.loads(json.dumps(doc)))
+    slices = Counter((e["pid"], e["tid"]) for e in by_phase["X"])
+    assert slices == Counter(
+        {(r.index + 1, s + 1): r.num_iterations for r in system.replicas for s in range(r.pp)}
+    )
+    alive = {e["id"] for e in by_phase["b"]} | {e["id"] for e in by_phase["n"]}
+    assert len(alive) == n == summary.requests
+    parents = [e for e in by_phase["b"] if e["name"].startswith("request ")]
+    assert sum(e["args"]["preemptions"] for e in parents) == traced.to_json()["requests"]["preemptions"]
