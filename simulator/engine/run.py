@@ -59,6 +59,8 @@ def simulate_requests(
 
     `trace` records the run's timeline (at the engine, without the frontend delay); `trace.timeline` holds it
     after the run."""
+    if trace is not None and trace.has_run:
+        raise ValueError("this TraceRecorder already holds a run: use a new one for each run")
     closed = requests.closed
     # a closed loop writes arrival times as it sends requests: into a copy, never into the caller's Requests
     arrival = requests.arrival_s.copy() if closed is not None else requests.arrival_s

@@ -215,6 +215,11 @@ class TraceRecorder:
         return self._timeline
 
     @property
+    def has_run(self) -> bool:
+        """True once a run was recorded (a recorder records one run)."""
+        return self._timeline is not None
+
+    @property
     def timeline(self) -> Timeline:
         """The frozen timeline (after the run)."""
         if self._timeline is None:

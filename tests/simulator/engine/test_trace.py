@@ -274,6 +274,8 @@ def test_a_window_past_the_run_holds_only_the_track_names():
     assert {e["ph"] for e in doc["traceEvents"]} == {"M"} and summary.iterations == 0
     with pytest.raises(ValueError):
         TraceRecorder(start_s=2.0, end_s=1.0)
+    with pytest.raises(ValueError, match="already holds a run"):  # one recorder, one run: never two mixed
+        simulate_requests(requests, [ReplicaSpec(make_cost())], make_engine(), trace=recorder)
 
 
 @pytest.mark.parametrize("kind", ["vllm-v0", "vllm-v1", "sglang", "trtllm", "orca", "static"])
