@@ -113,7 +113,8 @@ def _request_phases(timeline: Timeline, start_s: float, end_s: float) -> list[tu
     arrived = (status != RequestStatus.PENDING) & np.isfinite(r.arrival_s)
     life_end = np.where(np.isfinite(r.finish_s), r.finish_s, run_end)
     rejected = status == RequestStatus.REJECTED
-    alive = arrived & (r.arrival_s < end_s) & ((life_end > start_s) | (rejected & (r.arrival_s >= start_s)))
+    # a rejected request is an instant at its arrival; any other lives from arrival to finish (or the run's end)
+    alive = arrived & (r.arrival_s < end_s) & np.where(rejected, r.arrival_s >= start_s, life_end > start_s)
     out = []
     for req in np.flatnonzero(alive).tolist():
         arrival = float(r.arrival_s[req])

@@ -85,9 +85,8 @@ class ServingSystem:
         single = len(self.entry) == 1 and self.entry[0].pp == 1
         self._owner = self.entry[0] if single and closed is None else None
         self.progress: Callable[[int, int], None] | None = None
-        self.trace = (
-            trace  # a trace.TraceRecorder (apex simulate --trace-out), else None: no trace work at all
-        )
+        # a trace.TraceRecorder (apex simulate --trace-out), else None: then no trace work at all
+        self.trace = trace
         for r in self.replicas:
             r.trace = trace
 
@@ -226,9 +225,7 @@ class ServingSystem:
         blocks are full, one fused price, the stage's accounts, one run-length encoded gap, and the members
         whose last token this was."""
         if self.trace is not None:
-            return (
-                now_s  # a trace sees every iteration: they go through schedule() (same decisions and times)
-            )
+            return now_s  # a trace sees every iteration: through schedule(), same decisions and times
         scheduler = replica.scheduler
         cohort = scheduler.steady_cohort()
         if cohort is None:

@@ -14,8 +14,8 @@ What is recorded, in simulated seconds at the engine (a calibrated frontend dela
   (the request phases of the trace; one entry per request and replica, however long the run).
 
 The iteration records are bounded: once `max_events` trace events' worth of iteration slices and counter
-samples are recorded, recording stops and the window ends there (`stopped_by_cap`). `finish()` returns the frozen `Timeline` that
-`simulator.trace_export` turns into a Chrome / Perfetto trace.
+samples are recorded, recording stops and the window ends there (`stopped_by_cap`). `finish()` returns the
+frozen `Timeline` that `simulator.trace_export` turns into a Chrome / Perfetto trace.
 """
 
 from __future__ import annotations

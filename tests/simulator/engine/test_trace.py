@@ -264,6 +264,10 @@ def test_a_rejected_request_is_an_instant():
     by_phase = check_trace(chrome_trace(recorder.timeline)[0])
     assert [e["id"] for e in by_phase["n"]] == ["0x1"]
     assert {e["id"] for e in by_phase["b"]} == {"0x0", "0x2"}
+    later = TraceRecorder(start_s=0.015)  # the rejection happened before this window: not in it
+    simulate_requests(requests, [ReplicaSpec(make_cost(kv_tokens=1_000))], make_engine(), trace=later)
+    by_phase = check_trace(chrome_trace(later.timeline)[0])
+    assert not by_phase["n"] and "0x2" in {e["id"] for e in by_phase["b"]}
 
 
 def test_a_window_past_the_run_holds_only_the_track_names():
