@@ -69,11 +69,13 @@ class Template:
     max_num_batched_tokens: int
     role: Role = "colocated"
     coefficients: TemplateCoefficients | None = None
+    sm_clock_mhz: int | None = None  # the SM clock its GPUs are locked to; None: the scenario's / boost
 
     @property
     def id(self) -> str:
         stages = "|".join(f"L{s.layers[0]}-{s.layers[1]} {stage_label(s)}" for s in self.stages)
-        return f"{self.role}:[{stages}] seqs{self.max_num_seqs} tok{self.max_num_batched_tokens}"
+        clock = f" sm{self.sm_clock_mhz}" if self.sm_clock_mhz is not None else ""
+        return f"{self.role}:[{stages}] seqs{self.max_num_seqs} tok{self.max_num_batched_tokens}{clock}"
 
     @property
     def gpus_by_type(self) -> dict[str, int]:
@@ -96,7 +98,9 @@ class Template:
         return out
 
     def replica_group(self, count: int = 1) -> ReplicaGroup:
-        return ReplicaGroup(count=count, role=self.role, stages=list(self.stages))
+        return ReplicaGroup(
+            count=count, role=self.role, stages=list(self.stages), sm_clock_mhz=self.sm_clock_mhz
+        )
 
 
 # ---- memory per GPU from the model's derived numbers -------------------------------------------------------

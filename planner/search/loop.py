@@ -36,9 +36,10 @@ from formulations.objectives import objective_spec
 from formulations.result import SolverOptions
 from planner.errors import NoPlanError
 from planner.search.bounds import COARSE, FINE, IterationLimits, bound_template, trivial_bound, with_precision
+from planner.search.clock_choice import clock_choice
 from planner.search.heuristics import heuristic_plans
 from planner.search.pool import Candidate, Simulations, best_first
-from planner.search.pricing import PricedTemplate, price_templates
+from planner.search.pricing import PricedTemplate, price_templates, searches_clocks
 from planner.search.result import PlanSearchResult, SearchStats, no_plan_error
 from planner.search.space import PlanSpace
 from planner.search.workload import WorkloadProfile
@@ -277,7 +278,18 @@ def run_search(
         space_note=space_note(space),
         phases_s=prep.phases_s,
     )
-    return PlanSearchResult(objective, best, candidates, baselines, search, scenario)
+    result = PlanSearchResult(objective, best, candidates, baselines, search, scenario)
+    if searches_clocks(scenario):
+        result.clock, ran = clock_choice(
+            scenario,
+            best,
+            pool,
+            simulate_fn=simulate_fn,
+            makespan_floor=space.makespan_floor,
+            deadline=deadline,
+        )
+        search.simulations += ran
+    return result
 
 
 def space_note(space: PlanSpace) -> str:

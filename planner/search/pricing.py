@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from formulations.templates import (
     CapacityEstimate,
@@ -23,6 +23,7 @@ from formulations.templates import (
 )
 from planner.search.workload import WorkloadProfile, WorkloadStats
 from simulator.costmodel import build_replica_cost
+from simulator.costmodel.clock import clock_levels_mhz
 from simulator.costmodel.interface import BatchShape
 from simulator.scenario import Scenario, engine_setting
 
@@ -85,7 +86,8 @@ def price_templates(
     inventory = scenario.cluster.gpus_by_type()
     means = _class_means(profile)
     out = []
-    for t in template_structures(scenario, partition_backend=partition_backend):
+    structures = template_structures(scenario, partition_backend=partition_backend)
+    for t in [clocked for s in structures for clocked in clocked_templates(scenario, s)]:
         if deadline is not None and time.perf_counter() > deadline:
             break
         if any(n > inventory.get(g, 0) for g, n in t.gpus_by_type.items()):
@@ -132,6 +134,24 @@ def price_templates(
         )
         out.append(PricedTemplate(t, coeffs, est_all, cost))
     return out
+
+
+def searches_clocks(scenario: Scenario) -> bool:
+    """Whether the plan space has a clock dimension: for min_energy and a J/token budget, where a lower SM clock
+    can pay (docs/design.md §5.2)."""
+    goals = scenario.spec.goals
+    return goals.objective == "min_energy" or goals.budget.joules_per_token is not None
+
+
+def clocked_templates(scenario: Scenario, structure: Template) -> list[Template]:
+    """`structure` at each clock the planner tries (`costmodel.clock.clock_levels_mhz`), or just as it is when the
+    space has no clock dimension, the scenario locks the clock itself, or the stages mix GPU types."""
+    if not searches_clocks(scenario) or scenario.spec.sm_clock_mhz is not None:
+        return [structure]
+    types = list(structure.gpus_by_type)
+    if len(types) != 1:
+        return [structure]
+    return [replace(structure, sm_clock_mhz=mhz) for mhz in clock_levels_mhz(scenario.gpus[types[0]])]
 
 
 def _class_means(profile: WorkloadProfile) -> dict[str, tuple[float, float]]:

@@ -449,7 +449,7 @@ def _structure(group) -> str:
             f"{s.layers[0]}-{s.layers[1]}:{s.gpu}:{s.attention.model_dump_json()}:{s.ffn.model_dump_json()}"
             for s in group.stages
         )
-        + f"/{group.role}"
+        + f"/{group.role}/{group.sm_clock_mhz}"
     )
 
 
