@@ -124,13 +124,20 @@ def price_templates(
             if est.requests_per_s > 0:
                 caps[cid] = est.requests_per_s
             batch = _operating_batch(step, est, demand / replicas, mean_in, mean_out)
-            energy[cid], latency[cid] = _energy_and_latency(cost.stages, est, mean_in, mean_out, batch, step)
+            energy[cid] = _energy(cost.stages, mean_in, mean_out, batch)
+            latency[cid] = _latency(est, mean_in, mean_out, 1, step)
+        mean_in, mean_out = profile.stats.mean_input, profile.stats.mean_output
+        full = max(est_all.decode_batch, 1)
+        growth = _latency(est_all, mean_in, mean_out, full, step) - _latency(
+            est_all, mean_in, mean_out, 1, step
+        )
         coeffs = TemplateCoefficients(
             capacity_rps=caps,
             energy_per_request_j=energy,
             idle_w=cost.idle_watts,
             usd_per_hour=cost.usd_per_hour,
             latency_score=latency,
+            latency_growth_s=max(growth, 0.0),
         )
         out.append(PricedTemplate(t, coeffs, est_all, cost))
     return out
@@ -208,11 +215,8 @@ def _operating_batch(step, est: CapacityEstimate, rate: float, mean_in: float, m
     return max(int(round(batch)), 1)
 
 
-def _energy_and_latency(
-    stages, est: CapacityEstimate, mean_in: float, mean_out: float, batch: int, step
-) -> tuple[float, float]:
-    """Predicted energy a request adds above idle (J) and its predicted mean E2E latency (s), decoding in
-    batches of `batch`."""
+def _energy(stages, mean_in: float, mean_out: float, batch: int) -> float:
+    """Predicted energy a request adds above idle (J), decoding in batches of `batch`."""
     pp = len(stages)
     prefill_shape = _shape(int(round(mean_in)), 0, 0)
     e = 0.0
@@ -226,7 +230,10 @@ def _energy_and_latency(
     for s in stages:
         t = s.iteration_time(decode_shape)
         per_token += max(s.energy(decode_shape, t) - s.energy(_shape(0, 0, 0), t), 0.0) / micro
-    energy = e + mean_out * per_token
+    return e + mean_out * per_token
+
+
+def _latency(est: CapacityEstimate, mean_in: float, mean_out: float, batch: int, step) -> float:
+    """Predicted mean E2E latency of a request (s), decoding in batches of `batch`."""
     ttft = est.ttft_s if math.isfinite(est.ttft_s) else est.prefill_time_s
-    t_step = step(0, batch, int(batch * (mean_in + mean_out / 2)))
-    return energy, ttft + mean_out * t_step
+    return ttft + mean_out * step(0, batch, int(batch * (mean_in + mean_out / 2)))

@@ -364,6 +364,7 @@ class PlanSpace:
                 c,
                 energy_per_request_j={k: v * r for k, v in c.energy_per_request_j.items()},
                 latency_score={k: v * r for k, v in c.latency_score.items()},
+                latency_growth_s=c.latency_growth_s * r,
             )
             templates.append(MasterTemplate(tid, p.template.gpus_by_type, coeffs, self.domain_need[tid]))
         old = getattr(self, "predict", None)
