@@ -194,7 +194,7 @@ class GPU(_Strict):
     sm_clock_ghz: float | None = Field(
         None,
         gt=0,
-        description="SM clock locked below the boost clock (`nvidia-smi -lgc`), set by costmodel.clock.at_clock; "
+        description="SM clock locked below the boost clock (`nvidia-smi -lgc`), set by `at_clock`; "
         "None: the default boost clock",
     )
     efficiency: GPUEfficiency = GPUEfficiency()

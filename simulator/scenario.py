@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from simulator import catalog
 from simulator.dtypes import DType
@@ -293,12 +293,31 @@ class ScenarioFile(_Strict):
     goals: Goals = Goals()
     calibration: str | None = Field(None, description="calibration file written by `apex calibrate`")
     sm_clock_mhz: (
-        Annotated[int, Field(gt=0, le=100_000)] | dict[str, Annotated[int, Field(gt=0, le=100_000)]] | None
+        Annotated[int, Field(gt=0, le=100_000)]
+        | dict[str, Annotated[int, Field(gt=0, le=100_000)]]
+        | Literal["auto"]
+        | None
     ) = Field(
         None,
         description="SM clock every GPU is locked to (nvidia-smi -lgc), MHz, or one per GPU type "
-        "{h100-sxm: 1400}; None: the boost clock (simulator/costmodel/clock.py)",
+        "{h100-sxm: 1400}; 'auto': `apex plan` chooses a clock per replica template (docs/design.md §5.2); "
+        "None: the boost clock (simulator/costmodel/clock.py)",
     )
+
+    @field_validator("sm_clock_mhz", mode="before")
+    @classmethod
+    def _clock(cls, value):
+        def mhz(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 100_000
+
+        ok = value is None or value == "auto" or mhz(value)
+        ok = ok or (isinstance(value, dict) and all(isinstance(k, str) and mhz(v) for k, v in value.items()))
+        if not ok:
+            raise ValueError(
+                "expected an SM clock in MHz as an integer 1-100000 (e.g. 1380), one per GPU type "
+                "({h100-sxm: 1380}) or 'auto'"
+            )
+        return value
 
 
 @dataclass(frozen=True)
@@ -371,7 +390,7 @@ def _clocked_gpus(spec: ScenarioFile, gpus: dict[str, GPU], *, file) -> dict[str
     """The scenario's GPUs at its `sm_clock_mhz` (InputError naming the field for a GPU type the cluster lacks or
     a clock outside a GPU's range)."""
     setting = spec.sm_clock_mhz
-    if setting is None:
+    if setting is None or setting == "auto":  # auto: the plan's replica groups carry the clocks
         return gpus
     per_type = setting if isinstance(setting, dict) else dict.fromkeys(gpus, setting)
     out = dict(gpus)

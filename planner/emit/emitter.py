@@ -84,7 +84,7 @@ def _clock_warnings(scenario, plan) -> list[str]:
     which clock, and the command that locks it."""
     out = []
     setting = scenario.spec.sm_clock_mhz
-    if setting is not None:
+    if setting is not None and setting != "auto":  # auto: the replica groups carry the clocks
         clocks = setting if isinstance(setting, dict) else {"every GPU": setting}
         for name, mhz in clocks.items():
             out.append(

@@ -144,16 +144,15 @@ def price_templates(
 
 
 def searches_clocks(scenario: Scenario) -> bool:
-    """Whether the plan space has a clock dimension: for min_energy and a J/token budget, where a lower SM clock
-    can pay (docs/design.md §5.2)."""
-    goals = scenario.spec.goals
-    return goals.objective == "min_energy" or goals.budget.joules_per_token is not None
+    """Whether the plan space has a clock dimension: the scenario asks for it (`sm_clock_mhz: auto`; it
+    multiplies the templates by the number of clocks, so it is not on by default; docs/design.md §5.2)."""
+    return scenario.spec.sm_clock_mhz == "auto"
 
 
 def clocked_templates(scenario: Scenario, structure: Template) -> list[Template]:
     """`structure` at each clock the planner tries (`costmodel.clock.clock_levels_mhz`), or just as it is when the
-    space has no clock dimension, the scenario locks the clock itself, or the stages mix GPU types."""
-    if not searches_clocks(scenario) or scenario.spec.sm_clock_mhz is not None:
+    space has no clock dimension or the stages mix GPU types."""
+    if not searches_clocks(scenario):
         return [structure]
     types = list(structure.gpus_by_type)
     if len(types) != 1:

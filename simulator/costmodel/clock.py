@@ -9,7 +9,10 @@ the memory clock is separate (`nvidia-smi -lgc` locks the graphics clock only; `
 memory-bound decode keeps its throughput under clock locking (Ma et al. 2026, "The Illusion of Power Capping in
 LLM Decode", arXiv:2605.11999: H200 decode recovers up to 32% of its energy "at minimal throughput loss";
 Maliakel et al. 2025, arXiv:2501.08219: decode "largely insensitive to GPU frequency"). Kernel launch floors
-are kept as they are (host-side launch; no public per-clock figure).
+are kept as they are (host-side launch; no public per-clock figure). A GEMM keeps the split-K factor the boost
+clock chooses (cuBLAS's heuristic takes the shape and architecture, not the clock; `kernels.gemm_kernel`), so an
+iteration's FLOPs and bytes do not move with the clock — which keeps the planner's energy bounds provable
+(`planner/search/bounds.energy_corner_factor`).
 
 Power. CMOS dynamic energy per operation is C·V², and over the DVFS range the voltage rises with the clock,
 so energy per operation on the SM side scales as (f / f_max)^2 (`VOLTAGE_EXPONENT`; dynamic power C·V²·f ∝

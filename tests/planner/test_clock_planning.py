@@ -75,10 +75,15 @@ def test_the_loop_finds_a_plan_below_the_best_default_clock_plan_too():
     )
 
 
-def test_objectives_without_an_energy_goal_have_no_clock_dimension():
-    res = plan(_scenario(objective="min_cost"), workers=1, exhaustive=True, time_limit_s=600)
-    assert res.clock is None
+def test_without_auto_the_space_has_no_clock_dimension_and_a_locked_scenario_keeps_its_clock():
+    data = _scenario()
+    del data["sm_clock_mhz"]
+    res = plan(data, workers=1, exhaustive=True, time_limit_s=600)
+    assert res.clock is None and "clock" not in res.to_json()
     assert all(_at_default_clock(c) for c in res.candidates)
+    locked = plan({**data, "sm_clock_mhz": 1380}, workers=1, exhaustive=True, time_limit_s=600)
+    assert all(_at_default_clock(c) for c in locked.candidates)  # every GPU at 1380: no group overrides it
+    assert locked.best.objective < res.best.objective  # the scenario's clock reaches the simulations
 
 
 def test_an_emitted_deployment_says_which_clock_to_lock_since_no_engine_sets_it():
@@ -89,5 +94,8 @@ def test_an_emitted_deployment_says_which_clock_to_lock_since_no_engine_sets_it(
     (warning,) = _clock_warnings(sc, sc.plan)
     assert "nvidia-smi -lgc 1080" in warning and "replica group 0" in warning
     locked = load_scenario({**_scenario(), "sm_clock_mhz": 1380, "plan": "tp=1"})
+    assert (
+        _clock_warnings(load_scenario({**_scenario(), "plan": "tp=1"}), locked.plan) == []
+    )  # auto, no group
     (warning,) = _clock_warnings(locked, locked.plan)
     assert "nvidia-smi -lgc 1380" in warning

@@ -103,3 +103,14 @@ def test_planner_levels_are_on_the_15_mhz_grid_inside_the_range(h200):
     lo, hi = h200.clock_range_mhz
     assert all(lo <= m < hi for m in levels[1:])
     assert list(levels[1:]) == sorted(levels[1:], reverse=True) and len(levels) == 4
+
+
+@pytest.mark.parametrize("m", [1, 7, 64, 300, 1000, 4096, 8065, 8321])
+def test_a_gemm_keeps_the_boost_clocks_split_k_choice_and_is_never_faster_at_a_locked_clock(h200, m):
+    from simulator.costmodel.kernels import gemm_kernel
+
+    for n, k in ((28672, 4096), (4096, 14336), (1024, 4096)):
+        fast = gemm_kernel(h200, m, n, k, 2, 2, "bf16")
+        slow = gemm_kernel(h200.at_clock(1080), m, n, k, 2, 2, "bf16")
+        assert slow.bytes == fast.bytes and slow.flops == fast.flops  # the same kernel, so the same traffic
+        assert slow.seconds >= fast.seconds
