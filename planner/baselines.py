@@ -71,7 +71,7 @@ def exhaustive(
         )
         whole = False
     plans = [space.plan_of(v) for v in vectors]
-    heuristics = heuristic_plans(scenario, [p.template for p in prep.priced])
+    heuristics = heuristic_plans(scenario, prep.baseline_templates)
     with Simulations(
         scenario,
         workers=options.workers,
@@ -123,6 +123,7 @@ def exhaustive(
         space_plans=len(vectors) if whole else None,
         space_note=note,
         phases_s=prep.phases_s,
+        census=prep.census.to_json() if prep.census is not None else {},
     )
     result = PlanSearchResult(objective, best, candidates, baselines, stats, scenario)
     if searches_clocks(scenario):

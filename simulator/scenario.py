@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -39,11 +39,62 @@ Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
 
 
 class DTypes(_Strict):
-    """Numeric formats of the weights, the KV cache and the activations."""
+    """Numeric formats of the weights, the KV cache and the activations.
+
+    `weights` and `kv_cache` may each be a list of allowed formats (`weights: [bf16, fp8]`): `apex plan` then
+    searches them (`weights_allowed`, `kv_cache_allowed`), and everything that needs one format (simulate,
+    estimate) uses the first."""
 
     weights: DType = "bf16"
     kv_cache: DType = "bf16"
     activations: Literal["bf16", "fp16", "fp8"] = "bf16"
+    # set from a list under weights / kv_cache; left out of dumps (a dumped scenario names one format each)
+    weights_allowed: tuple[DType, ...] | None = Field(None, exclude=True)
+    kv_cache_allowed: tuple[DType, ...] | None = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _allowed_lists(cls, data):
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key in ("weights_allowed", "kv_cache_allowed"):
+            if key in data:
+                raise InputError(
+                    f"{key} is set by the planner; list the allowed formats under "
+                    f"{key.removesuffix('_allowed')} instead (e.g. weights: [bf16, fp8])",
+                    field=f"dtype.{key}",
+                )
+        names = get_args(DType)
+        for key in ("weights", "kv_cache"):
+            value = data.get(key)
+            if not isinstance(value, list):
+                continue
+            if not value:
+                raise InputError(
+                    f"an empty list; expected one format or a list of allowed ones from {', '.join(names)}",
+                    field=f"dtype.{key}",
+                )
+            for i, item in enumerate(value):
+                if not isinstance(item, str) or item not in names:
+                    raise InputError(
+                        f"{item!r} is not a numeric format; expected one of {', '.join(names)}",
+                        field=f"dtype.{key}[{i}]",
+                    )
+            if len(set(value)) != len(value):
+                raise InputError(f"{value} lists a format twice", field=f"dtype.{key}")
+            out[key] = value[0]
+            out[f"{key}_allowed"] = tuple(value)
+        return out
+
+    @property
+    def weight_choices(self) -> tuple[str, ...]:
+        """The weight formats `apex plan` may choose from (the one format when no list was given)."""
+        return self.weights_allowed or (self.weights,)
+
+    @property
+    def kv_cache_choices(self) -> tuple[str, ...]:
+        return self.kv_cache_allowed or (self.kv_cache,)
 
 
 EngineKind = Literal["vllm-v0", "vllm-v1", "sglang", "trtllm", "orca", "static"]
@@ -473,6 +524,8 @@ def load_scenario(
         spec = ScenarioFile.model_validate(data)
     except ValidationError as exc:
         raise pydantic_error_to_input_error(exc, file=file, model=ScenarioFile) from None
+    except InputError as exc:  # raised by a validator with its field (the dtype lists)
+        raise exc.within(file=file) from None
     if isinstance(spec.model, str):
         model = catalog.get_model(spec.model, file=file, field="model")
     else:

@@ -1,10 +1,26 @@
-"""Names of plans: the short label people read, the shorthand when it exists, and the simulation cache key."""
+"""Names of plans: the short label people read, the shorthand when it exists, the simulation cache key, and
+`Proposal` — a plan with the engine settings it is simulated with."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
+from formulations.templates import EngineSettings
 from simulator.plan import Plan, Stage, even_layer_split
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A plan to simulate and the engine knobs and dtypes every replica of it runs with (docs/design.md §4)."""
+
+    plan: Plan
+    settings: EngineSettings
+
+    @property
+    def key(self) -> str:
+        """Everything that changes the simulation: the plan's groups (`plan_key`) and the settings."""
+        return plan_key(self.plan) + "|" + self.settings.key
 
 
 def short_label(plan: Plan) -> str:
@@ -44,8 +60,8 @@ def shorthand(plan: Plan) -> str:
 
 def plan_key(plan: Plan) -> str:
     """Everything about a plan that changes its simulation — replica groups in order, each with its count,
-    role and every stage's layer range, GPU type and per-cell split — as canonical JSON. (The engine knobs and
-    dtypes are the scenario's, the same for every plan of one search; `Simulations` keys on them too.)"""
+    role and every stage's layer range, GPU type and per-cell split — as canonical JSON. (A plan's engine knobs
+    and dtypes are its `Proposal`'s settings; `Simulations` keys on them too.)"""
     groups = [
         {
             "count": g.count,

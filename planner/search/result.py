@@ -36,6 +36,9 @@ class SearchStats:
     space_plans: int | None = None  # plans in the searched space (None: more than could be counted)
     space_note: str = ""  # what the space is
     phases_s: dict[str, float] = field(default_factory=dict)  # wall time per phase
+    census: dict = field(
+        default_factory=dict
+    )  # templates generated / pruned / priced per kind (pricing.Census)
 
     def to_json(self) -> dict:
         return {
@@ -49,7 +52,7 @@ class SearchStats:
             "templates": self.templates,
             "bound_kind": self.bound_kind,
             "bound_note": self.bound_note,
-            "space": {"plans": self.space_plans, "note": self.space_note},
+            "space": {"plans": self.space_plans, "note": self.space_note, **self.census},
             "phases_s": dict(self.phases_s),
         }
 
