@@ -2,8 +2,9 @@
 
 When the plan space has a clock dimension (`pricing.searches_clocks`), the best plan's replica groups each carry
 the clock their template was priced at. Its *twin* is the same plan at the default clock (every group's
-`sm_clock_mhz` removed); `clock_choice` compares the two simulations — the twin from the candidate pool when the
-search simulated it, else simulated here — and reports the energy saved and the latency paid.
+`sm_clock_mhz` removed, the same engine settings); `clock_choice` compares the two simulations — the twin from
+the candidate pool when the search simulated it, else simulated here — and reports the energy saved and the
+latency paid.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from planner.search.labels import plan_key
+from planner.search.labels import Proposal, plan_key
 from planner.search.pool import Candidate, Simulations
 from simulator.plan import Plan
 from simulator.scenario import Scenario
@@ -90,11 +91,13 @@ def clock_choice(
 ) -> tuple[ClockChoice, int]:
     """The ClockChoice of `best` and the number of simulations it ran (0 or 1: the twin, when not in `pool`)."""
     twin_plan = default_clock_twin(best.plan)
-    twin = pool.get(plan_key(twin_plan))
+    key = plan_key(twin_plan)
+    twin = next((c for c in pool.values() if plan_key(c.plan) == key and c.settings == best.settings), None)
     ran = 0
     if twin is None and any(g.sm_clock_mhz is not None for g in best.plan.replicas):
+        proposal = Proposal(twin_plan, best.settings) if best.settings is not None else twin_plan
         with Simulations(scenario, workers=1, simulate_fn=simulate_fn, makespan_floor=makespan_floor) as sims:
-            (twin,) = sims.run([twin_plan], deadline=deadline, source="clock")
+            (twin,) = sims.run([proposal], deadline=deadline, source="clock")
             ran = sims.count
     elif twin is None:
         twin = best

@@ -1,6 +1,6 @@
-"""The SM clock as a plan dimension (planner/search/pricing.py `clocked_templates`, `clock_choice.py`): on a
-memory-bound, decode-heavy workload min_energy picks a locked clock that beats every plan at the default clock,
-reports the clock and its latency cost, and --exhaustive covers the clock choice."""
+"""The SM clock as a plan dimension (planner/search/pricing.py `searches_clocks`, `_clocked`; `clock_choice.py`):
+on a memory-bound, decode-heavy workload min_energy picks a locked clock that beats every plan at the default
+clock, reports the clock and its latency cost, and --exhaustive covers the clock choice."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def test_the_report_names_the_clock_and_the_latency_it_costs_against_the_same_pl
     res = _exhaustive()
     choice = res.clock
     assert choice.clocks_mhz == tuple(g.sm_clock_mhz for g in res.best.plan.replicas)
-    twin = {c.key: c for c in res.candidates}[plan_key(default_clock_twin(res.best.plan))]
+    key = plan_key(default_clock_twin(res.best.plan))
+    (twin,) = [c for c in res.candidates if plan_key(c.plan) == key and c.settings == res.best.settings]
     assert choice.default_plan == twin.name
     energy = res.best.metrics["energy"]["joules_per_output_token"]
     assert choice.energy_change == pytest.approx(
