@@ -144,7 +144,7 @@ def _plan_peak_flops(scenario: Scenario) -> float:
     """Dense peak FLOP/s of all the plan's GPUs at the weights' compute dtype."""
     dtype = scenario.spec.dtype.weights
     return sum(
-        scenario.gpus[name].peak_flops(dtype) * count
+        scenario.gpus[name].datasheet_flops(dtype) * count
         for name, count in scenario.plan.gpus_by_type(_default_gpu(scenario)).items()
     )
 

@@ -37,9 +37,10 @@ from formulations.result import SolverOptions
 from planner.errors import NoPlanError
 from planner.search.bounding import bound_space, limits_for, template_limits
 from planner.search.bounds import FINE, IterationLimits, with_precision
+from planner.search.clock_choice import clock_choice
 from planner.search.heuristics import heuristic_plans
 from planner.search.pool import Candidate, Simulations, best_first
-from planner.search.pricing import Census, PricedTemplate, SpaceOptions, price_space
+from planner.search.pricing import Census, PricedTemplate, SpaceOptions, price_space, searches_clocks
 from planner.search.result import PlanSearchResult, SearchStats, no_plan_error
 from planner.search.settings import scenario_settings
 from planner.search.space import PlanSpace
@@ -249,7 +250,18 @@ def run_search(
         phases_s=prep.phases_s,
         census=prep.census.to_json() if prep.census is not None else {},
     )
-    return PlanSearchResult(objective, best, candidates, baselines, search, scenario)
+    result = PlanSearchResult(objective, best, candidates, baselines, search, scenario)
+    if searches_clocks(scenario):
+        result.clock, ran = clock_choice(
+            scenario,
+            best,
+            pool,
+            simulate_fn=simulate_fn,
+            makespan_floor=space.makespan_floor,
+            deadline=deadline,
+        )
+        search.simulations += ran
+    return result
 
 
 def space_note(space: PlanSpace) -> str:

@@ -51,6 +51,7 @@ from formulations.templates import (
 from planner.search.settings import candidate_settings, scenario_settings
 from planner.search.workload import WorkloadProfile, WorkloadStats
 from simulator.costmodel import build_replica_cost
+from simulator.costmodel.clock import clock_levels_mhz
 from simulator.costmodel.interface import BatchShape
 from simulator.scenario import Scenario, engine_setting
 
@@ -208,8 +209,8 @@ class _Pricer:
         self.longest_prompt = int(profile.input_tokens.max()) if profile.num_requests else 0
         self._costs: dict = {}
 
-    def cost(self, stages, settings: EngineSettings):
-        key = (stages, settings)
+    def cost(self, stages, settings: EngineSettings, clock: int | None = None):
+        key = (stages, settings, clock)
         hit = self._costs.get(key)
         if hit is None:
             sc = self.scenario
@@ -217,7 +218,7 @@ class _Pricer:
             dtype = sc.spec.dtype.model_copy(
                 update={"weights": settings.weights_dtype, "kv_cache": settings.kv_cache_dtype}
             )
-            group = Template(stages, settings).replica_group(1)
+            group = Template(stages, settings, sm_clock_mhz=clock).replica_group(1)
             hit = build_replica_cost(
                 sc.model, group, sc.gpus, sc.cluster, dtype, engine, calibration=sc.spec.calibration
             )
@@ -232,8 +233,10 @@ class _Pricer:
             return "prompt over the token budget without chunked prefill"
         return None
 
-    def price(self, stages, settings: EngineSettings, role: str, kinds) -> PricedTemplate:
-        cost = self.cost(stages, settings)
+    def price(
+        self, stages, settings: EngineSettings, role: str, kinds, clock: int | None = None
+    ) -> PricedTemplate:
+        cost = self.cost(stages, settings, clock)
         st = self.profile.stats
         step = step_time_fn(cost, settings.max_num_batched_tokens)
         seqs = _decode_cap(self.scenario, settings)
@@ -273,7 +276,9 @@ class _Pricer:
             latency_score=latency,
             latency_growth_s=max(growth, 0.0),
         )
-        return PricedTemplate(Template(stages, settings, role), coeffs, est_all, cost, kinds)
+        return PricedTemplate(
+            Template(stages, settings, role, sm_clock_mhz=clock), coeffs, est_all, cost, kinds
+        )
 
     def _estimate(self, role, step, cost, mean_in, mean_out, seqs, settings) -> CapacityEstimate:
         if role == "prefill":
@@ -367,6 +372,8 @@ def price_space(
             out.extend(ps)
     baseline = [p.template for p in out if p.template.role == "colocated" and p.template.settings == own]
     out = _prune_layouts(out, census)
+    if searches_clocks(scenario):
+        out += [c for p in out for c in _clocked(pricer, p, scenario)]
     for p in out:
         census.count(census.priced, p.kinds)
         census.count(census.generated, p.kinds)
@@ -375,6 +382,26 @@ def price_space(
         "priced": len({p.template.settings for p in out}),
     }
     return PricedSpace(out, census, baseline)
+
+
+def searches_clocks(scenario: Scenario) -> bool:
+    """Whether the plan space has a clock dimension: the scenario asks for it (`sm_clock_mhz: auto`; it
+    multiplies the templates by the number of clocks, so it is not on by default; docs/design.md §5.2)."""
+    return scenario.spec.sm_clock_mhz == "auto"
+
+
+def _clocked(pricer: _Pricer, p: PricedTemplate, scenario: Scenario) -> list[PricedTemplate]:
+    """`p`'s template at each lower clock the planner tries (`costmodel.clock.clock_levels_mhz` of its GPU
+    type), priced on its own; none for a template whose stages mix GPU types (one MHz value would be a
+    different fraction of each type's boost clock)."""
+    t = p.template
+    types = list(t.gpus_by_type)
+    if len(types) != 1:
+        return []
+    levels = [mhz for mhz in clock_levels_mhz(scenario.gpus[types[0]]) if mhz is not None]
+    return [
+        pricer.price(t.stages, t.settings, t.role, (*p.kinds, "locked clock"), clock=mhz) for mhz in levels
+    ]
 
 
 def _product_size(choices) -> int:
