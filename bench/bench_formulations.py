@@ -20,6 +20,7 @@ from formulations.master import (
 )
 from formulations.result import SolverOptions
 from formulations.templates import (
+    EngineSettings,
     TemplateCoefficients,
     analytic_capacity,
     enumerate_structures,
@@ -126,7 +127,7 @@ def run(name, model, cluster, demand, objective, **enum_kw):
 def main():
     llama = catalog.get_model("llama-3.1-70b")
     cluster = Cluster(name="4x8-h100", node_groups=[NodeGroup(gpu="h100-sxm", nodes=4, gpus_per_node=8)])
-    grid = ((128, 8192), (256, 8192), (512, 16384))
+    grid = tuple(EngineSettings(seqs, tokens) for seqs, tokens in ((128, 8192), (256, 8192), (512, 16384)))
     run(
         "llama-3.1-70b / 4x8 h100-sxm (max_goodput)",
         llama,
@@ -134,7 +135,7 @@ def main():
         {"chat": 40.0, "summarize": 10.0},
         "max_goodput",
         max_pp=4,
-        engine_grid=grid,
+        settings=grid,
     )
     run(
         "llama-3.1-70b / 4x8 h100-sxm (min_cost)",
@@ -143,7 +144,7 @@ def main():
         {"chat": 10.0, "summarize": 2.0},
         "min_cost",
         max_pp=4,
-        engine_grid=grid,
+        settings=grid,
     )
     kimi = catalog.get_model("kimi-k2")
     mixed = Cluster(
@@ -161,7 +162,7 @@ def main():
         "max_goodput",
         max_pp=8,
         allow_mixed_gpus=True,
-        engine_grid=grid,
+        settings=grid,
     )
 
 

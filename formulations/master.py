@@ -6,23 +6,39 @@ sizes), `Budgets`, a capacity headroom factor and an objective (`formulations.ob
 
 * `count[t]` ∈ ℤ≥0, replicas of template t (≤ its max_count);
 * `rate[c, t]` ≥ 0, class-c demand (requests/s, or any unit of work per second) routed to template t;
-* `use[t]` ∈ {0, 1} when `max_templates` is set (count[t] ≤ max_count · use[t], Σ use ≤ max_templates);
+* `use[t]` ∈ {0, 1} when `max_templates` is set or the problem has disaggregated templates (count[t] ≤
+  max_count · use[t], Σ weight[t] · use[t] ≤ max_templates; weight 1 for a colocated template, ½ for a prefill
+  or decode one, so a prefill–decode pair counts as one template);
+* `pick[g]` ∈ {0, 1} when templates belong to more than one settings group (count[t] ≤ max_count · pick[g(t)],
+  Σ_g pick[g] ≤ 1: a plan's templates share one group, e.g. the engine knobs and dtypes every replica runs);
 * `unserved[c]` ≥ 0 when `unserved_allowance` > 0.
+
+Roles: a template is `colocated` (serves requests whole), `prefill` or `decode` (disaggregated serving: a
+request's prefill runs on a prefill replica, its KV cache moves to a decode replica, which decodes it). Rates of
+colocated and prefill templates serve demand; a decode template's rate is the part of a class it decodes.
 
 Rows (one family per comment in `build_master`):
 
-* demand: Σ_t rate[c,t] + unserved[c] = demand_c (min_cost / min_energy / min_latency), Σ_c unserved[c] ≤
+* demand: Σ_{t entry} rate[c,t] + unserved[c] = demand_c (min_cost / min_energy / min_latency; entry templates
+  are the colocated and prefill ones), Σ_c unserved[c] ≤
   unserved_allowance (the demand that may miss its deadlines, e.g. the 1 % a p99 target forgives);
   ≤ demand_c (max_goodput); = share_c · throughput (max_throughput: the largest multiple of the demand mix),
   throughput ≤ throughput_limit;
+* flow (disaggregated): Σ_{t prefill} rate[c,t] = Σ_{t decode} rate[c,t] per `paired` class — what the
+  prefill pool serves, the decode pool decodes;
+* pairing: at most one prefill and one decode template per plan, both or neither (Σ_P use = Σ_D use ≤ 1, and a
+  used one has count ≥ 1);
+* KV transfer: Σ_c kv_c · rate[c,t] ≤ kv_link[t] · count[t] for each prefill and decode template with a finite
+  link (kv_c: the KV a unit of class c's rate moves; kv_link: what one replica's links carry per second);
 * capacity: Σ_c rate[c,t] / cap[c,t] ≤ headroom · count[t] (cap: what one replica of t serves of class c);
 * routes: rate[c,t] ≤ route_limits[c,t] (the part of class c that t can serve at all, e.g. within a deadline);
 * inventory: Σ_t count[t] · gpus[t, τ] ≤ available_τ per GPU type τ; per domain size d:
   Σ_{t: need[t,τ] ≥ d} count[t] · gpus[t, τ] ≤ GPUs of type τ in whole domains of size ≥ d (a stage whose
   TP group needs a domain of d GPUs can only use node groups whose domain holds d);
 * budgets: $/h, watts (idle + active), GPU count, J/token (energy per second ≤ J/token · tokens per second);
-* templates: at most `max_templates` templates with count > 0 (the plan space's replica groups), and at
-  least `min_replicas` replicas in all (a plan is never empty).
+* templates: at most `max_templates` templates with count > 0 (the plan space's replica groups; a prefill–decode
+  pair counts as one), at most one settings group, and at least `min_replicas` replicas in all (a plan is
+  never empty).
 
 Objectives (all per hour or per second, so they are linear):
 
@@ -63,6 +79,7 @@ from formulations.objectives import OBJECTIVES
 from formulations.result import SolutionStatus, SolveResult, SolverOptions, Termination, relative_gap
 from formulations.templates import TemplateCoefficients
 
+Role = Literal["colocated", "prefill", "decode"]
 MasterObjective = Literal[
     "max_goodput", "min_cost", "min_energy", "min_latency", "max_throughput", "max_rate_per_gpu", "min_gpus"
 ]
@@ -98,6 +115,21 @@ class MasterTemplate:
     coefficients: TemplateCoefficients
     domain_need_by_type: Mapping[str, int] = field(default_factory=dict)  # GPUs that must share one domain
     max_count: int | None = None
+    role: Role = "colocated"  # colocated, prefill or decode (disaggregated serving)
+    group: str = ""  # settings group: templates of different groups never share a plan
+    kv_link: float = (
+        math.inf
+    )  # prefill / decode: KV one replica's links carry per second (unit of kv_per_unit)
+
+    @property
+    def entry(self) -> bool:
+        """Whether the template takes requests in (colocated or prefill): its rates serve demand."""
+        return self.role != "decode"
+
+    @property
+    def weight(self) -> float:
+        """How much of `max_templates` the template uses (a prefill–decode pair counts as one template)."""
+        return 1.0 if self.role == "colocated" else 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +137,8 @@ class WorkloadClass:
     id: str
     demand_rps: float
     tokens_per_request: float = 1.0  # input + output, for the J/token budget
+    kv_per_unit: float = 0.0  # KV a disaggregated request moves per unit of demand (e.g. prompt tokens)
+    paired: bool = True  # the prefill pool's rate of this class must be decoded by the decode pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +296,27 @@ class MasterProblem:
             b.objective == "min_latency" for b in self.objective_bounds
         )
 
+    # ---- roles and groups ----
+
+    def role_ids(self, role: str) -> list[str]:
+        return [t.id for t in self.templates if t.role == role]
+
+    @property
+    def disaggregated(self) -> bool:
+        """Whether some template is a prefill or decode template (the flow and pairing rows exist)."""
+        return any(t.role != "colocated" for t in self.templates)
+
+    def groups(self) -> list[str]:
+        """The settings groups of the templates (the pick rows exist when there are two or more)."""
+        return sorted({t.group for t in self.templates})
+
+    def needs_use(self) -> bool:
+        """Whether the model has use[t] binaries (a template limit, or prefill–decode pairing)."""
+        limited = self.max_templates is not None and self.max_templates < sum(
+            t.weight for t in self.templates
+        )
+        return limited or self.disaggregated
+
 
 @dataclass(frozen=True, slots=True)
 class MasterSolution:
@@ -288,7 +343,8 @@ def evaluate(
 ) -> dict:
     """Every objective's value, GPU count and watts of a (counts, rates) point."""
     by_id = {t.id: t for t in problem.templates}
-    served = sum(rates.values())
+    entry = {t.id for t in problem.templates if t.entry}
+    served = sum(r for (_, t), r in rates.items() if t in entry)
     demand = sum(c.demand_rps for c in problem.classes)
     cost = sum(n * by_id[t].coefficients.usd_per_hour for t, n in counts.items())
     idle = sum(n * by_id[t].coefficients.idle_w for t, n in counts.items())
@@ -304,7 +360,7 @@ def evaluate(
     throughput = (
         min(
             (
-                sum(r for (c2, _), r in rates.items() if c2 == c.id) / c.demand_rps
+                sum(r for (c2, t), r in rates.items() if c2 == c.id and t in entry) / c.demand_rps
                 for c in problem.classes
                 if c.demand_rps > 0
             ),
@@ -358,9 +414,9 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
         return v
 
     def served(c):
-        return sum(m.rate[c, t] for (c2, t) in routes if c2 == c)
+        return sum(m.rate[c, t] for (c2, t) in routes if c2 == c and templates[t].entry)
 
-    # Demand: Σ_t rate[c,t] + unserved[c] = demand_c (≤ for max_goodput; = share_c·throughput for
+    # Demand: Σ_{t entry} rate[c,t] + unserved[c] = demand_c (≤ for max_goodput; = share_c·throughput for
     # max_throughput); Σ_c unserved[c] ≤ unserved_allowance.
     total_demand = sum(c.demand_rps for c in problem.classes)
     allowance = problem.unserved_allowance if problem.demand_rows not in _MAX_DEMAND_ROWS else 0.0
@@ -380,13 +436,49 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
             if isinstance(row, bool):  # no template serves the class: the row is trivially met or violated
                 row = pyo.Constraint.Feasible if row else pyo.Constraint.Infeasible
             m.add_component(f"demand_{cid}", pyo.Constraint(expr=row))
-    # Templates: count[t] ≤ max_count[t] · use[t], Σ_t use[t] ≤ max_templates.
-    if problem.max_templates is not None and problem.max_templates < len(templates):
+    # Templates: count[t] ≤ max_count[t] · use[t], Σ_t weight[t] · use[t] ≤ max_templates.
+    if problem.needs_use():
         m.use = pyo.Var(m.T, domain=pyo.Binary)
         m.use_link = pyo.Constraint(
             m.T, rule=lambda m, t: m.count[t] <= problem.max_count(templates[t]) * m.use[t]
         )
-        m.max_templates = pyo.Constraint(expr=sum(m.use[t] for t in m.T) <= problem.max_templates)
+        if problem.max_templates is not None:
+            m.max_templates = pyo.Constraint(
+                expr=sum(templates[t].weight * m.use[t] for t in m.T) <= problem.max_templates
+            )
+    # Flow and pairing (disaggregated): per class the prefill pool's rate = the decode pool's; at most one
+    # prefill and one decode template, both or neither, each used one with a replica.
+    if problem.disaggregated:
+        prefill, decode = problem.role_ids("prefill"), problem.role_ids("decode")
+        for cid in (c for c, cls in classes.items() if cls.paired):
+            p_rate = sum(m.rate[c, t] for (c, t) in routes if c == cid and t in prefill)
+            d_rate = sum(m.rate[c, t] for (c, t) in routes if c == cid and t in decode)
+            if not (isinstance(p_rate, int) and isinstance(d_rate, int)):
+                m.add_component(f"flow_{cid}", pyo.Constraint(expr=p_rate == d_rate))
+        m.pair = pyo.Constraint(expr=sum(m.use[t] for t in prefill) == sum(m.use[t] for t in decode))
+        m.one_prefill = pyo.Constraint(expr=sum(m.use[t] for t in prefill) <= 1)
+        m.one_decode = pyo.Constraint(expr=sum(m.use[t] for t in decode) <= 1)
+        m.used_has_replica = pyo.Constraint(prefill + decode, rule=lambda m, t: m.count[t] >= m.use[t])
+        # KV transfer: Σ_c kv_c · rate[c,t] ≤ kv_link[t] · count[t]
+        for tid in prefill + decode:
+            link = templates[tid].kv_link
+            moved = sum(
+                classes[c].kv_per_unit * m.rate[c, t]
+                for (c, t) in routes
+                if t == tid and classes[c].kv_per_unit > 0
+            )
+            if math.isfinite(link) and not isinstance(moved, (int, float)):
+                m.add_component(f"kv_link_{tid}", pyo.Constraint(expr=moved <= link * m.count[tid]))
+    # Settings groups: the templates of a plan share one group.
+    groups = problem.groups()
+    if len(groups) > 1:
+        m.G = pyo.Set(initialize=groups, ordered=True)
+        m.pick = pyo.Var(m.G, domain=pyo.Binary)
+        m.one_group = pyo.Constraint(expr=sum(m.pick[g] for g in m.G) <= 1)
+        m.group_link = pyo.Constraint(
+            m.T,
+            rule=lambda m, t: m.count[t] <= problem.max_count(templates[t]) * m.pick[templates[t].group],
+        )
     # At least min_replicas replicas in all (a plan is never empty).
     if problem.min_replicas > 0:
         m.min_replicas = pyo.Constraint(expr=sum(m.count[t] for t in m.T) >= problem.min_replicas)
@@ -419,7 +511,9 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
     idle_w = sum(m.count[t.id] * t.coefficients.idle_w for t in problem.templates)
     active_w = sum(m.rate[c, t] * templates[t].coefficients.energy_j(c) for (c, t) in routes)
     gpus = sum(m.count[t.id] * sum(t.gpus_by_type.values()) for t in problem.templates)
-    tokens_per_s = sum(m.rate[c, t] * classes[c].tokens_per_request for (c, t) in routes)
+    tokens_per_s = sum(
+        m.rate[c, t] * classes[c].tokens_per_request for (c, t) in routes if templates[t].entry
+    )
     # Budgets: $/h, watts (idle + active), GPUs, and J/token as energy/s ≤ J/token · tokens/s.
     if b.usd_per_hour is not None:
         m.budget_usd_per_hour = pyo.Constraint(expr=cost <= b.usd_per_hour + slack("budget_usd_per_hour"))
@@ -446,7 +540,7 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
             m.add_component(f"load_width_{tid}_{k}", pyo.Constraint(expr=seg[k] <= width * m.count[tid]))
         growth_terms += growth * sum(slope * seg[k] for k, (_, slope) in enumerate(LOAD_SEGMENTS))
     expressions = {
-        "max_goodput": sum(m.rate[r] for r in routes),
+        "max_goodput": sum(m.rate[r] for r in routes if templates[r[1]].entry),
         "max_throughput": m.throughput,
         "min_cost": cost,
         "min_energy": (idle_w + active_w) / 1000.0,
@@ -550,7 +644,7 @@ def count_vector_fits(problem: MasterProblem, counts: Mapping[str, int]) -> bool
     used = {t: n for t, n in counts.items() if n > 0}
     if not used or any(t not in by_id or n > problem.max_count(by_id[t]) for t, n in used.items()):
         return False
-    if problem.max_templates is not None and len(used) > problem.max_templates:
+    if not combination_fits(problem, [by_id[t] for t in used]):
         return False
     for gpu_type in problem.gpu_types():
         if sum(n * by_id[t].gpus_by_type.get(gpu_type, 0) for t, n in used.items()) > problem.available(
@@ -574,22 +668,50 @@ def count_vector_fits(problem: MasterProblem, counts: Mapping[str, int]) -> bool
     return b.num_gpus is None or gpus <= b.num_gpus
 
 
+def combination_fits(problem: MasterProblem, used: Sequence[MasterTemplate]) -> bool:
+    """Whether templates may share a plan: one settings group, at most one prefill and one decode template
+    (both or neither), and their weights within max_templates (a prefill–decode pair counts as one)."""
+    if len({t.group for t in used}) > 1:
+        return False
+    roles = [t.role for t in used]
+    prefill, decode = roles.count("prefill"), roles.count("decode")
+    if prefill > 1 or decode > 1 or prefill != decode:
+        return False
+    weight = sum(t.weight for t in used)
+    return problem.max_templates is None or weight <= problem.max_templates + 1e-9
+
+
+def template_combinations(problem: MasterProblem):
+    """Every set of templates `combination_fits` accepts, as tuples in problem order: per settings group,
+    colocated templates by number (1, 2, ... up to max_templates) and then, for each colocated set that leaves
+    room, with each prefill–decode pair."""
+    limit = problem.max_templates if problem.max_templates is not None else len(problem.templates)
+    order = {t.id: i for i, t in enumerate(problem.templates)}
+    for group in problem.groups():
+        members = [t for t in problem.templates if t.group == group and problem.max_count(t) >= 1]
+        colocated = [t for t in members if t.role == "colocated"]
+        pairs = [(p, d) for p in members if p.role == "prefill" for d in members if d.role == "decode"]
+        for k in range(0, min(int(limit), len(colocated)) + 1):
+            for combo in itertools.combinations(colocated, k):
+                if k:
+                    yield combo
+                if k + 1 <= limit:
+                    for pair in pairs:
+                        yield tuple(sorted(combo + pair, key=lambda t: order[t.id]))
+
+
 def enumerate_count_vectors(problem: MasterProblem, limit: int) -> list[dict[str, int]]:
-    """Every non-zero count vector that `count_vector_fits` accepts, zeros omitted: by number of templates
-    used (1, 2, ... up to max_templates), then template combination in problem order, then counts. Raises
-    SpaceTooLarge past `limit` vectors."""
-    templates = list(problem.templates)
-    max_k = problem.max_templates if problem.max_templates is not None else len(templates)
+    """Every non-zero count vector that `count_vector_fits` accepts, zeros omitted: per settings group, by
+    number of colocated templates used (1, 2, ... up to max_templates, each also with every prefill–decode
+    pair that fits), then template combination in problem order, then counts. Raises SpaceTooLarge past
+    `limit` vectors."""
     out: list[dict[str, int]] = []
-    for k in range(1, min(max_k, len(templates)) + 1):
-        for combo in itertools.combinations(templates, k):
-            if any(problem.max_count(t) < 1 for t in combo):
-                continue
-            for counts in _counts_within_inventory(problem, combo):
-                if count_vector_fits(problem, counts):
-                    out.append(counts)
-                    if len(out) > limit:
-                        raise SpaceTooLarge(limit)
+    for combo in template_combinations(problem):
+        for counts in _counts_within_inventory(problem, combo):
+            if count_vector_fits(problem, counts):
+                out.append(counts)
+                if len(out) > limit:
+                    raise SpaceTooLarge(limit)
     return out
 
 
@@ -898,7 +1020,10 @@ def solve_master_highspy(
     if unserved:
         h.addConstr(h.qsum(list(unserved.values())) <= allowance, name="unserved_allowance")
     for cid, c in classes.items():
-        served = qsum([rate[r] for r in routes if r[0] == cid] + ([unserved[cid]] if unserved else []))
+        served = qsum(
+            [rate[r] for r in routes if r[0] == cid and templates[r[1]].entry]
+            + ([unserved[cid]] if unserved else [])
+        )
         if served is None:
             if problem.demand_rows not in _MAX_DEMAND_ROWS and c.demand_rps > 0:
                 return SolveResult.infeasible(time.perf_counter() - t0, f"no template serves class {cid}")
@@ -909,11 +1034,42 @@ def solve_master_highspy(
             h.addConstr(served - (c.demand_rps / total_demand) * throughput == 0, name=f"demand_{cid}")
         else:
             h.addConstr(served == c.demand_rps, name=f"demand_{cid}")
-    if problem.max_templates is not None and problem.max_templates < len(templates):
+    if problem.needs_use():
         use = {tid: h.addBinary(name=f"use_{tid}") for tid in templates}
         for tid, t in templates.items():
             h.addConstr(count[tid] - problem.max_count(t) * use[tid] <= 0, name=f"use_{tid}")
-        h.addConstr(h.qsum(list(use.values())) <= problem.max_templates, name="max_templates")
+        if problem.max_templates is not None:
+            h.addConstr(
+                h.qsum([templates[t].weight * use[t] for t in templates]) <= problem.max_templates,
+                name="max_templates",
+            )
+    if problem.disaggregated:
+        prefill, decode = problem.role_ids("prefill"), problem.role_ids("decode")
+        for cid in (c for c, cls in classes.items() if cls.paired):
+            p_rate = [rate[r] for r in routes if r[0] == cid and r[1] in prefill]
+            d_rate = [rate[r] for r in routes if r[0] == cid and r[1] in decode]
+            if p_rate or d_rate:
+                terms = p_rate + [-1.0 * v for v in d_rate]
+                h.addConstr(h.qsum(terms) == 0, name=f"flow_{cid}")
+        h.addConstr(h.qsum([use[t] for t in prefill] + [-1.0 * use[t] for t in decode]) == 0, name="pair")
+        h.addConstr(h.qsum([use[t] for t in prefill]) <= 1, name="one_prefill")
+        h.addConstr(h.qsum([use[t] for t in decode]) <= 1, name="one_decode")
+        for tid in prefill + decode:
+            h.addConstr(count[tid] - use[tid] >= 0, name=f"used_{tid}")
+            link = templates[tid].kv_link
+            moved = [
+                classes[c].kv_per_unit * rate[(c, t)]
+                for (c, t) in routes
+                if t == tid and classes[c].kv_per_unit > 0
+            ]
+            if math.isfinite(link) and moved:
+                h.addConstr(h.qsum(moved) - link * count[tid] <= 0, name=f"kv_link_{tid}")
+    groups = problem.groups()
+    if len(groups) > 1:
+        pick = {g: h.addBinary(name=f"pick_{g}") for g in groups}
+        h.addConstr(h.qsum(list(pick.values())) <= 1, name="one_group")
+        for tid, t in templates.items():
+            h.addConstr(count[tid] - problem.max_count(t) * pick[t.group] <= 0, name=f"group_{tid}")
     if problem.min_replicas > 0:
         h.addConstr(h.qsum(list(count.values())) >= problem.min_replicas, name="min_replicas")
     for tid, t in templates.items():
@@ -941,7 +1097,8 @@ def solve_master_highspy(
         + [templates[t].coefficients.energy_j(c) * rate[(c, t)] for (c, t) in routes]
     )
     gpus = qsum(sum(t.gpus_by_type.values()) * count[t.id] for t in problem.templates)
-    tokens = qsum(classes[c].tokens_per_request * rate[(c, t)] for (c, t) in routes)
+    tokens = qsum(classes[c].tokens_per_request * rate[(c, t)] for (c, t) in routes if templates[t].entry)
+    entry_rates = qsum(v for r, v in rate.items() if templates[r[1]].entry)
     b = problem.budgets
     if b.usd_per_hour is not None:
         h.addConstr(cost <= b.usd_per_hour, name="budget_usd_per_hour")
@@ -966,7 +1123,7 @@ def solve_master_highspy(
         scale = growth / max(total_demand, 1e-12)
         latency_terms += [(scale * slope) * seg[k] for k, (_, slope) in enumerate(LOAD_SEGMENTS)]
     expressions = {
-        "max_goodput": qsum(rate.values()) if rate else 0 * throughput,
+        "max_goodput": entry_rates if entry_rates is not None else 0 * throughput,
         "max_throughput": 1.0 * throughput,
         "min_cost": cost,
         "min_energy": (1 / 1000.0) * power,

@@ -1,10 +1,17 @@
 """Replica templates: the columns of the master MILP.
 
-* `Template` — one replica structure (stages with layer ranges, GPU type and per-cell tp/dp/ep, engine knobs,
-  role) plus, once computed, its `TemplateCoefficients`.
-* `enumerate_structures(model, cluster, gpus, ...)` — the structures worth considering, pruned by divisibility
-  (heads, KV heads, FFN sizes, experts), by NVLink domain size and by a weights-fit memory check. Uneven
-  splits over mixed GPU types come from the layer-partition model.
+* `EngineSettings` — what a replica runs with besides its layout: the engine knobs (max running sequences,
+  token budget, chunked prefill) and the dtypes (weights, KV cache), as typed fields every part of the search
+  reads (enumeration, pricing, bounds, the simulation cache key, the exhaustive baseline). A new dimension is
+  a new field plus the scenario path it sets (`EngineSettings.SCENARIO_PATHS`).
+* `Template` — one replica structure (stages with layer ranges, GPU type and per-cell tp/dp/ep), its settings
+  and role (colocated, prefill or decode) plus, once computed, its `TemplateCoefficients`.
+* `enumerate_layouts(model, cluster, gpus, ...)` — the stage tuples worth considering, pruned by divisibility
+  (heads, KV heads, FFN sizes, experts), by NVLink domain size and by a weights-fit memory check: plain tp,
+  per-cell splits (attention tp × dp with another FFN split, partial expert parallelism), stages spanning
+  several NVLink domains (expert or tensor parallelism over the scale-out fabric), pipelines deeper than four,
+  uneven splits and mixed GPU types from the layer-partition model. `enumerate_structures` crosses them with
+  settings and roles; `layout_kinds` names what is special about one.
 * `TemplateCoefficients` — capacity per workload class, energy, idle power, price, latency score: plain data
   the master reads. The planner computes them from the cost model; `analytic_capacity` is the documented
   analytic first pass, driven by any `step_time_fn`.
@@ -16,7 +23,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from formulations.layer_partition import (
     LayerGroup,
@@ -63,20 +70,98 @@ class TemplateCoefficients:
         return self.latency_score.get(class_id, 0.0)
 
 
-@dataclass(frozen=True)
-class Template:
-    """One replica structure: stages (as `simulator.plan.Stage`), engine knobs, role, optional coefficients."""
+@dataclass(frozen=True, slots=True, order=True)
+class EngineSettings:
+    """Engine knobs and dtypes one replica runs with (docs/design.md §4).
 
-    stages: tuple[Stage, ...]
+    The simulator applies one engine and one set of dtypes to every replica of a plan, so the templates of one
+    plan share their settings (`key` is the master's settings group). Each field is written into the
+    scenario at `SCENARIO_PATHS[field]` when a plan with these settings is simulated or emitted."""
+
     max_num_seqs: int
     max_num_batched_tokens: int
+    enable_chunked_prefill: bool = True
+    weights_dtype: str = "bf16"
+    kv_cache_dtype: str = "bf16"
+
+    SCENARIO_PATHS: ClassVar[dict[str, tuple[str, str]]] = {
+        "max_num_seqs": ("engine", "max_num_seqs"),
+        "max_num_batched_tokens": ("engine", "max_num_batched_tokens"),
+        "enable_chunked_prefill": ("engine", "enable_chunked_prefill"),
+        "weights_dtype": ("dtype", "weights"),
+        "kv_cache_dtype": ("dtype", "kv_cache"),
+    }
+    LABELS: ClassVar[dict[str, str]] = {
+        "max_num_seqs": "seqs",
+        "max_num_batched_tokens": "tok",
+        "enable_chunked_prefill": "chunked",
+        "weights_dtype": "w",
+        "kv_cache_dtype": "kv",
+    }
+
+    def values(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.SCENARIO_PATHS}
+
+    @property
+    def key(self) -> str:
+        """A compact, unique name: `seqs256 tok8192 chunked w:bf16 kv:bf16`."""
+        return " ".join(self._part(name, value) for name, value in self.values().items())
+
+    def _part(self, name: str, value) -> str:
+        label = self.LABELS[name]
+        if isinstance(value, bool):
+            return label if value else f"no-{label}"
+        if isinstance(value, str):
+            return f"{label}:{value}"
+        return f"{label}{value}"
+
+    def differences(self, other: EngineSettings | None) -> str:
+        """The fields that differ from `other`, in `key`'s words ("" when none or `other` is None)."""
+        if other is None:
+            return ""
+        return " ".join(
+            self._part(name, value) for name, value in self.values().items() if getattr(other, name) != value
+        )
+
+    def scenario_updates(self) -> dict[str, dict[str, object]]:
+        """{section: {key: value}} to write into a scenario file (`engine`, `dtype`)."""
+        out: dict[str, dict[str, object]] = {}
+        for name, (section, key) in self.SCENARIO_PATHS.items():
+            out.setdefault(section, {})[key] = getattr(self, name)
+        return out
+
+    def to_json(self) -> dict[str, object]:
+        return self.values()
+
+
+@dataclass(frozen=True)
+class Template:
+    """One replica structure: stages (as `simulator.plan.Stage`), engine settings, role, optional
+    coefficients."""
+
+    stages: tuple[Stage, ...]
+    settings: EngineSettings
     role: Role = "colocated"
     coefficients: TemplateCoefficients | None = None
+    sm_clock_mhz: int | None = None  # the SM clock its GPUs are locked to; None: the scenario's / boost
+
+    @property
+    def max_num_seqs(self) -> int:
+        return self.settings.max_num_seqs
+
+    @property
+    def max_num_batched_tokens(self) -> int:
+        return self.settings.max_num_batched_tokens
+
+    @property
+    def layout_id(self) -> str:
+        """The stages alone (shared by every setting and role of one layout)."""
+        return "|".join(f"L{s.layers[0]}-{s.layers[1]} {stage_label(s)}" for s in self.stages)
 
     @property
     def id(self) -> str:
-        stages = "|".join(f"L{s.layers[0]}-{s.layers[1]} {stage_label(s)}" for s in self.stages)
-        return f"{self.role}:[{stages}] seqs{self.max_num_seqs} tok{self.max_num_batched_tokens}"
+        clock = f" sm{self.sm_clock_mhz}" if self.sm_clock_mhz is not None else ""
+        return f"{self.role}:[{self.layout_id}] {self.settings.key}{clock}"
 
     @property
     def gpus_by_type(self) -> dict[str, int]:
@@ -99,7 +184,9 @@ class Template:
         return out
 
     def replica_group(self, count: int = 1) -> ReplicaGroup:
-        return ReplicaGroup(count=count, role=self.role, stages=list(self.stages))
+        return ReplicaGroup(
+            count=count, role=self.role, stages=list(self.stages), sm_clock_mhz=self.sm_clock_mhz
+        )
 
 
 # ---- memory per GPU from the model's derived numbers -------------------------------------------------------
@@ -137,11 +224,17 @@ def _powers_of_two(limit: int) -> list[int]:
     return [2**k for k in range(int(math.log2(limit)) + 1)] if limit >= 1 else []
 
 
-def cell_options(model: Model, num_gpus: int) -> list[tuple[AttentionSplit, FFNSplit]]:
+def cell_options(
+    model: Model, num_gpus: int, *, per_cell: bool = False
+) -> list[tuple[AttentionSplit, FFNSplit]]:
     """Per-cell splits of `num_gpus` GPUs that divide the model cleanly.
 
-    Dense: attention tp = ffn tp = num_gpus. MoE: additionally experts over ep ∈ {num_gpus} with ffn tp 1 (attention
-    tp = num_gpus) and attention data-parallel (dp × tp = num_gpus) with experts ep = num_gpus.
+    Always: plain tp (attention tp = FFN tp = num_gpus). MoE: experts over ep = num_gpus (FFN tp 1) with
+    attention tp = num_gpus or attention data parallel (dp × tp = num_gpus). With `per_cell`, also: partial
+    expert parallelism (1 < ep < num_gpus, FFN tp = num_gpus / ep: experts fewer than the GPUs, or the grouped
+    GEMMs kept larger) with attention tp = num_gpus; and for models whose KV heads plain tp would replicate
+    (GQA with num_gpus > KV heads) attention tp = KV heads × dp with FFN tp = num_gpus (dense) — each
+    attention group then holds its sequences' KV once instead of replicated.
     """
 
     def attn_ok(tp: int) -> bool:
@@ -162,48 +255,58 @@ def cell_options(model: Model, num_gpus: int) -> list[tuple[AttentionSplit, FFNS
         for tp in _powers_of_two(num_gpus):
             if attn_ok(tp):
                 out.append((AttentionSplit(tp=tp, dp=num_gpus // tp), FFNSplit(tp=1, ep=num_gpus)))
+    if not per_cell or num_gpus == 1:
+        return out
+    if model.is_moe and attn_ok(num_gpus):
+        for ep in _powers_of_two(num_gpus // 2):
+            if ep > 1 and ffn_ok(num_gpus // ep, ep):
+                out.append((AttentionSplit(tp=num_gpus), FFNSplit(tp=num_gpus // ep, ep=ep)))
+    kv = model.num_kv_heads
+    if model.attention != "mla" and num_gpus > kv and num_gpus % kv == 0 and attn_ok(kv):
+        ffn = FFNSplit(tp=num_gpus)
+        if ffn_ok(num_gpus, 1) and not model.is_moe:
+            out.append((AttentionSplit(tp=kv, dp=num_gpus // kv), ffn))
     return out
 
 
 MAX_PP = 16  # the deepest pipeline enumerated when a model needs more than `max_pp` stages to fit
 
 
-def enumerate_structures(
+def enumerate_layouts(
     model: Model,
     cluster: Cluster,
     gpus: Mapping[str, GPU],
     *,
     max_pp: int = 4,
+    extra_depths: Sequence[int] = (),
     allow_mixed_gpus: bool = False,
     weights_dtype: str = "bf16",
     memory_fraction: float = 0.9,
     max_weights_share: float = 0.8,
-    engine_grid: Sequence[tuple[int, int]] = ((256, 8192),),
-    roles: Sequence[Role] = ("colocated",),
     max_stage_gpus: int | None = None,
+    max_stage_domains: int = 1,
+    per_cell: bool = False,
     uneven_split_fn: Callable | None = None,
     partition_backend: str = "dp",
     partition_time_s: float = 2.0,
     balance_gain: float = 0.03,
-) -> list[Template]:
-    """Replica structures worth considering (no coefficients yet).
+) -> list[tuple[Stage, ...]]:
+    """Stage tuples worth considering (see `enumerate_structures`), without settings or roles.
 
-    Stage sizes are powers of two up to the GPU type's NVLink domain (or `max_stage_gpus`); every stage of a
-    replica has the same size and cells. Pipelines have 1..`max_pp` stages, and more — the fewest that fit
-    and one more, up to MAX_PP — when the model needs them (a replica larger than `max_pp` NVLink domains).
-    Each pipeline gets the even split (`even_layer_split`) and, when its layers differ (dense-first MoE
-    layers, the LM head on the last stage, different GPU types), the split that balances the stages' reference
-    time under the memory limit, from the layer-partition model (`formulations.layer_partition`, solved with
-    `partition_backend` — "cpsat", "highs" or the exact "dp"; `uneven_split_fn(problem)` may replace it) — kept
-    when its bottleneck is at least `balance_gain` lower than the even split's. With `allow_mixed_gpus`,
-    replicas whose first k stages are one type and the rest another use that balanced split only. Kept when
-    each stage's weights per GPU ≤ memory × `memory_fraction` × `max_weights_share` (the rest is left for KV
-    cache and activations). Engine knobs: `engine_grid` of (max_num_seqs, max_num_batched_tokens); `roles`
-    multiply the set.
-    """
-    domain = {}
+    Stage sizes are powers of two up to the GPU type's NVLink domain (or `max_stage_gpus`) and, with
+    `max_stage_domains` > 1, stages of 2, 4, ... whole domains (up to that many, and no more than the node
+    group has) — expert parallelism across nodes (the all-to-all then runs on the scale-out fabric) or tensor
+    parallelism across nodes; every stage of a replica has the same size and cells (`cell_options`, with
+    `per_cell`). Pipelines have 1..`max_pp` stages, the depths in `extra_depths` (e.g. 6, 8), and more — the
+    fewest that fit and one more, up to MAX_PP — when the model needs them; replicas mixing GPU types have at
+    most `max_pp` stages."""
+    domain: dict[str, int] = {}
+    domains: dict[str, int] = {}
     for g in cluster.node_groups:
         domain[g.gpu] = max(domain.get(g.gpu, 0), g.domain_gpus)
+    for g in cluster.node_groups:
+        if g.domain_gpus == domain[g.gpu]:
+            domains[g.gpu] = domains.get(g.gpu, 0) + g.num_gpus // g.domain_gpus
     types = sorted(domain)
     share = memory_fraction * max_weights_share
     split_fn = uneven_split_fn or _partition_solver(partition_backend, partition_time_s)
@@ -216,27 +319,90 @@ def enumerate_structures(
             seen.add(key)
             structures.append(stages)
 
-    for pp in _pipeline_depths(model, gpus, types, domain, max_pp, max_stage_gpus, weights_dtype, share):
+    depths = _pipeline_depths(model, gpus, types, domain, max_pp, max_stage_gpus, weights_dtype, share)
+    depths = sorted(set(depths) | {d for d in extra_depths if d <= min(model.num_layers, MAX_PP)})
+    for pp in depths:
         type_sequences = [(t,) * pp for t in types]
-        if allow_mixed_gpus and pp >= 2:
-            for a, b in itertools.permutations(types, 2):
+        if allow_mixed_gpus and 2 <= pp <= max(max_pp, 2):  # mixed types: up to max_pp stages (the split
+            for a, b in itertools.permutations(types, 2):  # point times the depth would multiply the space)
                 type_sequences += [(a,) * k + (b,) * (pp - k) for k in range(1, pp)]
         for seq in type_sequences:
             limit = min(domain[t] for t in seq)
             if max_stage_gpus:
                 limit = min(limit, max_stage_gpus)
-            for size in _powers_of_two(limit):
-                for attention, ffn in cell_options(model, size):
+            sizes = _powers_of_two(limit)
+            if len(set(seq)) == 1 and max_stage_domains > 1 and not max_stage_gpus:
+                t = seq[0]
+                k = 2
+                while k <= max_stage_domains and k * pp <= domains.get(t, 0):
+                    sizes.append(k * domain[t])
+                    k *= 2
+            for size in sizes:
+                for attention, ffn in cell_options(model, size, per_cell=per_cell):
+                    if size > limit and not _cross_domain_ok(model, attention, ffn, limit):
+                        continue
                     for stages in _build_stages(
                         model, gpus, seq, size, attention, ffn, weights_dtype, share, split_fn, balance_gain
                     ):
                         add(stages)
-    return [
-        Template(stages, seqs, tokens, role)
-        for stages in structures
-        for seqs, tokens in engine_grid
-        for role in roles
-    ]
+    return structures
+
+
+def _cross_domain_ok(model: Model, attention: AttentionSplit, ffn: FFNSplit, domain: int) -> bool:
+    """A stage larger than one NVLink domain is worth it for experts spread over it (the all-to-all on the
+    scale-out fabric, attention data parallel inside domains) or tensor parallelism over it (a dense model too
+    large for fewer GPUs); attention tensor groups never leave a domain when experts are spread."""
+    if ffn.ep > 1:
+        return attention.tp <= domain and ffn.tp <= domain
+    return attention.dp == 1
+
+
+def enumerate_structures(
+    model: Model,
+    cluster: Cluster,
+    gpus: Mapping[str, GPU],
+    *,
+    settings: Sequence[EngineSettings] | None = None,
+    roles: Sequence[Role] = ("colocated",),
+    weights_dtype: str = "bf16",
+    **layout_options,
+) -> list[Template]:
+    """Replica templates worth considering (no coefficients yet): `enumerate_layouts` × `settings` (default:
+    the engine defaults with `weights_dtype`) × `roles`.
+
+    Each pipeline gets the even split (`even_layer_split`) and, when its layers differ (dense-first MoE
+    layers, the LM head on the last stage, different GPU types), the split that balances the stages' reference
+    time under the memory limit, from the layer-partition model (`formulations.layer_partition`, solved with
+    `partition_backend` — "cpsat", "highs" or the exact "dp"; `uneven_split_fn(problem)` may replace it) — kept
+    when its bottleneck is at least `balance_gain` lower than the even split's. With `allow_mixed_gpus`,
+    replicas whose first k stages are one type and the rest another use that balanced split only. Kept when
+    each stage's weights per GPU ≤ memory × `memory_fraction` × `max_weights_share` (the rest is left for KV
+    cache and activations)."""
+    if settings is None:
+        settings = (EngineSettings(256, 8192, True, weights_dtype, "bf16"),)
+    layouts = enumerate_layouts(model, cluster, gpus, weights_dtype=weights_dtype, **layout_options)
+    return [Template(stages, st, role) for stages in layouts for st in settings for role in roles]
+
+
+def layout_kinds(stages: Sequence[Stage], model: Model, domain_gpus: Mapping[str, int]) -> tuple[str, ...]:
+    """What is special about a layout, in words the search's counts use: "pipeline>4", "uneven split",
+    "mixed GPUs", "attention dp", "expert parallel", "partial ep", "cross-node" (a stage larger than its NVLink
+    domain); "plain" when none applies."""
+    kinds = []
+    if len(stages) > 4:
+        kinds.append("pipeline>4")
+    if [tuple(s.layers) for s in stages] != even_layer_split(model.num_layers, len(stages)):
+        kinds.append("uneven split")
+    if len({s.gpu for s in stages}) > 1:
+        kinds.append("mixed GPUs")
+    s0 = stages[0]
+    if s0.attention.dp > 1:
+        kinds.append("attention dp")
+    if s0.ffn.ep > 1:
+        kinds.append("partial ep" if s0.ffn.tp > 1 else "expert parallel")
+    if any(s.num_gpus > domain_gpus.get(s.gpu, s.num_gpus) for s in stages):
+        kinds.append("cross-node")
+    return tuple(kinds) or ("plain",)
 
 
 def _pipeline_depths(model, gpus, types, domain, max_pp, max_stage_gpus, dtype, share) -> list[int]:
@@ -447,3 +613,61 @@ def analytic_capacity(
     rho = rate * prefill
     ttft = prefill / (1.0 - rho) if rho < 1 else math.inf
     return CapacityEstimate(rate, batch, t_step, prefill, ttft, limited)
+
+
+def analytic_prefill_capacity(
+    step_time_fn: Callable[[int, int, int], float],
+    mean_input: float,
+    ttft_target_s: float,
+    max_batched_tokens: int,
+) -> CapacityEstimate:
+    """Requests/s one prefill-only replica (disaggregated serving) completes within the TTFT target.
+
+    One prompt alone takes p = step_time_fn(in, 0, 0); full iterations of `max_batched_tokens` prompt tokens
+    give the throughput limit r = (budget / t(budget)) / in; the M/M/1 queue on p caps the rate where its
+    TTFT p / (1 − ρ) meets the target: rate = min(r, (1 − p/ttft) / p)."""
+    tokens = max(int(round(mean_input)), 1)
+    prefill = step_time_fn(tokens, 0, 0)
+    if prefill >= ttft_target_s:
+        return CapacityEstimate(
+            0.0, 0, 0.0, prefill, prefill, "infeasible: one prefill exceeds the TTFT target"
+        )
+    full = max(int(max_batched_tokens), tokens)
+    throughput = (full / step_time_fn(full, 0, 0)) / tokens if full > tokens else 1.0 / prefill
+    ttft_cap = (1.0 - prefill / ttft_target_s) / prefill if prefill > 0 else math.inf
+    rate, limited = (throughput, "prefill throughput") if throughput <= ttft_cap else (ttft_cap, "ttft")
+    rho = min(rate * prefill, 0.999999)
+    return CapacityEstimate(rate, 0, 0.0, prefill, prefill / (1.0 - rho), limited)
+
+
+def analytic_decode_capacity(
+    step_time_fn: Callable[[int, int, int], float],
+    kv_capacity_tokens: float,
+    mean_input: float,
+    mean_output: float,
+    tpot_target_s: float,
+    max_num_seqs: int,
+) -> CapacityEstimate:
+    """Requests/s one decode-only replica (disaggregated serving) decodes within the TPOT target: the largest
+    batch B meeting TPOT and KV (as `analytic_capacity`), rate = B / (out · t_step(B)) — no prefill stalls."""
+    per_request_tokens = mean_input + mean_output / 2.0
+
+    def step(b: int) -> float:
+        return step_time_fn(0, b, int(round(b * per_request_tokens)))
+
+    kv_limit = int(kv_capacity_tokens // per_request_tokens) if per_request_tokens > 0 else max_num_seqs
+    upper = min(max_num_seqs, kv_limit)
+    if upper < 1:
+        return CapacityEstimate(0.0, 0, 0.0, 0.0, 0.0, "infeasible: one request's KV does not fit")
+    if step(1) > tpot_target_s:
+        return CapacityEstimate(0.0, 0, step(1), 0.0, 0.0, "infeasible: TPOT target missed at batch 1")
+    lo, hi = 1, upper
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if step(mid) <= tpot_target_s:
+            lo = mid
+        else:
+            hi = mid - 1
+    limited = "tpot" if lo < upper else "kv" if kv_limit < max_num_seqs else "max_num_seqs"
+    t_step = step(lo)
+    return CapacityEstimate(lo / (max(mean_output, 1.0) * t_step), lo, t_step, 0.0, 0.0, limited)

@@ -7,7 +7,8 @@ Both read a simulation result's JSON (docs/design.md §6 keys) and the scenario'
   J per output token, min_latency p99 E2E in s, max_throughput output tokens/s);
 * `violations(metrics, goals, num_gpus)` — every SLO (at its percentile) and budget the plan breaks, with the
   measured value, the target and how far off it is, and requests the plan rejected (too long for its KV
-  cache). For max_goodput the SLOs are already inside the objective (goodput counts only the requests that
+  cache), and a disaggregated plan whose KV-cache stream its links cannot carry (`kv_transfer`,
+  planner.search.disaggregation). For max_goodput the SLOs are already inside the objective (goodput counts only the requests that
   meet every SLO), so budgets decide feasibility there — unless no request meets the SLOs at all: a plan with
   goodput 0 misses the goals, and its violations name the SLOs it misses and by how much.
 
@@ -71,6 +72,11 @@ class Violation:
             )
         if self.goal == "capacity.confirmed":
             return "its capacity did not hold on every seed"
+        if self.goal == "kv_transfer.backlog_bytes":
+            return (
+                f"the KV-cache stream falls {self.value / 1e9:.3g} GB behind its links "
+                f"(allowed {self.target / 1e9:.3g} GB: one largest prompt per replica)"
+            )
         if self.goal.startswith("budget."):
             name = f"budget {self.goal.removeprefix('budget.')}"
         else:
@@ -121,6 +127,17 @@ def violations(metrics: dict, goals: Goals, num_gpus: int | None = None) -> list
     rejected = _get(metrics, "requests", "rejected")
     if rejected:
         out.append(Violation("requests.rejected", rejected, 0.0, "requests"))
+    kv = metrics.get("kv_transfer")
+    if isinstance(kv, dict) and kv.get("keeps_up") is False:  # disaggregated: the links cannot carry the KV
+        worst = max(
+            (kv[side] for side in ("prefill", "decode") if isinstance(kv.get(side), dict)),
+            key=lambda x: x["backlog_bytes"] - x["allowed_backlog_bytes"],
+        )
+        out.append(
+            Violation(
+                "kv_transfer.backlog_bytes", worst["backlog_bytes"], worst["allowed_backlog_bytes"], "B"
+            )
+        )
     b = goals.budget
     makespan = _get(metrics, "makespan_s")
     joules = _get(metrics, "energy", "joules")

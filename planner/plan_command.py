@@ -86,13 +86,20 @@ def plan_command(
     emitted = None
     if emit:
         emitted = emit_plan(
-            result.scenario, result.best.plan, result.placement, engines=ENGINES, out_dir=emit, flag="--emit"
+            result.best.scenario_in(result.scenario),
+            result.best.plan,
+            result.placement,
+            engines=ENGINES,
+            out_dir=emit,
+            flag="--emit",
         )
     if as_json:
         print(json_line(result.to_json()), flush=True)
         return
     for table in plan_tables(result):
         console.print(table)
+    if result.clock is not None:
+        console.print(result.clock.describe(), highlight=False)
     if result.placement is not None:
         console.print(f"placement of the best plan: {result.placement.summary()}", highlight=False)
     for note in result.placement_notes:
@@ -215,4 +222,15 @@ def plan_tables(result, max_rows: int = 8) -> list[Table]:
     summary.add_row("stopped", s.stopped)
     summary.add_row("wall time", f"{s.wall_s:.1f} s")
     tables.append(summary)
+    kinds = s.census.get("templates", {})
+    if kinds:
+        space = Table(title="Plan space (templates)", title_justify="left")
+        for name in ("kind", "generated", "pruned", "priced"):
+            space.add_column(name, justify="left" if name == "kind" else "right")
+        for kind, n in kinds.items():
+            space.add_row(escape(kind), str(n["generated"]), str(n["pruned"]), str(n["priced"]))
+        searched = s.census.get("searched", {})
+        if searched:
+            space.caption = escape("settings searched: " + "; ".join(f"{k} {v}" for k, v in searched.items()))
+        tables.append(space)
     return tables

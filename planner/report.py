@@ -90,7 +90,7 @@ def write_report(result, directory: str | Path) -> list[Path]:
 
 def write_plan_yaml(result, path: Path) -> Path:
     sc = result.scenario
-    data = sc.spec.model_dump(mode="json", exclude_none=True)
+    data = result.best.scenario_in(sc).spec.model_dump(mode="json", exclude_none=True)
     data["plan"] = result.best.plan.model_dump(mode="json", exclude_none=True)
     if sc.file and isinstance(data.get("workload", {}).get("trace"), str):
         trace = Path(data["workload"]["trace"])
@@ -260,7 +260,7 @@ def plot_latency_cdfs(result, path: Path) -> Path | None:
     plans = [c for c in result.candidates if c.feasible][:CDF_PLANS] or [result.best]
     series = []
     for c in plans:
-        res = simulate(result.scenario.with_plan(c.plan))
+        res = simulate(c.scenario_in(result.scenario))
         if not hasattr(res, "request_columns"):
             return None
         cols = res.request_columns()

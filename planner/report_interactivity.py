@@ -105,14 +105,15 @@ def points(result) -> list[Point]:
         _point(f"baseline:{n}", c.name, c.num_gpus, _load_of(c, load), c.metrics)
         for n, c in result.baselines.items()
     ]
-    max_seqs = engine_setting(sc.spec.engine, "max_num_seqs")
     for c in [c for c in result.candidates if c.feasible][:SWEEP_PLANS]:
+        own = c.scenario_in(sc)  # the plan with the engine knobs and dtypes it was simulated with
+        max_seqs = engine_setting(own.spec.engine, "max_num_seqs")
         replicas = sum(g.count for g in c.plan.replicas if g.role in ("colocated", "prefill"))
         for per_replica in CLIENTS_PER_REPLICA:
             if per_replica > max_seqs:
                 break
             clients = per_replica * replicas
-            metrics = simulate(_closed_loop(sc, c.plan, clients)).to_json()
+            metrics = simulate(_closed_loop(own, c.plan, clients)).to_json()
             out.append(_point("sweep", c.name, c.num_gpus, f"closed {clients} clients", metrics))
     return out
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from simulator import catalog
 from simulator.dtypes import DType
@@ -39,11 +39,62 @@ Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
 
 
 class DTypes(_Strict):
-    """Numeric formats of the weights, the KV cache and the activations."""
+    """Numeric formats of the weights, the KV cache and the activations.
+
+    `weights` and `kv_cache` may each be a list of allowed formats (`weights: [bf16, fp8]`): `apex plan` then
+    searches them (`weights_allowed`, `kv_cache_allowed`), and everything that needs one format (simulate,
+    estimate) uses the first."""
 
     weights: DType = "bf16"
     kv_cache: DType = "bf16"
     activations: Literal["bf16", "fp16", "fp8"] = "bf16"
+    # set from a list under weights / kv_cache; left out of dumps (a dumped scenario names one format each)
+    weights_allowed: tuple[DType, ...] | None = Field(None, exclude=True)
+    kv_cache_allowed: tuple[DType, ...] | None = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _allowed_lists(cls, data):
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key in ("weights_allowed", "kv_cache_allowed"):
+            if key in data:
+                raise InputError(
+                    f"{key} is set by the planner; list the allowed formats under "
+                    f"{key.removesuffix('_allowed')} instead (e.g. weights: [bf16, fp8])",
+                    field=f"dtype.{key}",
+                )
+        names = get_args(DType)
+        for key in ("weights", "kv_cache"):
+            value = data.get(key)
+            if not isinstance(value, list):
+                continue
+            if not value:
+                raise InputError(
+                    f"an empty list; expected one format or a list of allowed ones from {', '.join(names)}",
+                    field=f"dtype.{key}",
+                )
+            for i, item in enumerate(value):
+                if not isinstance(item, str) or item not in names:
+                    raise InputError(
+                        f"{item!r} is not a numeric format; expected one of {', '.join(names)}",
+                        field=f"dtype.{key}[{i}]",
+                    )
+            if len(set(value)) != len(value):
+                raise InputError(f"{value} lists a format twice", field=f"dtype.{key}")
+            out[key] = value[0]
+            out[f"{key}_allowed"] = tuple(value)
+        return out
+
+    @property
+    def weight_choices(self) -> tuple[str, ...]:
+        """The weight formats `apex plan` may choose from (the one format when no list was given)."""
+        return self.weights_allowed or (self.weights,)
+
+    @property
+    def kv_cache_choices(self) -> tuple[str, ...]:
+        return self.kv_cache_allowed or (self.kv_cache,)
 
 
 EngineKind = Literal["vllm-v0", "vllm-v1", "sglang", "trtllm", "orca", "static"]
@@ -447,6 +498,32 @@ class ScenarioFile(_Strict):
     plan: str | dict | None = None
     goals: Goals = Goals()
     calibration: str | None = Field(None, description="calibration file written by `apex calibrate`")
+    sm_clock_mhz: (
+        Annotated[int, Field(gt=0, le=100_000)]
+        | dict[str, Annotated[int, Field(gt=0, le=100_000)]]
+        | Literal["auto"]
+        | None
+    ) = Field(
+        None,
+        description="SM clock every GPU is locked to (nvidia-smi -lgc), MHz, or one per GPU type "
+        "{h100-sxm: 1400}; 'auto': `apex plan` chooses a clock per replica template (docs/design.md §5.2); "
+        "None: the boost clock (simulator/costmodel/clock.py)",
+    )
+
+    @field_validator("sm_clock_mhz", mode="before")
+    @classmethod
+    def _clock(cls, value):
+        def mhz(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 100_000
+
+        ok = value is None or value == "auto" or mhz(value)
+        ok = ok or (isinstance(value, dict) and all(isinstance(k, str) and mhz(v) for k, v in value.items()))
+        if not ok:
+            raise ValueError(
+                "expected an SM clock in MHz as an integer 1-100000 (e.g. 1380), one per GPU type "
+                "({h100-sxm: 1380}) or 'auto'"
+            )
+        return value
 
 
 @dataclass(frozen=True)
@@ -469,6 +546,7 @@ class Scenario:
     def with_plan(self, plan: Plan | str | dict) -> Scenario:
         """The same scenario with another plan (checked against model and cluster)."""
         checked = parse_plan(plan, self.model, self.cluster, file=self.file, field="plan")
+        _check_group_clocks(checked, self.gpus, file=self.file, field="plan")
         return Scenario(self.spec, self.model, self.cluster, self.gpus, checked, self.file)
 
 
@@ -512,6 +590,44 @@ def _resolve_fabrics(cluster: Cluster, gpus: dict[str, GPU], *, file) -> None:
             ref = getattr(group, key)
             if isinstance(ref, str):
                 catalog.get_fabric(ref, file=file, field=f"cluster.node_groups[{gi}].{key}")
+
+
+def _clocked_gpus(spec: ScenarioFile, gpus: dict[str, GPU], *, file) -> dict[str, GPU]:
+    """The scenario's GPUs at its `sm_clock_mhz` (InputError naming the field for a GPU type the cluster lacks or
+    a clock outside a GPU's range)."""
+    setting = spec.sm_clock_mhz
+    if setting is None or setting == "auto":  # auto: the plan's replica groups carry the clocks
+        return gpus
+    per_type = setting if isinstance(setting, dict) else dict.fromkeys(gpus, setting)
+    out = dict(gpus)
+    for name, mhz in per_type.items():
+        field = f"sm_clock_mhz.{name}" if isinstance(setting, dict) else "sm_clock_mhz"
+        if name not in gpus:
+            raise InputError(
+                f"{name!r} is not a GPU type of the cluster (its types: {', '.join(sorted(gpus))})",
+                file=file,
+                field=field,
+            )
+        try:
+            out[name] = gpus[name].at_clock(mhz)
+        except ValueError as exc:
+            raise InputError(str(exc), file=file, field=field) from None
+    return out
+
+
+def _check_group_clocks(plan: Plan | None, gpus: dict[str, GPU], *, file, field: str) -> None:
+    """Every replica group's `sm_clock_mhz` within the range of each GPU type its stages use."""
+    if plan is None:
+        return
+    default = next(iter(gpus)) if len(gpus) == 1 else None
+    for gi, group in enumerate(plan.replicas):
+        if group.sm_clock_mhz is None:
+            continue
+        for name in {stage.gpu or default for stage in group.stages}:
+            try:
+                gpus[name].at_clock(group.sm_clock_mhz)
+            except ValueError as exc:
+                raise InputError(str(exc), file=file, field=f"{field}.replicas[{gi}].sm_clock_mhz") from None
 
 
 def _resolve_calibration(ref: str, *, file: str | None) -> str:
@@ -563,6 +679,8 @@ def load_scenario(
         spec = ScenarioFile.model_validate(data)
     except ValidationError as exc:
         raise pydantic_error_to_input_error(exc, file=file, model=ScenarioFile) from None
+    except InputError as exc:  # raised by a validator with its field (the dtype lists)
+        raise exc.within(file=file) from None
     if isinstance(spec.model, str):
         model = catalog.get_model(spec.model, file=file, field="model")
     else:
@@ -572,6 +690,7 @@ def load_scenario(
     for gi, group in enumerate(cluster.node_groups):
         gpus[group.gpu] = catalog.get_gpu(group.gpu, file=file, field=f"cluster.node_groups[{gi}].gpu")
     _resolve_fabrics(cluster, gpus, file=file)
+    gpus = _clocked_gpus(spec, gpus, file=file)
     if spec.workload.preset is not None:
         catalog.check_preset(spec.workload.preset, file=file, field="workload.preset")
     if spec.calibration is not None:
@@ -583,4 +702,5 @@ def load_scenario(
         plan = parse_plan(
             plan_spec, model, cluster, file=file if plan_override is None else None, field=field
         )
+        _check_group_clocks(plan, gpus, file=file if plan_override is None else None, field=field)
     return Scenario(spec=spec, model=model, cluster=cluster, gpus=gpus, plan=plan, file=file)

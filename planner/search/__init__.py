@@ -1,7 +1,11 @@
 """The solve–simulate loop behind `apex plan` (docs/design.md §5), one job per module:
 
 * `workload` — the requests, their classes and the deadlines the goals imply;
-* `pricing` — replica templates priced with the cost model (predicted coefficients);
+* `settings` — engine knobs and dtypes as dimensions of the space (the values searched, a plan's scenario);
+* `pricing` — replica templates (layouts × settings × roles) enumerated, pruned by dominance rules and priced
+  with the cost model (predicted coefficients), with the census of what was generated, pruned and priced;
+* `bounding` — every template's bounds, one computation per group of templates that price alike;
+* `disaggregation` — the KV-cache stream between prefill and decode pools (link capacity and its check);
 * `bounds` — per template, rates and floors the simulator cannot beat (from the cost model's StageCosts);
 * `space` — the plan space and its bound and predictive masters;
 * `pool` — simulated candidates and the process pool that simulates them;
@@ -13,7 +17,7 @@
 from planner.search.labels import plan_key, short_label, shorthand
 from planner.search.loop import SearchOptions, prepare, run_search
 from planner.search.pool import Candidate, Simulations, best_first, score
-from planner.search.pricing import PricedTemplate, price_templates
+from planner.search.pricing import PricedTemplate, SpaceOptions, price_templates
 from planner.search.result import PlanSearchResult, SearchStats, no_plan_error
 from planner.search.workload import WorkloadProfile, WorkloadStats, workload_stats
 
@@ -24,6 +28,7 @@ __all__ = [
     "SearchOptions",
     "SearchStats",
     "Simulations",
+    "SpaceOptions",
     "WorkloadProfile",
     "WorkloadStats",
     "best_first",

@@ -29,16 +29,29 @@ From them, for one replica:
 Cells start as a grid (COARSE or FINE) and the cells the LP finds tight are split, so the rates rise towards the
 cost model's best per-token cost while every cell keeps covering its part of the space: every intermediate result
 is valid.
+
+Roles (disaggregated serving): a *prefill* replica runs only prefill iterations (a request leaves it with its
+first token), so its work is α·P alone, its rates are those of the mix (P, 0) without the TPOT multiplier (no
+decode token waits on it) and it reads no decode context (γ = 0); a *decode* replica receives each request's KV
+cache and runs its D decode tokens, so its work is β·D + γ·X, its rates those of the mix (0, D) with the TPOT
+multiplier (each decode token still waited for its iteration). Recompute after a preemption only adds work.
+
+Sharing: templates of one layout, dtypes and role that differ only in engine knobs price every shape alike (the
+knobs change what an iteration may hold and the KV cache, not the stages); their coarse rates come from one
+computation on the componentwise largest limits (`IterationLimits.union`): every iteration a member can run
+lies in that larger space, so the rates bound each member; each member keeps its own limits for its floors and
+what fits, and gets its own rates when refined.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from formulations.work_bound import WorkRates, solve_work_rates
+from simulator.costmodel.clock import energy_scales
 from simulator.costmodel.interface import BatchShape, StageCost
 
 TIGHT = 0.02  # a cell whose row has less slack than this (relative) is split when refining
@@ -61,6 +74,28 @@ class IterationLimits:
     def max_batch_tokens(self) -> int:
         """A decode-only iteration may exceed the token budget by running every sequence (vLLM v0, SGLang)."""
         return max(self.max_tokens, self.max_seqs)
+
+    @staticmethod
+    def union(limits: Sequence[IterationLimits]) -> IterationLimits:
+        """Limits whose iteration space holds every one of `limits`' (componentwise largest)."""
+        return IterationLimits(
+            max_tokens=max(x.max_tokens for x in limits),
+            max_seqs=max(x.max_seqs for x in limits),
+            max_decodes=max(x.max_decodes for x in limits),
+            min_context=min(x.min_context for x in limits),
+            kv_tokens=max(x.kv_tokens for x in limits),
+            block_size=min(x.block_size for x in limits),
+            chunked_prefill=any(x.chunked_prefill for x in limits),
+        )
+
+
+def role_mixes(role: str, mixes: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (prefill, decode) tokens a replica of `role` processes for each class mix."""
+    if role == "prefill":
+        return [(p, 0.0) for p, _ in mixes]
+    if role == "decode":
+        return [(0.0, d) for _, d in mixes]
+    return list(mixes)
 
 
 # How much the shipped cost model's time and dynamic energy can fall when one aggregate of a shape grows (the
@@ -177,7 +212,9 @@ class StageProbe:
         )
 
     def corner_energy(self, p: int, d: int, x: int) -> float:
-        return (1 - ENERGY_SLACK) * min(self.dynamic_energy(p, d, x, c) for c in self._chunkings(p, d))
+        return energy_corner_factor(self.stage.gpu) * min(
+            self.dynamic_energy(p, d, x, c) for c in self._chunkings(p, d)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +228,16 @@ class GridPrecision:
     p_geometric_from: int
     d_fraction: float
     refine_rounds: int
+
+
+def energy_corner_factor(gpu) -> float:
+    """The share of a corner's dynamic energy every iteration above it is known to cost: 1 − ENERGY_SLACK at the
+    default clock. At a locked SM clock the FLOPs and bytes of every iteration are those of the boost clock (the
+    kernel choices do not move), per-FLOP energy shrinks by s_f and per-byte energy by s_b ≥ s_f
+    (`costmodel.clock.energy_scales`), so an iteration's energy is at least s_f times its boost-clock energy and a
+    corner's at most s_b times its own: the factor becomes (1 − ENERGY_SLACK) · s_f / s_b (docs/design.md §5.3)."""
+    flop, byte = energy_scales(gpu)
+    return (1 - ENERGY_SLACK) * flop / byte
 
 
 COARSE = GridPrecision(1.6, 256, 0.4, 0)
@@ -351,6 +398,12 @@ class TemplateBound:
     prefill_values: np.ndarray  # Σ over stages of one prefill of that many tokens
     context_points: np.ndarray
     decode_values: np.ndarray  # Σ over stages of one decode at that context
+    role: str = "colocated"
+
+    def for_limits(self, limits: IterationLimits) -> TemplateBound:
+        """The same proven rates and floors for a template whose iteration space lies inside this one's
+        (a member of a sharing group), with its own limits."""
+        return replace(self, limits=limits)
 
     @property
     def evaluations(self) -> int:
@@ -379,22 +432,33 @@ def bound_template(
     energy: bool,
     precision: GridPrecision = COARSE,
     max_context: int | None = None,
+    role: str = "colocated",
+    probes: list[StageProbe] | None = None,
 ) -> TemplateBound:
     """The bounds of one replica (its stages in pipeline order) for the workload mixes (per class: prefill
-    tokens, decode tokens). `energy`: also the dynamic-energy rates (min_energy and J/token budgets)."""
-    probes = [StageProbe(s) for s in stages]
+    tokens, decode tokens) in `role` (the module docstring). `energy`: also the dynamic-energy rates (min_energy
+    and J/token budgets). `probes`: StageProbes of stages that price alike, to reuse their evaluations."""
+    probes = probes or [StageProbe(s) for s in stages]
     dmax = limits.max_decodes
-    weight = [p.time(limits.max_tokens, 0) + p.time(0, dmax) for p in probes]  # which stage is busiest
+    # which stage is busiest on the work the role does
+    weight = [
+        (p.time(limits.max_tokens, 0) if role != "decode" else 0.0)
+        + (p.time(0, dmax) if role != "prefill" else 0.0)
+        for p in probes
+    ]
     neck = int(np.argmax(weight))
     p_pts = geometric_points(limits.max_tokens, 1.25)
     p_vals = (1 - TIME_SLACK) * np.array(
         [_over_stages(probes, lambda pr, n=int(n): pr.time(n, 0)) for n in p_pts]
     )
-    x_pts = np.concatenate(([0], geometric_points(max(max_context or limits.kv_tokens, 1), 1.6)))
-    x_vals = (1 - TIME_SLACK) * np.array(
-        [_over_stages(probes, lambda pr, x=int(x): pr.time(0, 1, x)) for x in x_pts]
-    )
-    bound = TemplateBound(limits, probes, neck, precision, [], 0.0, None, p_pts, p_vals, x_pts, x_vals)
+    if role == "prefill":  # no decode runs on it: its decode floor is never read
+        x_pts, x_vals = np.array([0], dtype=np.int64), np.zeros(1)
+    else:
+        x_pts = np.concatenate(([0], geometric_points(max(max_context or limits.kv_tokens, 1), 1.6)))
+        x_vals = (1 - TIME_SLACK) * np.array(
+            [_over_stages(probes, lambda pr, x=int(x): pr.time(0, 1, x)) for x in x_pts]
+        )
+    bound = TemplateBound(limits, probes, neck, precision, [], 0.0, None, p_pts, p_vals, x_pts, x_vals, role)
     return with_precision(bound, mixes, tpot_s, precision, energy=energy)
 
 
@@ -402,11 +466,17 @@ def with_precision(
     bound: TemplateBound, mixes, tpot_s: float | None, precision: GridPrecision, *, energy: bool
 ) -> TemplateBound:
     """(Re)compute the time (and, with `energy`, energy) rates on cells of `precision` (priced shapes are
-    remembered, so refining reuses the coarse pass's evaluations)."""
+    remembered, so refining reuses the coarse pass's evaluations). `mixes` are the workload's per class; the
+    bound's role projects them (`role_mixes`)."""
     probe = bound.probes[bound.bottleneck]
+    mixes = role_mixes(bound.role, mixes)
+    tpot = None if bound.role == "prefill" else tpot_s
     part = CellPartition(bound.limits, probe.corner_time, precision)
-    bound.time = rates(part, mixes, tpot_s)
-    bound.gamma = context_rate(probe, bound.limits.max_decodes, bound.limits.kv_tokens)
+    bound.time = rates(part, mixes, tpot)
+    if bound.role == "prefill":
+        bound.gamma = 0.0
+    else:
+        bound.gamma = context_rate(probe, bound.limits.max_decodes, bound.limits.kv_tokens)
     bound.energy = _energy_rates(bound.probes, bound.limits, mixes, precision) if energy else None
     bound.precision = precision
     return bound
@@ -452,7 +522,9 @@ def _energy_rates(probes, limits, mixes, precision) -> list[WorkRates]:
     return out
 
 
-def trivial_bound(stages, limits: IterationLimits, mixes, *, energy: bool) -> TemplateBound:
+def trivial_bound(
+    stages, limits: IterationLimits, mixes, *, energy: bool, role: str = "colocated"
+) -> TemplateBound:
     """The bound of a template nothing was proven about (the time limit came first): no work, no energy, no
     latency — true of every plan, and no use for pruning. Marked FINE so the loop does not refine it."""
     probes = [StageProbe(s) for s in stages]
@@ -470,4 +542,5 @@ def trivial_bound(stages, limits: IterationLimits, mixes, *, energy: bool) -> Te
         np.zeros(1),
         np.array([0], dtype=np.int64),
         np.zeros(1),
+        role,
     )

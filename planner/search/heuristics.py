@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from planner.search.settings import scenario_settings
 from simulator.plan import Plan
 from simulator.scenario import Scenario
 
@@ -42,7 +43,10 @@ def _plain(t) -> bool:
 
 
 def heuristic_plans(scenario: Scenario, templates) -> dict[str, Plan]:
-    """The rule-of-thumb plans (see the module docstring); a rule with no valid plan is left out."""
+    """The rule-of-thumb plans (see the module docstring) from the colocated templates with the scenario's own
+    engine settings; a rule with no valid plan is left out."""
+    own = scenario_settings(scenario)
+    templates = [t for t in templates if t.role == "colocated" and t.settings == own]
     out: dict[str, Plan] = {}
     node = {}
     domain = {}

@@ -11,7 +11,7 @@ loop:
               its templates (fine cells) until they are all refined
   bound     ← the better of the best simulated plan and `remaining` (min objectives: the lower one)
   stop when the best simulated plan is within ε of the bound, when nothing remains, after `patience` rounds
-       without a better plan, or at the time limit
+       without a better plan (twice that where no bound is proven), or at the time limit
   candidates ← the next best count vectors of the bound master (objectives with a proven bound, restricted
                to those that could beat the best plan by more than ε) and of the predictive master (min_energy,
                min_latency); simulate them; every simulated vector is excluded from both masters
@@ -35,11 +35,14 @@ from formulations.master import ObjectiveBound, explain_master_infeasibility, so
 from formulations.objectives import objective_spec
 from formulations.result import SolverOptions
 from planner.errors import NoPlanError
-from planner.search.bounds import COARSE, FINE, IterationLimits, bound_template, trivial_bound, with_precision
+from planner.search.bounding import bound_space, limits_for, template_limits
+from planner.search.bounds import FINE, IterationLimits, with_precision
+from planner.search.clock_choice import clock_choice
 from planner.search.heuristics import heuristic_plans
 from planner.search.pool import Candidate, Simulations, best_first
-from planner.search.pricing import PricedTemplate, price_templates
+from planner.search.pricing import Census, PricedTemplate, SpaceOptions, price_space, searches_clocks
 from planner.search.result import PlanSearchResult, SearchStats, no_plan_error
+from planner.search.settings import scenario_settings
 from planner.search.space import PlanSpace
 from planner.search.workload import WorkloadProfile
 from simulator.costmodel.memory import stage_weight_bytes
@@ -67,6 +70,7 @@ class SearchOptions:
     partition_backend: str = "dp"  # exact; "cpsat" and "highs" solve the same layer-partition model
     placement_reserve_s: float = 10.0  # of the time limit, kept for placing the best plan
     exhaustive_limit: int = 3000  # --exhaustive simulates the whole space when it has at most this many plans
+    space: SpaceOptions = SpaceOptions()  # the dimensions of the plan space (pricing.py)
     started_at: float | None = None  # time.perf_counter() when the command started (the limit counts from it)
 
 
@@ -78,6 +82,8 @@ class Prepared:
     priced: list[PricedTemplate]
     space: PlanSpace | None
     phases_s: dict[str, float]
+    census: Census | None = None
+    baseline_templates: list = field(default_factory=list)  # what the heuristic baselines choose from
 
 
 def deadline_of(t0: float, options: SearchOptions) -> float:
@@ -93,66 +99,30 @@ def prepare(scenario: Scenario, options: SearchOptions, deadline: float) -> Prep
     t = time.perf_counter()
     profile = WorkloadProfile.of(scenario)
     _check_idle_floor(scenario)
-    priced = price_templates(
-        scenario, profile=profile, deadline=deadline, partition_backend=options.partition_backend
+    priced_space = price_space(
+        scenario, profile, options.space, deadline=deadline, partition_backend=options.partition_backend
     )
+    priced = priced_space.templates
     phases["templates"] = time.perf_counter() - t
     if not priced:
         raise NoPlanError(_why_no_template(scenario))
     t = time.perf_counter()
-    bounds = {}
     need_energy = scenario.spec.goals.objective == "min_energy" or scenario.spec.goals.budget.joules_per_token
-    unbounded = 0
-    for p in priced:
-        limits = iteration_limits(scenario, p, profile)
-        if time.perf_counter() >= deadline:  # out of time: the template keeps the trivial (still valid) bound
-            bounds[p.template.id] = trivial_bound(
-                p.cost.stages, limits, profile.mixes(), energy=bool(need_energy)
-            )
-            unbounded += 1
-            continue
-        bounds[p.template.id] = bound_template(
-            p.cost.stages,
-            limits,
-            profile.mixes(),
-            profile.deadlines.tpot_s,
-            energy=bool(need_energy),
-            precision=COARSE,
-            max_context=int((profile.input_tokens + profile.output_tokens).max()),
-        )
+    bounds, _ = bound_space(scenario, priced, profile, deadline, energy=bool(need_energy))
     phases["bounds"] = time.perf_counter() - t
-    if unbounded:
-        log.info("%d templates keep the trivial bound: the time limit came first", unbounded)
     max_templates = options.max_templates or max(2, len(scenario.cluster.gpus_by_type()))
     space = PlanSpace(scenario, profile, {p.template.id: p for p in priced}, bounds, max_templates)
-    return Prepared(profile, priced, space, phases)
+    return Prepared(profile, priced, space, phases, priced_space.census, priced_space.baseline_templates)
 
 
 def iteration_limits(scenario: Scenario, priced: PricedTemplate, profile: WorkloadProfile) -> IterationLimits:
-    shortest = int(profile.input_tokens.min()) if profile.num_requests else 1
-    return limits_of(scenario, int(priced.cost.kv_capacity_tokens), shortest)
+    return template_limits(scenario, priced, profile)
 
 
 def limits_of(scenario: Scenario, kv_tokens: int, shortest_prompt: int) -> IterationLimits:
     """What one iteration of a replica with `kv_tokens` of KV cache can hold under the scenario's engine, for a
     workload whose shortest prompt is `shortest_prompt` (also used by planner.capacity's bracket)."""
-    engine = scenario.spec.engine
-    max_tokens = engine_setting(engine, "max_num_batched_tokens")
-    max_seqs = engine_setting(engine, "max_num_seqs")
-    block = 1 if engine.kind == "orca" else engine.block_size
-    kv = int(kv_tokens)
-    shortest = int(shortest_prompt)
-    per_request_blocks = -(-(shortest + 1) // block)
-    max_decodes = max(1, min(max_seqs, (kv // block) // max(per_request_blocks, 1)))
-    return IterationLimits(
-        max_tokens=max_tokens,
-        max_seqs=max_seqs,
-        max_decodes=max_decodes,
-        min_context=shortest,
-        kv_tokens=kv,
-        block_size=block,
-        chunked_prefill=bool(engine_setting(engine, "enable_chunked_prefill")),
-    )
+    return limits_for(scenario_settings(scenario), scenario.spec.engine, kv_tokens, shortest_prompt)
 
 
 def run_search(
@@ -175,6 +145,8 @@ def run_search(
     pool: dict[str, Candidate] = {}
     baselines: dict[str, Candidate] = {}
     rounds, stale, stopped = 0, 0, "time limit"
+    # without a bound, patience is the only stopping rule, so it gets twice the rounds
+    patience = options.patience * (2 if spec.bound == "none" else 1)
     remaining: float | None = None
     remaining_known = False
     solver_says = ""
@@ -198,7 +170,7 @@ def run_search(
             return out
 
         if with_baselines:
-            plans = heuristic_plans(scenario, [p.template for p in prep.priced])
+            plans = heuristic_plans(scenario, prep.baseline_templates)
             results = simulate(list(plans.values()), "baseline")
             baselines = {n: c for n, c in zip(plans, results, strict=True) if c is not None}
         t_loop = time.perf_counter()
@@ -229,9 +201,9 @@ def run_search(
             if gap is not None and gap <= options.epsilon:
                 stopped = f"within {100 * options.epsilon:g}% of the bound"
                 break
-            if stale >= options.patience:
+            if stale >= patience:
                 why = "no bound is proven" if spec.bound == "none" else "the bound is not closed"
-                stopped = f"{options.patience} rounds without a better plan ({why})"
+                stopped = f"{patience} rounds without a better plan ({why})"
                 break
             plans = _proposals(space, within(solver, deadline), options, incumbent, spec, deadline)
             plans = [p for p in plans if sims.key(p) not in pool]
@@ -276,8 +248,20 @@ def run_search(
         space_plans=None,
         space_note=space_note(space),
         phases_s=prep.phases_s,
+        census=prep.census.to_json() if prep.census is not None else {},
     )
-    return PlanSearchResult(objective, best, candidates, baselines, search, scenario)
+    result = PlanSearchResult(objective, best, candidates, baselines, search, scenario)
+    if searches_clocks(scenario):
+        result.clock, ran = clock_choice(
+            scenario,
+            best,
+            pool,
+            simulate_fn=simulate_fn,
+            makespan_floor=space.makespan_floor,
+            deadline=deadline,
+        )
+        search.simulations += ran
+    return result
 
 
 def space_note(space: PlanSpace) -> str:

@@ -21,10 +21,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
+from formulations.templates import EngineSettings
 from planner import objective as obj
 from planner.objective import Violation
-from planner.search.labels import plan_key, short_label
+from planner.search.labels import Proposal, plan_key, short_label
 from planner.search.sampling import sampled, scale_metrics
+from planner.search.settings import apply_settings, scenario_settings
 from simulator.errors import InputError
 from simulator.plan import Plan
 from simulator.scenario import Scenario
@@ -44,6 +46,8 @@ class Candidate:
     num_gpus: int
     error: str | None = None  # the simulation refused the plan (e.g. it does not fit in memory)
     source: str = "search"  # "search", "baseline:<name>" or "exhaustive": who proposed it
+    settings: EngineSettings | None = None  # the engine knobs and dtypes it was simulated with
+    settings_note: str = ""  # how they differ from the scenario's ("" when they do not)
 
     @property
     def feasible(self) -> bool:
@@ -55,7 +59,17 @@ class Candidate:
 
     @property
     def key(self) -> str:
-        return plan_key(self.plan)
+        """The simulation cache key: the plan's groups and its settings (labels.Proposal)."""
+        return plan_key(self.plan) + ("|" + self.settings.key if self.settings is not None else "")
+
+    @property
+    def proposal(self) -> Proposal | Plan:
+        return Proposal(self.plan, self.settings) if self.settings is not None else self.plan
+
+    def scenario_in(self, scenario: Scenario) -> Scenario:
+        """`scenario` with this plan and the engine knobs and dtypes it was simulated with (what a report
+        re-simulates and an emitter launches)."""
+        return apply_settings(scenario, self.settings).with_plan(self.plan)
 
     def rank_key(self, objective: str):
         """Feasible plans by objective; infeasible ones by how far they miss their goals (closest first)."""
@@ -69,12 +83,14 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        """A short label for people: the GPU type once per replica group instead of on every stage."""
-        return short_label(self.plan)
+        """A short label for people: the GPU type once per replica group instead of on every stage, and the
+        settings where they differ from the scenario's (`{seqs64}`)."""
+        label = short_label(self.plan)
+        return f"{label} {{{self.settings_note}}}" if self.settings_note else label
 
     def to_json(self) -> dict:
         value = self.objective if math.isfinite(self.objective) else None
-        return {
+        out = {
             "plan": self.name,
             "label": self.label,
             "objective": value,
@@ -84,15 +100,38 @@ class Candidate:
             "violations": [v.describe() for v in self.violations] + ([self.error] if self.error else []),
             "source": self.source,
         }
+        if self.settings is not None:
+            out["settings"] = self.settings.to_json()
+        return out
 
 
-def score(scenario: Scenario, plan: Plan, metrics: dict | None, error: str | None = None) -> Candidate:
-    """Score one simulation result against the scenario's goals."""
+def score(
+    scenario: Scenario,
+    plan: Plan | Proposal,
+    metrics: dict | None,
+    error: str | None = None,
+) -> Candidate:
+    """Score one simulation result against the scenario's goals (a bare Plan has the scenario's settings)."""
+    own = scenario_settings(scenario)
+    settings = plan.settings if isinstance(plan, Proposal) else own
+    plan = plan.plan if isinstance(plan, Proposal) else plan
+    note = settings.differences(own)
     goals = scenario.spec.goals
     num_gpus = plan.num_gpus
     if metrics is None:
         worst = obj.spec(goals.objective).worst
-        return Candidate(plan, plan.label(), {}, worst, (), num_gpus, error or "simulation failed")
+        return Candidate(
+            plan,
+            plan.label(),
+            {},
+            worst,
+            (),
+            num_gpus,
+            error or "simulation failed",
+            "search",
+            settings,
+            note,
+        )
     return Candidate(
         plan,
         plan.label(),
@@ -100,6 +139,8 @@ def score(scenario: Scenario, plan: Plan, metrics: dict | None, error: str | Non
         obj.objective_value(metrics, goals),
         tuple(obj.violations(metrics, goals, num_gpus)),
         num_gpus,
+        settings=settings,
+        settings_note=note,
     )
 
 
@@ -125,17 +166,19 @@ def _init_worker(scenario: Scenario, simulate_fn: Callable | None, in_child: boo
 
 
 def _default_simulate(scenario: Scenario) -> dict:
-    from simulator.simulate import simulate  # lazy: workers import the simulator once, on first use
+    # lazy: workers import the simulator once, on first use
+    from planner.search.disaggregation import simulate_with_kv_stream
 
-    return simulate(scenario).to_json()
+    return simulate_with_kv_stream(scenario)
 
 
-def _simulate_plan(job: tuple[dict, float]) -> tuple[dict | None, str | None]:
-    """Worker: simulate the worker's scenario with the job's plan — a large homogeneous plan through a few of
-    its replicas (`sampling`, the job's makespan floor bounding the whole plan's); (metrics, None) or (None, why
-    it was refused)."""
-    plan_json, floor = job
-    scenario = _WORKER_SCENARIO.with_plan(plan_json)
+def _simulate_plan(job: tuple[dict, dict, float]) -> tuple[dict | None, str | None]:
+    """Worker: simulate the worker's scenario with the job's plan and settings — a large homogeneous plan
+    through a few of its replicas (`sampling`, the job's makespan floor bounding the whole plan's); (metrics,
+    None) or (None, why it was refused)."""
+    plan_json, settings_json, floor = job
+    settings = EngineSettings(**settings_json)
+    scenario = apply_settings(_WORKER_SCENARIO, settings).with_plan(plan_json)
     run = _WORKER_SIMULATE or _default_simulate
     try:
         reduced = sampled(scenario)
@@ -179,9 +222,11 @@ class Simulations:
         self._pool: ProcessPoolExecutor | None = None
         self._expected = 0
         spec = scenario.spec
-        self._scenario_key = (
-            spec.engine.model_dump_json() + spec.dtype.model_dump_json() + str(spec.calibration)
-        )
+        self.own_settings = scenario_settings(scenario)
+        # what changes a result besides the plan and its settings (Proposal.key): the rest of the engine
+        # (kind, block size, router, ...), the activation dtype and the calibration
+        rest = spec.engine.model_dump(exclude=set(k for _, k in EngineSettings.SCENARIO_PATHS.values()))
+        self._scenario_key = f"{rest}{spec.dtype.activations}{spec.calibration}|"
 
     def __enter__(self) -> Simulations:
         return self
@@ -203,21 +248,28 @@ class Simulations:
         """Tell the progress bar how many simulations to expect in all (it grows as the search goes)."""
         self._expected = max(self._expected, total)
 
-    def key(self, plan: Plan) -> str:
-        return self._scenario_key + plan_key(plan)
+    def proposal(self, plan: Plan | Proposal) -> Proposal:
+        """A bare Plan runs with the scenario's own settings."""
+        return plan if isinstance(plan, Proposal) else Proposal(plan, self.own_settings)
 
-    def cached(self, plan: Plan) -> Candidate | None:
+    def key(self, plan: Plan | Proposal) -> str:
+        return self._scenario_key + self.proposal(plan).key
+
+    def cached(self, plan: Plan | Proposal) -> Candidate | None:
         return self.cache.get(self.key(plan))
 
     @property
     def count(self) -> int:
         return len(self.order)
 
-    def run(self, plans: Iterable[Plan], *, deadline: float | None = None, source: str = "search") -> list:
-        """Scored candidates for `plans`, in the same order, simulating only those not cached. With a
-        `deadline` (time.perf_counter() seconds), plans not simulated by then come back as None."""
-        plans = list(plans)
-        todo: dict[str, Plan] = {}
+    def run(
+        self, plans: Iterable[Plan | Proposal], *, deadline: float | None = None, source: str = "search"
+    ) -> list:
+        """Scored candidates for `plans` (bare Plans run with the scenario's settings), in the same order,
+        simulating only those not cached. With a `deadline` (time.perf_counter() seconds), plans not simulated
+        by then come back as None."""
+        plans = [self.proposal(p) for p in plans]
+        todo: dict[str, Proposal] = {}
         for p in plans:
             k = self.key(p)
             if k not in self.cache and k not in todo:
@@ -234,18 +286,18 @@ class Simulations:
                 raise
         return [self.cache.get(self.key(p)) for p in plans]
 
-    def _job(self, plan: Plan) -> tuple[dict, float]:
+    def _job(self, plan: Proposal) -> tuple[dict, dict, float]:
         floor = self.makespan_floor(plan) if self.makespan_floor is not None else 0.0
-        return plan.model_dump(mode="json", exclude_none=True), floor
+        return plan.plan.model_dump(mode="json", exclude_none=True), plan.settings.to_json(), floor
 
-    def _record(self, k: str, plan: Plan, result: tuple[dict | None, str | None], source: str) -> None:
+    def _record(self, k: str, plan: Proposal, result: tuple[dict | None, str | None], source: str) -> None:
         metrics, error = result
         self.cache[k] = _with_source(score(self.scenario, plan, metrics, error), source)
         self.order.append(k)
         if self.progress:
             self.progress(self.count, max(self._expected, self.count))
 
-    def _run_serial(self, todo: dict[str, Plan], deadline: float | None, source: str) -> None:
+    def _run_serial(self, todo: dict[str, Proposal], deadline: float | None, source: str) -> None:
         _init_worker(self.scenario, self.simulate_fn, in_child=False)
         for k, plan in todo.items():
             if deadline is not None and time.perf_counter() >= deadline:
@@ -253,7 +305,7 @@ class Simulations:
                 return
             self._record(k, plan, _simulate_plan(self._job(plan)), source)
 
-    def _run_parallel(self, todo: dict[str, Plan], deadline: float | None, source: str) -> None:
+    def _run_parallel(self, todo: dict[str, Proposal], deadline: float | None, source: str) -> None:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.workers,

@@ -13,6 +13,12 @@ rows). `PlanSpace` builds, over the same templates and rows:
 Units of the bound master: demand is work (the reference "size" u of a request: seconds of a median template's
 bottleneck stage) per second of the deadline window, so one capacity row per template says that the work of
 the requests that must meet their deadlines fits in the replicas' busy time inside the window.
+
+Disaggregated templates (docs/design.md §5.3): a prefill template's work of a request is its prefill part, a
+decode template's its decode part; a request served by a pair meets its deadlines only if the pair's floors
+allow it, so each side's route limit uses its own floors and the other side's least ones. KV-transfer rows
+(`disaggregation.py`) are in prompt tokens: per class the least prompt tokens per unit of size, per template
+its links' tokens/s with its best partner plus one largest prompt per window.
 """
 
 from __future__ import annotations
@@ -34,9 +40,12 @@ from formulations.master import (
     evaluate,
 )
 from formulations.objectives import objective_spec
-from formulations.templates import TemplateCoefficients
+from formulations.templates import EngineSettings, TemplateCoefficients
 from planner.search.bounds import TemplateBound
+from planner.search.disaggregation import link_capacity
+from planner.search.labels import Proposal
 from planner.search.pricing import PricedTemplate
+from planner.search.settings import scenario_settings
 from planner.search.workload import WorkloadProfile
 from simulator.plan import Plan
 from simulator.scenario import Scenario
@@ -93,8 +102,15 @@ class PlanSpace:
         for g in sc.cluster.node_groups:
             domain[g.gpu] = max(domain.get(g.gpu, 0), g.domain_gpus)
         self.domain_need = {tid: p.template.domain_need_by_type(domain) for tid, p in self.priced.items()}
+        self.own_settings = scenario_settings(sc)
+        self.role = {tid: p.template.role for tid, p in self.priced.items()}
+        self._by_structure = {
+            _structure(p.template.replica_group(1), p.template.settings): tid
+            for tid, p in self.priced.items()
+        }
         b = sc.spec.goals.budget
         self.budgets = Budgets(b.usd_per_hour, None, b.num_gpus, None)
+        self._kv_links()
         self._per_request_floors()
         self._choose_window()
         self.requests = {tid: self._request_bounds(tid) for tid in self.priced}
@@ -102,39 +118,101 @@ class PlanSpace:
         self._build_predict()
 
     # ---- plans and count vectors -------------------------------------------------------------------------
-    def plan_of(self, counts: dict[str, int]) -> Plan:
-        groups = [self.priced[t].template.replica_group(n) for t, n in sorted(counts.items()) if n > 0]
-        return Plan(replicas=groups)
+    def plan_of(self, counts: dict[str, int]) -> Proposal:
+        """The plan of a count vector with the settings its templates share."""
+        used = [t for t, n in sorted(counts.items()) if n > 0]
+        groups = [self.priced[t].template.replica_group(counts[t]) for t in used]
+        settings = self.priced[used[0]].template.settings if used else self.own_settings
+        return Proposal(Plan(replicas=groups), settings)
 
-    def counts_of(self, plan: Plan) -> dict[str, int] | None:
-        """The count vector of a plan made of this space's templates (None when a group is not one)."""
-        by_structure = {_structure(p.template.replica_group(1)): tid for tid, p in self.priced.items()}
+    def counts_of(self, plan: Proposal | Plan) -> dict[str, int] | None:
+        """The count vector of a plan made of this space's templates (None when a group is not one); a bare
+        Plan has the scenario's own settings."""
+        settings = plan.settings if isinstance(plan, Proposal) else self.own_settings
+        groups = plan.plan.replicas if isinstance(plan, Proposal) else plan.replicas
         counts: dict[str, int] = {}
-        for g in plan.replicas:
-            tid = by_structure.get(_structure(g))
+        for g in groups:
+            tid = self._by_structure.get(_structure(g, settings))
             if tid is None:
                 return None
             counts[tid] = counts.get(tid, 0) + g.count
         return counts
 
-    def makespan_floor(self, plan: Plan) -> float:
+    def makespan_floor(self, plan: Proposal | Plan) -> float:
         """The least makespan the whole workload can take on `plan`: every request finishes no earlier than
-        its arrival plus its latency floor on the fastest of the plan's templates (0 for a plan outside the
-        space)."""
+        its arrival plus its latency floor on the fastest way through the plan's templates — a colocated one,
+        or its prefill template then its decode template (0 for a plan outside the space)."""
         counts = self.counts_of(plan)
         if not counts or self.profile.num_requests == 0:
             return 0.0
         a = self.profile.arrival_s
-        lat = np.min(np.vstack([self.floors[t][2] for t in counts]), axis=0)
+        paths = [self.floors[t][2] for t in counts if self.role[t] == "colocated"]
+        prefill = [t for t in counts if self.role[t] == "prefill"]
+        decode = [t for t in counts if self.role[t] == "decode"]
+        for p in prefill:
+            for d in decode:
+                paths.append(self.floors[p][0] + self.profile.decode * self.floors[d][1])
+        if not paths:
+            return 0.0
+        lat = np.min(np.vstack(paths), axis=0)
         return float(np.max(a - a[0] + lat))
+
+    # ---- KV-transfer links (disaggregated templates) ---------------------------------------------------------
+    def _kv_links(self) -> None:
+        """Per prefill / decode template, prompt tokens/s its links carry with its best partner of the same
+        settings (disaggregation.py)."""
+        self.link_tokens: dict[str, float] = {}
+        by_settings: dict[EngineSettings, dict[str, list[str]]] = {}
+        for tid, p in self.priced.items():
+            if p.template.role != "colocated":
+                by_settings.setdefault(p.template.settings, {}).setdefault(p.template.role, []).append(tid)
+        for roles in by_settings.values():
+            for tid in roles.get("prefill", []):
+                mine = self.priced[tid].cost
+                best = max(
+                    (link_capacity(mine, self.priced[d].cost, "prefill") for d in roles.get("decode", [])),
+                    default=math.inf,
+                )
+                self.link_tokens[tid] = best / mine.kv_bytes_per_token
+            for tid in roles.get("decode", []):
+                mine = self.priced[tid].cost
+                best = max(
+                    (link_capacity(self.priced[q].cost, mine, "decode") for q in roles.get("prefill", [])),
+                    default=math.inf,
+                )
+                self.link_tokens[tid] = best / mine.kv_bytes_per_token
 
     # ---- request floors and the window ---------------------------------------------------------------------
     def _per_request_floors(self) -> None:
+        """Per template (prefill floor, decode-step floor, latency floor) per request. A prefill template's
+        decode floor is the least of the decode templates', a decode template's prefill floor the least of the
+        prefill templates' (a pair's request passes both)."""
         prof = self.profile
         self.floors = {}
+        own = {}
         for tid, tb in self.bounds.items():
-            pre = tb.prefill_floor(prof.prefill_tokens)
-            dec = tb.decode_floor(prof.input_tokens) if not prof.speculative else np.zeros(prof.num_requests)
+            role = self.role.get(tid, "colocated")
+            pre = tb.prefill_floor(prof.prefill_tokens) if role != "decode" else None
+            dec = None
+            if role != "prefill":
+                dec = (
+                    tb.decode_floor(prof.input_tokens)
+                    if not prof.speculative
+                    else np.zeros(prof.num_requests)
+                )
+            own[tid] = (pre, dec)
+        n = prof.num_requests
+
+        def least(role: str, k: int) -> np.ndarray:
+            values = [own[t][k] for t in own if self.role.get(t) == role]
+            return np.min(np.vstack(values), axis=0) if values else np.full(n, np.inf)
+
+        min_pre, min_dec = least("prefill", 0), least("decode", 1)
+        for tid, (pre, dec) in own.items():
+            if pre is None:
+                pre = min_pre
+            if dec is None:
+                dec = min_dec
             self.floors[tid] = (pre, dec, pre + prof.decode * dec)
         lat = np.min(np.vstack([f[2] for f in self.floors.values()]), axis=0) if self.floors else None
         a = prof.arrival_s
@@ -144,12 +222,19 @@ class PlanSpace:
             self.makespan_floor_s = max(float(np.max(a - a[0] + lat)), 1e-9)
 
     def _reference_rates(self) -> tuple[float, float, float]:
-        """Median over templates of (α, β, γ) of the bottleneck stage: the weights of the request size u."""
+        """Median over templates of (α, β, γ) of the bottleneck stage: the weights of the request size u (α
+        over the templates that prefill, β and γ over those that decode; any positive weights are valid)."""
         if not self.bounds:
             return 1.0, 1.0, 0.0
-        alpha = np.median([np.mean([r.alpha for r in tb.time]) for tb in self.bounds.values()])
-        beta = np.median([np.mean([r.beta for r in tb.time]) for tb in self.bounds.values()])
-        gamma = np.median([tb.gamma for tb in self.bounds.values()])
+        pre = [tb for t, tb in self.bounds.items() if self.role.get(t) != "decode"] or list(
+            self.bounds.values()
+        )
+        dec = [tb for t, tb in self.bounds.items() if self.role.get(t) != "prefill"] or list(
+            self.bounds.values()
+        )
+        alpha = np.median([np.mean([r.alpha for r in tb.time]) for tb in pre])
+        beta = np.median([np.mean([r.beta for r in tb.time]) for tb in dec])
+        gamma = np.median([tb.gamma for tb in dec])
         return float(max(alpha, 1e-12)), float(beta), float(gamma)
 
     def _choose_window(self) -> None:
@@ -191,22 +276,28 @@ class PlanSpace:
         prof, tb, w = self.profile, self.bounds[tid], self.window
         pre, dec, lat = self.floors[tid]
         dl = prof.deadlines
-        ok = _fits_kv(tb, prof)
+        role = self.role.get(tid, "colocated")
+        ok = _fits_kv(tb, prof, role)
         ok &= pre <= min(dl.ttft_s, dl.e2e_s) + 1e-12
         ok &= (prof.decode == 0) | (dec <= dl.tpot_s + 1e-12)
         ok &= lat <= dl.e2e_s + 1e-12
+        does_prefill, does_decode = float(role != "decode"), float(role != "prefill")
         work = np.zeros(prof.num_requests)
         energy = np.zeros(prof.num_requests)
         for k in range(len(prof.class_ids)):
             m = prof.members(k)
             r = tb.time[k]
             work[m] = (
-                r.alpha * prof.prefill[m] * w.prefill_counted[m]
-                + (r.beta * prof.decode_work[m] + tb.gamma * prof.context_work[m]) * w.decode_counted[m]
+                does_prefill * r.alpha * prof.prefill[m] * w.prefill_counted[m]
+                + does_decode
+                * (r.beta * prof.decode_work[m] + tb.gamma * prof.context_work[m])
+                * w.decode_counted[m]
             )
             if tb.energy is not None:
                 e = tb.energy[k]
-                energy[m] = e.alpha * prof.prefill[m] + e.beta * prof.decode_work[m]
+                energy[m] = (
+                    does_prefill * e.alpha * prof.prefill[m] + does_decode * e.beta * prof.decode_work[m]
+                )
         return RequestBounds(work, energy, ok, lat)
 
     # ---- the bound master ----------------------------------------------------------------------------------
@@ -219,9 +310,15 @@ class PlanSpace:
         self.master_size = self._full_size() if obj == "max_throughput" else self.size
         self.horizon_s = self.window.length_s if has_window and obj != "max_throughput" else 1.0
         u = self.master_size
+        self.master_classes = self._split_classes(has_window and obj != "max_throughput")
         classes = tuple(
-            WorkloadClass(cid, float(u[prof.members(k)].sum()) / self.horizon_s)
-            for k, cid in enumerate(prof.class_ids)
+            WorkloadClass(
+                mcid,
+                float(u[mask].sum()) / self.horizon_s,
+                kv_per_unit=self._kv_per_unit(mask, u),
+                paired=paired,
+            )
+            for mcid, _, mask, paired in self.master_classes
         )
         templates, limits = [], {}
         for tid in self.priced:
@@ -252,12 +349,13 @@ class PlanSpace:
     def _bound_column(self, tid: str) -> tuple[MasterTemplate, dict[tuple[str, str], float]]:
         """One template's bound coefficients (per class: capacity = 1/ρ with ρ the least ratio of its proven
         work to the request size, energy per unit of size, the route limit of the requests it can serve)."""
-        prof, obj, u = self.profile, self.objective, self.master_size
+        obj, u = self.objective, self.master_size
         rb = self.requests[tid]
         work = self._full_work(tid) if obj == "max_throughput" else rb.time_work
         caps, energy, limits = {}, {}, {}
-        for k, cid in enumerate(prof.class_ids):
-            m = prof.members(k)
+        for cid, _, m, paired in self.master_classes:
+            if not paired and self.role[tid] == "decode":
+                continue  # its decode work is outside the window: no decode template needs to carry it
             ok = m if obj == "max_throughput" else m & rb.ok
             if self.counting:
                 caps[cid] = BIG_CAPACITY
@@ -278,7 +376,54 @@ class PlanSpace:
         coeffs = TemplateCoefficients(
             capacity_rps=caps, energy_per_request_j=energy, idle_w=0.0, usd_per_hour=p.analytic.usd_per_hour
         )
-        return MasterTemplate(tid, p.template.gpus_by_type, coeffs, self.domain_need[tid]), limits
+        return self._column(tid, coeffs, self._bound_link(tid)), limits
+
+    def _split_classes(self, by_window: bool) -> list[tuple[str, int, np.ndarray, bool]]:
+        """The bound master's classes: (id, workload class, members, paired). With a deadline window, the
+        requests of a class whose prefill counts but whose decode does not (its decode deadline is after the
+        window) form a class of their own that prefill templates serve without a decode template (their decode
+        work is not in the window); the others keep the class's id and pair prefill with decode."""
+        prof, w = self.profile, self.window
+        out = []
+        for k, cid in enumerate(prof.class_ids):
+            m = prof.members(k)
+            if not by_window:
+                out.append((cid, k, m, True))
+                continue
+            prefill_only = m & w.prefill_counted & ~w.decode_counted
+            out.append((cid, k, m & ~prefill_only, True))
+            if prefill_only.any():
+                out.append((f"{cid} (prefill in window)", k, prefill_only, False))
+        return out
+
+    def _column(self, tid: str, coeffs: TemplateCoefficients, link: float) -> MasterTemplate:
+        t = self.priced[tid].template
+        return MasterTemplate(
+            tid,
+            t.gpus_by_type,
+            coeffs,
+            self.domain_need[tid],
+            role=t.role,
+            group=t.settings.key,
+            kv_link=link,
+        )
+
+    def _kv_per_unit(self, members: np.ndarray, size: np.ndarray) -> float:
+        """The least prompt tokens per unit of size over a class's requests (the KV a unit moves, at least)."""
+        sel = members & (size > 0)
+        if not sel.any():
+            return 0.0
+        return float(np.min(self.profile.prefill[sel] / size[sel]))
+
+    def _bound_link(self, tid: str) -> float:
+        """A disaggregated template's KV row coefficient in prompt tokens per second of the master's horizon:
+        its links' rate plus one largest prompt per horizon (the check's allowance, disaggregation.py); no row
+        without a time scale (no deadlines: capacities are not rates)."""
+        if self.role[tid] == "colocated" or self.counting or not math.isfinite(self.horizon_s):
+            return math.inf
+        largest = float(self.profile.prefill.max()) if self.profile.num_requests else 0.0
+        horizon = self.makespan_floor_s if self.objective == "max_throughput" else self.horizon_s
+        return self.link_tokens.get(tid, math.inf) + largest / max(horizon, 1e-12)
 
     def refresh(self, tid: str) -> None:
         """Rebuild one template's bound column after its bounds were refined (the sizes u stay: any positive
@@ -296,13 +441,16 @@ class PlanSpace:
         return alpha * prof.prefill + beta * prof.decode_work + gamma * prof.context_work
 
     def _full_work(self, tid: str) -> np.ndarray:
+        """Per request the proven busy time of the whole request on the template (its role's part of it)."""
         prof, tb = self.profile, self.bounds[tid]
+        role = self.role.get(tid, "colocated")
+        does_prefill, does_decode = float(role != "decode"), float(role != "prefill")
         out = np.zeros(prof.num_requests)
         for k in range(len(prof.class_ids)):
             m = prof.members(k)
             r = tb.time[k]
-            out[m] = (
-                r.alpha * prof.prefill[m] + r.beta * prof.decode_work[m] + tb.gamma * prof.context_work[m]
+            out[m] = does_prefill * r.alpha * prof.prefill[m] + does_decode * (
+                r.beta * prof.decode_work[m] + tb.gamma * prof.context_work[m]
             )
         return out
 
@@ -354,10 +502,14 @@ class PlanSpace:
     def _build_predict(self) -> None:
         prof = self.profile
         n = max(prof.num_requests, 1)
-        classes = tuple(
-            WorkloadClass(cid, prof.stats.demand_rps * float(prof.members(k).sum()) / n, 1.0)
-            for k, cid in enumerate(prof.class_ids)
-        )
+        classes = []
+        for k, cid in enumerate(prof.class_ids):
+            m = prof.members(k)
+            mean_in = float(prof.prefill[m].mean()) if m.any() else 0.0
+            classes.append(
+                WorkloadClass(cid, prof.stats.demand_rps * float(m.sum()) / n, 1.0, kv_per_unit=mean_in)
+            )
+        classes = tuple(classes)
         templates = []
         for tid, p in self.priced.items():
             c = p.analytic
@@ -368,7 +520,8 @@ class PlanSpace:
                 latency_score={k: v * r for k, v in c.latency_score.items()},
                 latency_growth_s=c.latency_growth_s * r,
             )
-            templates.append(MasterTemplate(tid, p.template.gpus_by_type, coeffs, self.domain_need[tid]))
+            link = self.link_tokens.get(tid, math.inf) if p.template.role != "colocated" else math.inf
+            templates.append(self._column(tid, coeffs, link))
         old = getattr(self, "predict", None)
         self.predict = MasterProblem(
             templates=tuple(templates),
@@ -405,13 +558,27 @@ class PlanSpace:
         by_id = {t.id: t for t in problem.templates}
         rates = {}
         for c in problem.classes:
-            caps = {t: n * problem.capacity(by_id[t], c.id) for t, n in counts.items() if t in by_id}
+            caps = {
+                t: n * problem.capacity(by_id[t], c.id)
+                for t, n in counts.items()
+                if t in by_id and by_id[t].entry
+            }
             total = sum(caps.values())
             if total <= 0:
                 continue
             for t, cap in caps.items():
                 if cap > 0:
                     rates[(c.id, t)] = c.demand_rps * cap / total
+            handed = sum(r for (c2, t), r in rates.items() if c2 == c.id and by_id[t].role == "prefill")
+            decode = {
+                t: n * problem.capacity(by_id[t], c.id)
+                for t, n in counts.items()
+                if t in by_id and by_id[t].role == "decode"
+            }
+            d_total = sum(decode.values())
+            for t, cap in decode.items():
+                if cap > 0 and handed > 0:
+                    rates[(c.id, t)] = handed * cap / d_total
         return MasterSolution(dict(counts), rates, evaluate(problem, counts, rates))
 
     def learn(
@@ -446,23 +613,25 @@ class PlanSpace:
             self.predict = self.predict.with_(no_good=self.predict.no_good + (full,))
 
 
-def _structure(group) -> str:
+def _structure(group, settings: EngineSettings) -> str:
     return (
         "|".join(
             f"{s.layers[0]}-{s.layers[1]}:{s.gpu}:{s.attention.model_dump_json()}:{s.ffn.model_dump_json()}"
             for s in group.stages
         )
-        + f"/{group.role}"
+        + f"/{group.role}/{settings.key}/{group.sm_clock_mhz}"
     )
 
 
-def _fits_kv(tb: TemplateBound, prof: WorkloadProfile) -> np.ndarray:
-    """Requests a replica can ever run: whole length in its KV cache (the scheduler's `can_ever_fit`), and the
-    prompt within the token budget when prompts cannot be chunked."""
+def _fits_kv(tb: TemplateBound, prof: WorkloadProfile, role: str = "colocated") -> np.ndarray:
+    """Requests a replica can ever run (the scheduler's `can_ever_fit`): the tokens it holds in its KV cache —
+    the whole length; on a prefill replica the prompt and its first token — and, when prompts cannot be
+    chunked, the prompt within the token budget (a decode replica receives it computed)."""
     lim = tb.limits
     block = max(lim.block_size, 1)
-    blocks = -(-(prof.input_tokens + prof.output_tokens) // block)
+    held = prof.input_tokens + (1 if role == "prefill" else prof.output_tokens)
+    blocks = -(-held // block)
     ok = blocks <= lim.kv_tokens // block
-    if not lim.chunked_prefill:
+    if not lim.chunked_prefill and role != "decode":
         ok &= prof.input_tokens <= lim.max_tokens
     return ok

@@ -18,6 +18,7 @@ from simulator.engine.metrics import RunTotals, SimulationResult, compute_metric
 from simulator.engine.request import RequestTable
 from simulator.engine.schedulers import SchedulerConfig
 from simulator.engine.speculative import AcceptanceSampler
+from simulator.engine.trace import TraceRecorder
 from simulator.scenario import Engine, engine_setting
 
 
@@ -49,6 +50,7 @@ def simulate_requests(
     max_model_len: int | None = None,
     frontend_s: float = 0.0,
     draft_cost: float | None = None,
+    trace: TraceRecorder | None = None,
 ) -> tuple[SimulationResult, ServingSystem]:
     """Simulate `requests` (a workload.Requests) on the replicas; returns the result and the final system
     state (for invariant checks). The router's RNG stream is spawned from `seed`, apart from the workload's.
@@ -62,7 +64,12 @@ def simulate_requests(
     With `engine.speculative`, decode steps are speculative (engine/speculative.py): priced by
     `costmodel.speculative`, with the draft step at `engine.speculative.draft_cost` or else `draft_cost` (the
     caller's default for the method: one layer's share of the model), advancing by draws from a stream spawned
-    from `seed` per replica."""
+    from `seed` per replica.
+
+    `trace` records the run's timeline (at the engine, without the frontend delay); `trace.timeline` holds it
+    after the run."""
+    if trace is not None and trace.has_run:
+        raise ValueError("this TraceRecorder already holds a run: use a new one for each run")
     closed = requests.closed
     # a closed loop writes arrival times as it sends requests: into a copy, never into the caller's Requests
     arrival = requests.arrival_s.copy() if closed is not None else requests.arrival_s
@@ -86,6 +93,7 @@ def simulate_requests(
         rng=np.random.default_rng(router_ss),
         closed=closed,
         prefixes=requests.prefixes,
+        trace=trace,
     )
     system.progress = progress
     if speculative is not None:
@@ -95,6 +103,8 @@ def simulate_requests(
             replica.scheduler.spec = AcceptanceSampler(rates, np.random.default_rng(ss))
     system.run(until_s=until_s, max_requests=max_requests)
     records = table.records()
+    if trace is not None:
+        trace.finish(system, records)
     if frontend_s:
         records = replace(
             records, first_token_s=records.first_token_s + frontend_s, finish_s=records.finish_s + frontend_s

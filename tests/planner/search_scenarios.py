@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from planner.plan_api import plan
 from planner.search import plan_key
+from planner.search.settings import scenario_settings
 from simulator.simulate import simulate
 
 EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "configs" / "examples"
@@ -111,6 +112,11 @@ SCENARIOS: dict[str, tuple[object, int | None]] = {
 }
 
 
+def replay_key(plan, settings) -> str:
+    """A simulation's identity: the plan and the engine knobs and dtypes it runs with."""
+    return plan_key(plan) + "|" + settings.key
+
+
 class Replay:
     """A simulate_fn that answers from recorded results (by plan key) and simulates what it has not seen."""
 
@@ -119,7 +125,7 @@ class Replay:
         self.missed = 0
 
     def __call__(self, scenario):
-        hit = self.recorded.get(plan_key(scenario.plan))
+        hit = self.recorded.get(replay_key(scenario.plan, scenario_settings(scenario)))
         if hit is not None:
             return hit
         self.missed += 1
@@ -139,7 +145,7 @@ def compare(name: str, *, workers: int = 2) -> Comparison:
     reference = plan(
         scenario, exhaustive=True, workers=workers, max_templates=max_templates, time_limit_s=3600
     )
-    recorded = {plan_key(c.plan): c.metrics for c in reference.candidates if c.metrics}
+    recorded = {replay_key(c.plan, c.settings): c.metrics for c in reference.candidates if c.metrics}
     replay = Replay(recorded)
     found = plan(scenario, workers=1, max_templates=max_templates, simulate_fn=replay, time_limit_s=3600)
     return Comparison(name, reference, found, replay.missed)

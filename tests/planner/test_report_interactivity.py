@@ -42,7 +42,12 @@ def test_report_writes_the_sweep_and_its_front(tmp_path, run_cli):
         assert clients == sorted(clients) and len(clients) >= 3
         per_gpu = [float(r["output_tokens_per_s_per_gpu"]) for r in curve]
         per_user = [float(r["output_tokens_per_s_per_user"]) for r in curve]
-        assert per_gpu == sorted(per_gpu) and per_user == sorted(per_user, reverse=True)
+        assert per_gpu == sorted(per_gpu)
+        if "prefill:" not in curve[0]["plan"]:
+            # colocated: more clients share each replica's iterations. (A disaggregated plan's tokens/s per
+            # user is its decode pool's: once its prefill pool is the bottleneck, fewer requests decode at
+            # once and it may rise again.)
+            assert per_user == sorted(per_user, reverse=True)
     on_front = [r for r in rows if r["pareto"] == "True"]
     assert on_front and all(r["meets_slos"] == "True" for r in on_front)
     met = [r for r in rows if r["meets_slos"] == "True"]

@@ -11,6 +11,7 @@ from planner.baselines import heuristic_plans
 from planner.errors import NoPlanError
 from planner.plan_api import plan
 from planner.search import SearchOptions, Simulations, plan_key, price_templates, run_search, workload_stats
+from planner.search.pricing import SpaceOptions
 from simulator.scenario import Goals, load_scenario
 from tests.conftest import EXAMPLES
 from tests.planner.search_scenarios import SCENARIOS, compare
@@ -235,7 +236,11 @@ def test_max_goodput_with_goals_no_plan_meets_names_the_goal(extra):
 def test_exhaustive_never_says_a_goodput_zero_plan_meets_max_goodput():
     """--exhaustive judges like the loop: a plan whose goodput is 0 misses the goals (exit 1, naming them)."""
     scenario = make_scenario(
-        "llama-3.1-8b", objective="max_goodput", requests=30, slo={"ttft_s": {"p99": 1e-4}}
+        "llama-3.1-8b",
+        objective="max_goodput",
+        requests=30,
+        slo={"ttft_s": {"p99": 1e-4}},
+        gpus_per_node=2,  # every plan is simulated: a small space keeps the test fast
     )
     with pytest.raises(NoPlanError, match=r"TTFT p99"):
         plan(scenario, workers=1, exhaustive=True, max_templates=1)
@@ -257,7 +262,7 @@ def test_heuristic_plans_follow_their_rules():
     from planner.search import price_templates, shorthand, workload_stats
 
     sc = load_scenario(EXAMPLES / "llama-70b-h100.yaml")
-    templates = [p.template for p in price_templates(sc, workload_stats(sc))]
+    templates = [p.template for p in price_templates(sc, workload_stats(sc), options=SpaceOptions.basic())]
     plans = {name: shorthand(p) for name, p in heuristic_plans(sc, templates).items()}
     assert plans == {"tp-in-node": "tp=8", "smallest-tp": "tp=4,dp=2", "max-tp": "tp=8"}
 
@@ -268,7 +273,8 @@ def test_heuristic_plans_cover_every_gpu_type_of_a_hetero_cluster():
     from planner.search import price_templates, workload_stats
 
     sc = load_scenario(EXAMPLES / "hetero-h100-a100-cost.yaml")
-    templates = [p.template for p in price_templates(sc, workload_stats(sc))]
+    # the heuristics choose among colocated templates of the scenario's own settings: the basic space
+    templates = [p.template for p in price_templates(sc, workload_stats(sc), options=SpaceOptions.basic())]
     for name, p in heuristic_plans(sc, templates).items():
         assert {st.gpu for g in p.replicas for st in g.stages} == {"h100-sxm", "a100-sxm-80gb"}, name
         assert p.num_gpus <= sc.cluster.num_gpus
