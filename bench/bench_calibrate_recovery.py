@@ -14,47 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from planner.bench_results.export import FORMATS, RunToWrite, write_results
+from planner.bench_results.export import FORMATS, write_results
 from planner.calibration import calibrate_serving
-from planner.calibration.params import Prior
-from simulator.costmodel import host as host_figures
-from simulator.scenario import load_scenario
-from simulator.simulate import simulate
+from planner.calibration.synthetic import TRUTH, synthetic_scenario, truth_runs
 
 RATES = (2.0, 6.0, 12.0)
-BASE = host_figures.host_overhead("vllm-v1")
-TRUTH = {
-    "per_iteration_s": 3 * BASE.per_iteration_s,
-    "per_sequence_s": 3 * BASE.per_sequence_s,
-    "frontend_s": 0.005,
-    "compute_scale": 0.8,
-    "memory_scale": 1.0,
-}
 
 
 def scenario(n: int, rate: float = 2.0, seed: int = 6) -> dict:
-    return {
-        "model": "llama-3.1-8b",
-        "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 1},
-        "engine": {"kind": "vllm-v1"},
-        "workload": {
-            "requests": n,
-            "arrival": {"process": "poisson", "rate": rate},
-            "input_tokens": {"dist": "lognormal", "mean": 600, "std": 500, "max": 4096},
-            "output_tokens": {"dist": "lognormal", "mean": 32, "std": 20, "max": 256},
-            "seed": seed,
-        },
-        "plan": "tp=1",
-    }
-
-
-def truth_runs(n: int, seed: int = 6) -> list[RunToWrite]:
-    sc = load_scenario(scenario(n, seed=seed))
-    truth = Prior.of(sc.gpus["h100-sxm"], "vllm-v1", None).calibration(TRUTH)
-    return [
-        RunToWrite.from_simulation(simulate(load_scenario(scenario(n, r, seed)), calibration=truth), r)
-        for r in RATES
-    ]
+    return synthetic_scenario(n, rate, seed)
 
 
 def row(label: str, fit, wall: float) -> str:
@@ -78,7 +46,7 @@ def main(n: int = 200) -> None:
         "| compute_scale ÷ truth | memory_scale (truth 1) | error fitted runs | error held-out run | wall s |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    runs = truth_runs(n)
+    runs = truth_runs(n, RATES, seed=6)
     for fmt in FORMATS:
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_results(fmt, runs, Path(tmp))

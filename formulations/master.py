@@ -48,7 +48,11 @@ Objectives (all per hour or per second, so they are linear):
 * min_energy: average power in kW = (Σ count[t]·idle_w[t] + Σ rate[c,t]·energy_per_request_j[c,t]) / 1000,
   i.e. kWh per hour (idle_w is a replica's power when idle; energy_per_request_j is the energy a unit of
   demand adds on top of idle);
-* min_latency: Σ rate[c,t] · latency_score[c,t] / Σ_c demand_c (the rate-weighted mean latency score);
+* min_latency: (Σ rate[c,t] · latency_score[c,t] + Σ_t growth[t] · count[t] · ρ_t²) / Σ_c demand_c, the
+  rate-weighted mean latency: the idle-replica score plus its growth with utilisation ρ_t = load_t / count[t]
+  (requests at ρ see latency_score + latency_growth_s · ρ; growth[t] = latency_growth_s · the replica's
+  capacity for the demand mix). count · ρ² is convex (a perspective), so it is exact as piecewise-linear
+  segments: load_t = Σ_k seg[t,k], 0 ≤ seg[t,k] ≤ width_k · count[t], cost slope_k (`LOAD_SEGMENTS`);
 * min_gpus: Σ count[t] · GPUs[t];
 * max_rate_per_gpu: throughput − q · Σ count[t] · GPUs[t] with q = `rate_per_gpu_q` (linear for a fixed q;
   `solve_max_rate_per_gpu` raises q to the best throughput per GPU, Dinkelbach's method), on the max_throughput
@@ -81,6 +85,25 @@ MasterObjective = Literal[
 ]
 OBJECTIVE_SENSE: dict[str, str] = {name: spec.sense for name, spec in OBJECTIVES.items()}
 OBJECTIVE_UNIT: dict[str, str] = {name: spec.solver_unit for name, spec in OBJECTIVES.items()}
+
+# Utilisation breakpoints of the min_latency growth term ρ²: ten segments to full capacity, one for headroom
+# above it; each segment's slope is ρ²'s chord over it (exact at the breakpoints, above ρ² in between).
+_LOAD_BREAKS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5)
+LOAD_SEGMENTS: tuple[tuple[float, float], ...] = tuple(
+    (b - a, a + b) for a, b in zip(_LOAD_BREAKS, _LOAD_BREAKS[1:], strict=False)
+)
+
+
+def load_square(rho: float) -> float:
+    """The piecewise-linear ρ² the master's segments represent (ρ ≥ 0; linear beyond the last breakpoint)."""
+    total, left = 0.0, max(rho, 0.0)
+    for k, (width, slope) in enumerate(LOAD_SEGMENTS):
+        part = left if k == len(LOAD_SEGMENTS) - 1 else min(left, width)
+        total += part * slope
+        left -= part
+        if left <= 0:
+            break
+    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +299,24 @@ class MasterProblem:
         )
         return limited or self.disaggregated
 
+    def latency_growth(self, t: MasterTemplate) -> float:
+        """growth[t] of the min_latency term: latency_growth_s × requests/s one replica of t serves of the
+        demand mix at full capacity (the harmonic mean of its class capacities, weighted by demand)."""
+        g = t.coefficients.latency_growth_s
+        if g <= 0:
+            return 0.0
+        share = {c.id: c.demand_rps for c in self.classes if self.capacity(t, c.id) > 0}
+        total = sum(share.values())
+        if total <= 0:
+            return 0.0
+        load_per_request = sum(w / total / self.capacity(t, cid) for cid, w in share.items())
+        return g / load_per_request
+
+    def uses_latency(self) -> bool:
+        return self.objective == "min_latency" or any(
+            b.objective == "min_latency" for b in self.objective_bounds
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MasterSolution:
@@ -308,7 +349,13 @@ def evaluate(
     cost = sum(n * by_id[t].coefficients.usd_per_hour for t, n in counts.items())
     idle = sum(n * by_id[t].coefficients.idle_w for t, n in counts.items())
     active = sum(r * by_id[t].coefficients.energy_j(c) for (c, t), r in rates.items())
-    latency = sum(r * by_id[t].coefficients.latency(c) for (c, t), r in rates.items()) / max(demand, 1e-12)
+    latency = sum(r * by_id[t].coefficients.latency(c) for (c, t), r in rates.items())
+    for t, n in counts.items():
+        growth = problem.latency_growth(by_id[t])
+        if growth and n > 0:
+            load = sum(r / problem.capacity(by_id[t], c) for (c, t2), r in rates.items() if t2 == t)
+            latency += growth * n * load_square(load / n)
+    latency /= max(demand, 1e-12)
     gpus = sum(n * sum(by_id[t].gpus_by_type.values()) for t, n in counts.items())
     throughput = (
         min(
@@ -378,16 +425,17 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
         m.unserved_allowance = pyo.Constraint(expr=sum(m.unserved[c] for c in classes) <= allowance)
     for cid, c in classes.items():
         if problem.demand_rows == "max_goodput":
-            m.add_component(f"demand_{cid}", pyo.Constraint(expr=served(cid) <= c.demand_rps))
+            if not isinstance(served(cid), int):  # a class no template serves has nothing to bound
+                m.add_component(f"demand_{cid}", pyo.Constraint(expr=served(cid) <= c.demand_rps))
         elif problem.demand_rows == "max_throughput":
             share = c.demand_rps / total_demand if total_demand > 0 else 0.0
             m.add_component(f"demand_{cid}", pyo.Constraint(expr=served(cid) == share * m.throughput))
         else:
             unserved = m.unserved[cid] if allowance > 0 else 0
-            m.add_component(
-                f"demand_{cid}",
-                pyo.Constraint(expr=served(cid) + unserved + slack(f"demand_{cid}") == c.demand_rps),
-            )
+            row = served(cid) + unserved + slack(f"demand_{cid}") == c.demand_rps
+            if isinstance(row, bool):  # no template serves the class: the row is trivially met or violated
+                row = pyo.Constraint.Feasible if row else pyo.Constraint.Infeasible
+            m.add_component(f"demand_{cid}", pyo.Constraint(expr=row))
     # Templates: count[t] ≤ max_count[t] · use[t], Σ_t weight[t] · use[t] ≤ max_templates.
     if problem.needs_use():
         m.use = pyo.Var(m.T, domain=pyo.Binary)
@@ -477,12 +525,28 @@ def build_master(problem: MasterProblem, *, elastic: bool = False):
         m.budget_joules_per_token = pyo.Constraint(
             expr=idle_w + active_w <= b.joules_per_token * tokens_per_s + slack("budget_joules_per_token")
         )
+    # min_latency growth: load_t = Σ_k seg[t,k], seg[t,k] ≤ width_k · count[t] (see the module docstring).
+    growth_terms = 0
+    for tid, t in templates.items():
+        growth = problem.latency_growth(t) if problem.uses_latency() else 0.0
+        load = sum(m.rate[c, t2] / problem.capacity(t, c) for (c, t2) in routes if t2 == tid)
+        if growth <= 0 or isinstance(load, int):
+            continue
+        ks = range(len(LOAD_SEGMENTS))
+        seg = pyo.Var(ks, domain=pyo.NonNegativeReals)
+        m.add_component(f"load_segment_{tid}", seg)
+        m.add_component(f"load_split_{tid}", pyo.Constraint(expr=sum(seg[k] for k in ks) == load))
+        for k, (width, _) in enumerate(LOAD_SEGMENTS[:-1]):
+            m.add_component(f"load_width_{tid}_{k}", pyo.Constraint(expr=seg[k] <= width * m.count[tid]))
+        growth_terms += growth * sum(slope * seg[k] for k, (_, slope) in enumerate(LOAD_SEGMENTS))
     expressions = {
         "max_goodput": sum(m.rate[r] for r in routes if templates[r[1]].entry),
         "max_throughput": m.throughput,
         "min_cost": cost,
         "min_energy": (idle_w + active_w) / 1000.0,
-        "min_latency": sum(m.rate[c, t] * templates[t].coefficients.latency(c) for (c, t) in routes)
+        "min_latency": (
+            sum(m.rate[c, t] * templates[t].coefficients.latency(c) for (c, t) in routes) + growth_terms
+        )
         / max(total_demand, 1e-12),
         "min_gpus": gpus,
         "max_rate_per_gpu": m.throughput - problem.rate_per_gpu_q * gpus,
@@ -1044,17 +1108,26 @@ def solve_master_highspy(
         h.addConstr(gpus <= b.num_gpus, name="budget_num_gpus")
     if b.joules_per_token is not None and tokens is not None:
         h.addConstr(power - b.joules_per_token * tokens <= 0, name="budget_joules_per_token")
+    latency_terms = [
+        (templates[t].coefficients.latency(c) / max(total_demand, 1e-12)) * rate[(c, t)] for (c, t) in routes
+    ]
+    for tid, t in templates.items():  # the min_latency growth segments (see the module docstring)
+        growth = problem.latency_growth(t) if problem.uses_latency() else 0.0
+        load = qsum((1.0 / problem.capacity(t, c)) * rate[(c, t2)] for (c, t2) in routes if t2 == tid)
+        if growth <= 0 or load is None:
+            continue
+        seg = [h.addVariable(lb=0, ub=inf, name=f"load_segment_{tid}_{k}") for k in range(len(LOAD_SEGMENTS))]
+        h.addConstr(h.qsum(seg) - load == 0, name=f"load_split_{tid}")
+        for k, (width, _) in enumerate(LOAD_SEGMENTS[:-1]):
+            h.addConstr(seg[k] - width * count[tid] <= 0, name=f"load_width_{tid}_{k}")
+        scale = growth / max(total_demand, 1e-12)
+        latency_terms += [(scale * slope) * seg[k] for k, (_, slope) in enumerate(LOAD_SEGMENTS)]
     expressions = {
         "max_goodput": entry_rates if entry_rates is not None else 0 * throughput,
         "max_throughput": 1.0 * throughput,
         "min_cost": cost,
         "min_energy": (1 / 1000.0) * power,
-        "min_latency": qsum(
-            (templates[t].coefficients.latency(c) / max(total_demand, 1e-12)) * rate[(c, t)]
-            for (c, t) in routes
-        )
-        if rate
-        else 0 * throughput,
+        "min_latency": qsum(latency_terms) if latency_terms else 0 * throughput,
         "min_gpus": gpus if gpus is not None else 0 * throughput,
         "max_rate_per_gpu": 1.0 * throughput - problem.rate_per_gpu_q * gpus
         if gpus is not None

@@ -51,7 +51,9 @@ class TemplateCoefficients:
     `capacity_rps[c]`: requests/s of class c one replica sustains within the SLOs (absent or 0: cannot serve c);
     `energy_per_request_j[c]`: energy a request of class c adds above idle (J);
     `idle_w`: the replica's power when idle (W); `usd_per_hour`: its price;
-    `latency_score[c]`: a latency figure for class c (e.g. mean E2E seconds), used by min_latency.
+    `latency_score[c]`: a latency figure for class c (e.g. mean E2E seconds on an idle replica), used by
+    min_latency; `latency_growth_s`: how much a request's latency grows from an idle replica to one at full
+    capacity (bigger decode batches step slower), so min_latency sees that spreading load lowers latency.
     """
 
     capacity_rps: Mapping[str, float]
@@ -59,6 +61,7 @@ class TemplateCoefficients:
     idle_w: float = 0.0
     usd_per_hour: float = 0.0
     latency_score: Mapping[str, float] = field(default_factory=dict)
+    latency_growth_s: float = 0.0
 
     def energy_j(self, class_id: str) -> float:
         return self.energy_per_request_j.get(class_id, 0.0)

@@ -9,25 +9,32 @@ with --report every row. `--out` writes the calibration file (simulator/costmode
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
 
-from planner import api
-from planner.calibration import DEFAULT_FIT, NAMES, ServingFit
 from planner.errors import InputError
+from planner.lazy import lazy_module
 from planner.render import console
+
+if TYPE_CHECKING:
+    from planner.calibration import ServingFit
+
+# loaded when a calibration runs, not for `apex --help` (start-up time)
+api = lazy_module("planner.api")
+calibration = lazy_module("planner.calibration")
 
 
 def parse_fit(text: str | None) -> tuple[str, ...]:
     """The --fit list: comma-separated names of planner.calibration.params.NAMES."""
     if text is None:
-        return DEFAULT_FIT
+        return calibration.DEFAULT_FIT
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in NAMES]
+    unknown = [n for n in names if n not in calibration.NAMES]
     if not names or unknown:
         raise InputError(
-            f"expected parameter names separated by commas, from: {', '.join(NAMES)}; got {text!r}",
+            f"expected parameter names separated by commas, from: {', '.join(calibration.NAMES)}; got {text!r}",
             field="--fit",
         )
     return names
@@ -64,7 +71,7 @@ def params_table(fit: ServingFit) -> Table:
     t = Table(title=f"Serving calibration of {fit.engine} on {fit.gpu}", title_justify="left")
     for col in ("parameter", "before", "fitted", "bounds"):
         t.add_column(col, justify="left" if col == "parameter" else "right")
-    for p in fit.prior.params(NAMES):
+    for p in fit.prior.params(calibration.NAMES):
         fitted = p.name in fit.fitted
         t.add_row(
             p.name,

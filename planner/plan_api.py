@@ -152,7 +152,7 @@ def plan(
                 "(apex capacity) of the plans its master proposes instead",
                 field="--exhaustive",
             )
-        result = plan_on_capacity(sc, time_limit_s=time_limit_s)
+        result = plan_on_capacity(sc, time_limit_s=time_limit_s, progress=progress)
         result.placement_notes = place_best(result)
         if result.placement is None:
             raise NoPlanError(

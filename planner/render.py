@@ -12,6 +12,7 @@ from rich.table import Table
 from planner.lazy import lazy_module
 
 catalog = lazy_module("simulator.catalog")  # pydantic catalog classes: loaded by the tables that list it
+metric_catalog = lazy_module("simulator.metric_catalog")  # (and numpy): loaded by the simulation table
 
 # Piped output (files, CI logs) gets a wide fixed width so that tables are not squeezed to 80 columns.
 console = Console(width=None if Console().is_terminal else 160)
@@ -206,50 +207,53 @@ def check_table(report) -> Table:
     return table
 
 
-_SUMMARY_ROWS = [
-    ("plan", lambda r: escape(r["plan"] if isinstance(r["plan"], str) else str(r["plan"]))),
-    ("requests completed", lambda r: f"{r['requests']['completed']:,}"),
-    ("requests rejected (can never run)", lambda r: f"{r['requests']['rejected']:,}"),
-    ("preemptions", lambda r: f"{r['requests']['preempted']:,}"),
-    ("makespan (s)", lambda r: f"{r['makespan_s']:.1f}"),
-    ("throughput (output tok/s)", lambda r: f"{r['throughput']['output_tokens_per_s']:,.0f}"),
-    ("throughput (total tok/s)", lambda r: f"{r['throughput']['total_tokens_per_s']:,.0f}"),
-    ("throughput (req/s)", lambda r: f"{r['throughput']['requests_per_s']:.2f}"),
-    ("TTFT mean / p50 / p99 (s)", lambda r: _stats(r["ttft_s"])),
-    ("TPOT mean / p50 / p99 (ms)", lambda r: _stats(r["tpot_s"], 1e3)),
-    ("ITL p50 / p99 (ms)", lambda r: f"{r['itl_s']['p50'] * 1e3:.1f} / {r['itl_s']['p99'] * 1e3:.1f}"),
-    ("E2E mean / p50 / p99 (s)", lambda r: _stats(r["e2e_s"])),
-    ("SLO attainment", lambda r: "-" if r["slo"]["attainment"] is None else f"{r['slo']['attainment']:.1%}"),
-    (
-        "goodput (req/s)",
-        lambda r: "-" if r["slo"]["goodput_rps"] is None else f"{r['slo']['goodput_rps']:.2f}",
-    ),
-    ("energy (J / output token)", lambda r: f"{r['energy']['joules_per_output_token']:.3g}"),
-    ("cost ($/h)", lambda r: f"{r['cost']['usd_per_hour']:,.2f}"),
-    ("cost ($ / M output tokens)", lambda r: f"{r['cost']['usd_per_million_output_tokens']:,.2f}"),
-    ("weights per GPU (GiB)", lambda r: f"{r['memory']['weights_gib_per_gpu']:.1f}"),
-    ("KV cache capacity (tokens)", lambda r: f"{r['memory']['kv_cache_tokens']:,}"),
-    ("steady window (s; requests)", lambda r: _window(r["steady"]["window"])),
-    (
-        "steady throughput (output tok/s)",
-        lambda r: f"{r['steady']['throughput']['output_tokens_per_s']:,.0f}",
-    ),
-    (
-        "steady throughput / arrivals (req/s)",
-        lambda r: (
-            f"{r['steady']['throughput']['requests_per_s']:.2f} / {r['steady']['window']['arrival_rps']:.2f}"
+def _summary_rows() -> list[tuple[str, object]]:
+    """(label, cell) rows of the simulation table; a row showing one metric takes the metric catalog's name."""
+
+    def one(path: str, fmt: str):
+        entry = metric_catalog.metric(path)
+        return entry.title, lambda r: format(entry.value(r), fmt)
+
+    return [
+        ("plan", lambda r: escape(r["plan"] if isinstance(r["plan"], str) else str(r["plan"]))),
+        one("requests.completed", ",.0f"),
+        one("requests.rejected", ",.0f"),
+        one("requests.preempted", ",.0f"),
+        one("makespan_s", ".1f"),
+        one("throughput.output_tokens_per_s", ",.0f"),
+        one("throughput.total_tokens_per_s", ",.0f"),
+        one("throughput.requests_per_s", ".2f"),
+        ("TTFT mean / p50 / p99 (s)", lambda r: _stats(r["ttft_s"])),
+        ("TPOT mean / p50 / p99 (ms)", lambda r: _stats(r["tpot_s"], 1e3)),
+        ("ITL p50 / p99 (ms)", lambda r: f"{r['itl_s']['p50'] * 1e3:.1f} / {r['itl_s']['p99'] * 1e3:.1f}"),
+        ("E2E mean / p50 / p99 (s)", lambda r: _stats(r["e2e_s"])),
+        one("slo.attainment", ".1%"),
+        one("slo.goodput_rps", ".2f"),
+        one("energy.joules_per_output_token", ".3g"),
+        one("cost.usd_per_hour", ",.2f"),
+        one("cost.usd_per_million_output_tokens", ",.2f"),
+        one("memory.weights_gib_per_gpu", ".1f"),
+        one("memory.kv_cache_tokens", ",.0f"),
+        ("steady window (s; requests)", lambda r: _window(r["steady"]["window"])),
+        one("steady.throughput.output_tokens_per_s", ",.0f"),
+        (
+            "steady throughput / arrivals (req/s)",
+            lambda r: (
+                f"{r['steady']['throughput']['requests_per_s']:.2f} / {r['steady']['window']['arrival_rps']:.2f}"
+            ),
         ),
-    ),
-    ("steady TTFT mean / p50 / p99 (s)", lambda r: _stats(r["steady"]["ttft_s"])),
-    ("steady TPOT mean / p50 / p99 (ms)", lambda r: _stats(r["steady"]["tpot_s"], 1e3)),
-    ("steady E2E mean / p50 / p99 (s)", lambda r: _stats(r["steady"]["e2e_s"])),
-    ("steady SLO attainment", lambda r: f"{r['steady']['slo']['attainment']:.1%}"),
-    ("steady goodput (req/s)", lambda r: f"{r['steady']['slo']['goodput_rps']:.2f}"),
-    ("steady SLOs met, keeps up", lambda r: _verdict(r["steady"])),
-]
+        ("steady TTFT mean / p50 / p99 (s)", lambda r: _stats(r["steady"]["ttft_s"])),
+        ("steady TPOT mean / p50 / p99 (ms)", lambda r: _stats(r["steady"]["tpot_s"], 1e3)),
+        ("steady E2E mean / p50 / p99 (s)", lambda r: _stats(r["steady"]["e2e_s"])),
+        one("steady.slo.attainment", ".1%"),
+        one("steady.slo.goodput_rps", ".2f"),
+        ("steady SLOs met, keeps up", lambda r: _verdict(r["steady"])),
+    ]
 
 
 def _window(w: dict) -> str:
+    if w["start_s"] is None and not w["occupancy"]:
+        return "none (no span of arrivals: a burst)"
     if w["start_s"] is None:
         return f"none (run too short to settle: ~{w['occupancy']:.0f} in the system)"
     return f"{w['start_s']:.1f}–{w['end_s']:.1f}; {w['requests']:,}"
@@ -275,7 +279,7 @@ def simulation_table(names: list[str], results: list[dict]) -> Table:
     for name in names:
         table.add_column(name, justify="right")
     results = [finite_or_none(r) for r in results]  # a metric without a value shows as "-"
-    for label, get in _SUMMARY_ROWS:
+    for label, get in _summary_rows():
         cells = []
         for r in results:
             try:

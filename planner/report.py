@@ -24,6 +24,7 @@ import yaml
 from planner import objective as obj
 from planner.outputs import check_report_dir, earlier_report_files, mark_report
 from planner.report_interactivity import write_interactivity
+from simulator import metric_catalog as catalog
 
 CDF_PLANS = 3
 
@@ -36,17 +37,29 @@ def _get(m: dict, *path):
     return m
 
 
+def _path(metric: str) -> tuple[str, ...]:
+    """The key path of a metric of the catalog (KeyError for one it does not know)."""
+    return tuple(catalog.metric(metric).path.split("."))
+
+
+# (column, key path): the column names are candidates.csv's format, the metrics the catalog's
 CSV_COLUMNS = [
-    ("ttft_p99_s", ("ttft_s", "p99")),
-    ("tpot_p99_s", ("tpot_s", "p99")),
-    ("e2e_p99_s", ("e2e_s", "p99")),
-    ("output_tokens_per_s", ("throughput", "output_tokens_per_s")),
-    ("goodput_rps", ("slo", "goodput_rps")),
-    ("slo_attainment", ("slo", "attainment")),
-    ("joules_per_output_token", ("energy", "joules_per_output_token")),
-    ("usd_per_hour", ("cost", "usd_per_hour")),
-    ("usd_per_million_output_tokens", ("cost", "usd_per_million_output_tokens")),
+    ("ttft_p99_s", _path("ttft_s.p99")),
+    ("tpot_p99_s", _path("tpot_s.p99")),
+    ("e2e_p99_s", _path("e2e_s.p99")),
+    ("output_tokens_per_s", _path("throughput.output_tokens_per_s")),
+    ("goodput_rps", _path("slo.goodput_rps")),
+    ("slo_attainment", _path("slo.attainment")),
+    ("joules_per_output_token", _path("energy.joules_per_output_token")),
+    ("usd_per_hour", _path("cost.usd_per_hour")),
+    ("usd_per_million_output_tokens", _path("cost.usd_per_million_output_tokens")),
 ]
+
+
+def _axis(metric: str) -> tuple[str, tuple[str, ...], str]:
+    """(label, key path, sense) of a Pareto-plot axis from the metric catalog."""
+    entry = catalog.metric(metric)
+    return entry.title, _path(metric), "max" if entry.higher_is_better else "min"
 
 
 def write_report(result, directory: str | Path) -> list[Path]:
@@ -156,11 +169,7 @@ def plot_pareto(result, path: Path) -> Path:
 
     unit = obj.UNIT[result.objective]
     sense = obj.SENSE[result.objective]
-    axes_spec = [
-        ("p99 E2E latency (s)", ("e2e_s", "p99"), "min"),
-        ("energy (J per output token)", ("energy", "joules_per_output_token"), "min"),
-        ("cost ($/h)", ("cost", "usd_per_hour"), "min"),
-    ]
+    axes_spec = [_axis("e2e_s.p99"), _axis("energy.joules_per_output_token"), _axis("cost.usd_per_hour")]
     own = {
         "min_latency": ("e2e_s", "p99"),
         "min_energy": ("energy", "joules_per_output_token"),
@@ -168,7 +177,7 @@ def plot_pareto(result, path: Path) -> Path:
     }.get(result.objective)
     axes_spec = [a for a in axes_spec if a[1] != own] or axes_spec
     if len(axes_spec) < 3:  # plotting the objective against itself says nothing: show throughput instead
-        axes_spec.append(("throughput (output tokens/s)", ("throughput", "output_tokens_per_s"), "max"))
+        axes_spec.append(_axis("throughput.output_tokens_per_s"))
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
     rows = list(_rows(result))
     for ax, (xlabel, xpath, xsense) in zip(axes, axes_spec, strict=True):

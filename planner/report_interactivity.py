@@ -3,7 +3,8 @@
 
 Points, all steady-state figures (docs/design.md §3.2):
 
-* every simulated plan (candidates and baselines) at the scenario's own load;
+* every simulated plan (candidates and baselines) at the scenario's own load (a capacity objective's plans: at
+  their capacity);
 * for the best few plans that meet the goals, a sweep of closed-loop load — 1, 4, 16, … clients per replica up
   to the engine's max_num_seqs, on the scenario's request lengths — which traces each plan's curve from one
   user at a time (most tokens/s per user) to full batches (most tokens/s per GPU).
@@ -77,6 +78,12 @@ def _scenario_load(scenario: Scenario) -> str:
     return f"{arrival.process} {arrival.rate:g} req/s"
 
 
+def _load_of(candidate, scenario_load: str) -> str:
+    """The load a candidate's metrics were measured at: the scenario's, or its capacity (capacity objectives)."""
+    rate = (candidate.metrics.get("capacity") or {}).get("rate_rps")
+    return f"at its capacity, {rate:.4g} req/s" if rate else scenario_load
+
+
 def _closed_loop(scenario: Scenario, plan, clients: int) -> Scenario:
     """The scenario at `clients` closed-loop clients on `plan` (its lengths; enough requests to settle)."""
     data = scenario.spec.model_dump(mode="json", exclude_none=True)
@@ -93,8 +100,11 @@ def points(result) -> list[Point]:
     """Every plan at the scenario's load, and the closed-loop sweeps of the best few plans meeting the goals."""
     sc = result.scenario
     load = _scenario_load(sc)
-    out = [_point("candidate", c.name, c.num_gpus, load, c.metrics) for c in result.candidates]
-    out += [_point(f"baseline:{n}", c.name, c.num_gpus, load, c.metrics) for n, c in result.baselines.items()]
+    out = [_point("candidate", c.name, c.num_gpus, _load_of(c, load), c.metrics) for c in result.candidates]
+    out += [
+        _point(f"baseline:{n}", c.name, c.num_gpus, _load_of(c, load), c.metrics)
+        for n, c in result.baselines.items()
+    ]
     for c in [c for c in result.candidates if c.feasible][:SWEEP_PLANS]:
         own = c.scenario_in(sc)  # the plan with the engine knobs and dtypes it was simulated with
         max_seqs = engine_setting(own.spec.engine, "max_num_seqs")
@@ -224,7 +234,7 @@ def _plot(result, pts: list[Point], on_front: set[int], path: Path) -> None:
             c="black",
             s=30,
             zorder=4,
-            label=f"plans at the scenario's load ({met[0].load}), SLOs met",
+            label=f"simulated plans ({met[0].load}), SLOs met",
         )
     if missed:
         ax.scatter(
@@ -234,7 +244,7 @@ def _plot(result, pts: list[Point], on_front: set[int], path: Path) -> None:
             c="tab:gray",
             s=36,
             zorder=4,
-            label="plans at the scenario's load, SLOs missed",
+            label="simulated plans, SLOs missed",
         )
     frontier = sorted((pts[i] for i in on_front), key=lambda p: p.tokens_per_s_per_user)
     if frontier:

@@ -37,36 +37,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from planner.errors import NoPlanError
 from simulator.errors import InputError, pydantic_error_to_input_error
+from simulator.metric_catalog import STUDY_METRICS
 from simulator.scenario import Objective, load_scenario
 from simulator.yamlio import read_text, read_yaml
 
-# The metrics every row carries, in this order (dotted paths into a simulation's JSON, docs/design.md §6).
-METRICS: tuple[str, ...] = (
-    "throughput.output_tokens_per_s",
-    "throughput.total_tokens_per_s",
-    "throughput.requests_per_s",
-    "ttft_s.mean",
-    "ttft_s.p50",
-    "ttft_s.p90",
-    "ttft_s.p99",
-    "tpot_s.mean",
-    "tpot_s.p50",
-    "tpot_s.p90",
-    "tpot_s.p99",
-    "e2e_s.mean",
-    "e2e_s.p50",
-    "e2e_s.p90",
-    "e2e_s.p99",
-    "energy.joules",
-    "energy.joules_per_output_token",
-    "cost.usd_per_hour",
-    "cost.usd_per_million_output_tokens",
-    "slo.attainment",
-    "slo.goodput_rps",
-    "requests.completed",
-    "requests.preempted",
-    "makespan_s",
-)
+# The metrics every row carries, in this order: the metric catalog's study columns (dotted paths into a
+# simulation's JSON, docs/design.md §6).
+METRICS: tuple[str, ...] = STUDY_METRICS
 STATUSES = ("ok", "no_plan", "error")
 RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
@@ -505,11 +482,13 @@ def _stop_workers(pool) -> None:
     """Drop the points not started and kill the workers running the others (their rows are not kept)."""
     # ProcessPoolExecutor has no public call that stops running work (Python 3.14 adds terminate_workers)
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.kill()
     for process in processes:
         process.join(timeout=5)
+    # join the executor's manager thread now: left running, it races the interpreter's exit hook over its
+    # wake-up pipe (CPython 3.11 prints "Exception ignored ... Bad file descriptor" on stderr)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _init_worker(parent_pid: int) -> None:

@@ -15,37 +15,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from planner.studies import is_number, read_rows
+from simulator import metric_catalog as catalog
 
-# (metric, label with units, higher is better)
-KEY_METRICS: tuple[tuple[str, str, bool], ...] = (
-    ("throughput.output_tokens_per_s", "output tokens/s", True),
-    ("ttft_s.p99", "TTFT p99 (s)", False),
-    ("tpot_s.p99", "TPOT p99 (s)", False),
-    ("cost.usd_per_million_output_tokens", "$ per million output tokens", False),
-    ("energy.joules_per_output_token", "J per output token", False),
-    ("slo.goodput_rps", "goodput (requests/s meeting the SLOs)", True),
+# (metric, label with units, higher is better) of the plots and the summary table, from the metric catalog
+KEY_METRICS: tuple[tuple[str, str, bool], ...] = tuple(
+    (m.path, m.title, m.higher_is_better)
+    for m in map(
+        catalog.metric,
+        (
+            "throughput.output_tokens_per_s",
+            "ttft_s.p99",
+            "tpot_s.p99",
+            "cost.usd_per_million_output_tokens",
+            "energy.joules_per_output_token",
+            "slo.goodput_rps",
+        ),
+    )
 )
-_LABELS = {m: label for m, label, _ in KEY_METRICS} | {
-    "ttft_s.p50": "TTFT p50 (s)",
-    "ttft_s.p90": "TTFT p90 (s)",
-    "ttft_s.mean": "TTFT mean (s)",
-    "tpot_s.p50": "TPOT p50 (s)",
-    "tpot_s.p90": "TPOT p90 (s)",
-    "tpot_s.mean": "TPOT mean (s)",
-    "e2e_s.p99": "end-to-end latency p99 (s)",
-    "e2e_s.p50": "end-to-end latency p50 (s)",
-    "e2e_s.p90": "end-to-end latency p90 (s)",
-    "e2e_s.mean": "end-to-end latency mean (s)",
-    "cost.usd_per_hour": "cost ($/h)",
-    "energy.joules": "energy (J)",
-    "slo.attainment": "SLO attainment (fraction)",
-    "throughput.total_tokens_per_s": "total tokens/s",
-    "throughput.requests_per_s": "requests/s",
-    "requests.completed": "requests completed",
-    "requests.preempted": "requests preempted",
-    "makespan_s": "makespan (s)",
-}
-_HIGHER_IS_BETTER = ("throughput.", "slo.", "requests.completed")
 _AXIS_UNITS = {
     "workload.arrival.rate": "requests/s",
     "workload.requests": "requests",
@@ -61,11 +47,13 @@ _AXIS_UNITS = {
 
 
 def metric_label(metric: str) -> str:
-    return _LABELS.get(metric, metric)
+    entry = catalog.BY_PATH.get(metric)
+    return entry.title if entry is not None else metric
 
 
 def higher_is_better(metric: str) -> bool:
-    return metric.startswith(_HIGHER_IS_BETTER)
+    entry = catalog.BY_PATH.get(metric)
+    return entry is not None and entry.higher_is_better
 
 
 def axis_label(axis: str) -> str:

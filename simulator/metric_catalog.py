@@ -83,7 +83,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("requests.completed", "requests completed", "", "higher", True),
     Metric("requests.preempted", "requests preempted", "", "lower", True),
     Metric("requests.preemptions", "preemptions", "", "lower"),
-    Metric("requests.rejected", "requests rejected", "", "lower"),
+    Metric("requests.rejected", "requests rejected (can never run)", "", "lower"),
     Metric("requests.total", "requests", "", None),
     Metric("mfu", "MFU", "", "higher"),
     Metric("makespan_s", "makespan", "s", None, True),

@@ -6,17 +6,12 @@ A statistic that is undefined (no request completed, no output token) is None â€
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 STATS = ("mean", "p50", "p90", "p99")
 _QUANTILES = (0.50, 0.90, 0.99)
-
-
-def _defined(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
 
 
 @dataclass(frozen=True, slots=True)

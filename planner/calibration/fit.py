@@ -35,7 +35,7 @@ import numpy as np
 
 from planner.calibration.params import NAMES, Prior
 from planner.calibration.replay import ReplayRun
-from simulator.costmodel.calibration import Calibration, CalibrationRow
+from simulator.costmodel.calibration import Calibration, CalibrationRow, report_rows
 from simulator.errors import InputError
 from simulator.scenario import Scenario
 from simulator.simulate import simulate
@@ -165,19 +165,7 @@ class ServingFit:
             f"{r.label} [{'fit' if f else 'held out'}] {Path(r.source).name}: {r.arrivals}; {r.lengths}"
             for r, f in zip(self.runs, self.fit_runs, strict=True)
         )
-        rows = [
-            dict(
-                id=r.id,
-                metric=r.metric,
-                point=r.description,
-                split=r.split,
-                measured=r.measured,
-                predicted_default=round(r.predicted_before, 6),
-                predicted=round(r.predicted, 6),
-                abs_pct_error=round(100 * r.error, 2),
-            )
-            for r in self.rows
-        ]
+        rows = report_rows(self.rows)
         summary = {k: round(v, 4) for k, v in self.summary().items() if math.isfinite(v)}
         return Calibration(
             gpu=cal.gpu,

@@ -69,12 +69,11 @@ NEAR_TRIES = 4
 SCREEN = CapacityOptions(seeds=1, tolerance=0.05, requests=500)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Measured:
-    """A template's measured capacity (one replica), with the result that measured it."""
+    """A template's measured capacity (one replica); 0 with the reason when it sustains no rate."""
 
     rate_rps: float
-    result: CapacityResult | None  # None: no rate sustained (capacity 0)
     why: str = ""
 
 
@@ -249,7 +248,7 @@ def _structures(scenario: Scenario) -> dict[str, tuple[object, object]]:
     inventory = scenario.cluster.gpus_by_type()
     spec = scenario.spec
     out = {}
-    for t in template_structures(scenario):
+    for t in template_structures(scenario, partition_backend="dp"):
         if any(n > inventory.get(g, 0) for g, n in t.gpus_by_type.items()):
             continue
         cost = build_replica_cost(
@@ -317,8 +316,8 @@ def _measure(scenario: Scenario, template, time_left: float) -> tuple[Measured, 
     try:
         r = capacity_of(scenario.with_plan(plan), replace(SCREEN, time_limit_s=max(time_left, 1.0)))
     except NoPlanError as exc:
-        return Measured(0.0, None, str(exc)), 0
-    return Measured(r.rate_rps, r), r.simulations
+        return Measured(0.0, str(exc)), 0
+    return Measured(r.rate_rps), r.simulations
 
 
 def _near_misses(problem, solution, templates, measured, rate, deadline, solver, verify) -> Plan | None:

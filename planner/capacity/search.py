@@ -125,7 +125,7 @@ def _why(steady, summary, scenario: Scenario, n: int) -> str:
             limit = getattr(target, stat)
             value = getattr(dist, stat)
             if limit is not None and (value is None or value > limit):
-                shown = "-" if value is None else f"{value:.3g} s"
+                shown = "-" if value is None else f"{value:.4g} s"
                 parts.append(f"{NAMES[metric]} {stat} {shown} > {limit:g} s")
     return "; ".join(parts)
 

@@ -123,3 +123,30 @@ def quantized_checkpoint_warning(engine: str, weights: str) -> str:
         f"{engine}: the plan assumes {weights} weights; point the model argument at a checkpoint already quantized "
         f"to {weights} (the engine reads the method from the checkpoint's config) — APEX does not choose it"
     )
+
+
+TORCH_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def dtype_options(
+    engine: str, dtypes, kv_fp8_value: str, kv_choices: str, engine_version: str, warnings: list[str]
+) -> list[tuple[str, str | None]]:
+    """`--dtype`, `--quantization` and `--kv-cache-dtype` for vLLM-style servers (vLLM and SGLang share these
+    flags): fp8 weights are quantized online, other non-16-bit weights need a pre-quantized checkpoint (a
+    warning), and a KV cache that is neither the model dtype nor fp8 cannot be expressed."""
+    opts: list[tuple[str, str | None]] = []
+    if dtypes.activations in TORCH_DTYPE:
+        opts.append(("--dtype", TORCH_DTYPE[dtypes.activations]))
+    if dtypes.weights == "fp8":
+        opts.append(("--quantization", "fp8"))
+    elif dtypes.weights not in ("bf16", "fp16"):
+        warnings.append(quantized_checkpoint_warning(engine, dtypes.weights))
+    if dtypes.kv_cache == "fp8":
+        opts.append(("--kv-cache-dtype", kv_fp8_value))
+    elif dtypes.kv_cache != dtypes.activations:
+        raise Unexpressible(
+            engine,
+            f"the plan keeps the KV cache in {dtypes.kv_cache}; {engine_version} stores it in the model dtype or "
+            f"fp8 (--kv-cache-dtype: {kv_choices})",
+        )
+    return opts

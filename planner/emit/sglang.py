@@ -17,8 +17,8 @@ from planner.emit.artifacts import (
     EngineOutput,
     Unexpressible,
     add_script,
+    dtype_options,
     mixed_gpu_warning,
-    quantized_checkpoint_warning,
     uniform_split,
 )
 from planner.emit.commands import Command
@@ -28,7 +28,6 @@ from planner.emit.layout import ROUTER_PORT, Layout, ReplicaLayout
 ENGINE = "sglang"
 SERVER = "python -m sglang.launch_server"
 ROUTER = "python -m sglang_router.launch_router"
-DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 DIST_PORT = 20000  # --dist-init-addr port of multi-node replica k: DIST_PORT + k
 BOOTSTRAP_PORT = 9000  # --disaggregation-bootstrap-port of prefill replica k: BOOTSTRAP_PORT + k
 # SGLang's server_args.py help for --enable-dp-attention: "Currently DeepSeek-V2 and Qwen 2/3 MoE models are supported."
@@ -59,21 +58,9 @@ def server_options(layout: Layout, replica: ReplicaLayout) -> tuple[list, list, 
         opts += [("--dp-size", str(d)), ("--enable-dp-attention", None)]
     if e > 1:
         opts.append(("--ep-size", str(e)))
-    dt = sc.spec.dtype
-    if dt.activations in DTYPE:
-        opts.append(("--dtype", DTYPE[dt.activations]))
-    if dt.weights == "fp8":
-        opts.append(("--quantization", "fp8"))
-    elif dt.weights not in ("bf16", "fp16"):
-        warnings.append(quantized_checkpoint_warning(ENGINE, dt.weights))
-    if dt.kv_cache == "fp8":
-        opts.append(("--kv-cache-dtype", "fp8_e4m3"))
-    elif dt.kv_cache != dt.activations:
-        raise Unexpressible(
-            ENGINE,
-            f"the plan keeps the KV cache in {dt.kv_cache}; SGLang 0.5.3 stores it in the model dtype or fp8 "
-            "(--kv-cache-dtype: auto, fp8_e5m2, fp8_e4m3)",
-        )
+    opts += dtype_options(
+        ENGINE, sc.spec.dtype, "fp8_e4m3", "auto, fp8_e5m2, fp8_e4m3", "SGLang 0.5.3", warnings
+    )
     chunk = knobs.max_num_batched_tokens if knobs.enable_chunked_prefill else -1
     opts += [
         ("--context-length", str(layout.max_model_len)),

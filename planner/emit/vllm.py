@@ -19,8 +19,8 @@ from planner.emit.artifacts import (
     EngineOutput,
     Unexpressible,
     add_script,
+    dtype_options,
     mixed_gpu_warning,
-    quantized_checkpoint_warning,
     uniform_split,
 )
 from planner.emit.commands import Command
@@ -29,7 +29,6 @@ from planner.emit.layout import Layout, ReplicaLayout
 
 ENGINE = "vllm"
 BLOCK_SIZES = (1, 8, 16, 32, 64, 128)
-DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 RAY_PORT = 6380  # + replica port offset, so replicas sharing a head node get their own Ray cluster
 NIXL_PORT = 5600  # VLLM_NIXL_SIDE_CHANNEL_PORT of the first P/D replica; each rank uses base + its rank
 
@@ -77,21 +76,14 @@ def engine_options(layout: Layout, replica: ReplicaLayout) -> tuple[list, list, 
         opts.append(("--enable-expert-parallel", None))
     if len(replica.nodes) > 1:
         opts.append(("--distributed-executor-backend", "ray"))
-    dt = sc.spec.dtype
-    if dt.activations in DTYPE:
-        opts.append(("--dtype", DTYPE[dt.activations]))
-    if dt.weights == "fp8":
-        opts.append(("--quantization", "fp8"))
-    elif dt.weights not in ("bf16", "fp16"):
-        warnings.append(quantized_checkpoint_warning(ENGINE, dt.weights))
-    if dt.kv_cache == "fp8":
-        opts.append(("--kv-cache-dtype", "fp8"))
-    elif dt.kv_cache != dt.activations:
-        raise Unexpressible(
-            ENGINE,
-            f"the plan keeps the KV cache in {dt.kv_cache}; vLLM 0.11 stores it in the model dtype or fp8 "
-            "(--kv-cache-dtype: auto, bfloat16, fp8, fp8_e4m3, fp8_e5m2, fp8_inc)",
-        )
+    opts += dtype_options(
+        ENGINE,
+        sc.spec.dtype,
+        "fp8",
+        "auto, bfloat16, fp8, fp8_e4m3, fp8_e5m2, fp8_inc",
+        "vLLM 0.11",
+        warnings,
+    )
     opts += [
         ("--max-model-len", str(layout.max_model_len)),
         ("--max-num-seqs", str(knobs.max_num_seqs)),

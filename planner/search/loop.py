@@ -199,7 +199,8 @@ def run_search(
                 stopped = f"within {100 * options.epsilon:g}% of the bound"
                 break
             if stale >= options.patience:
-                stopped = f"{options.patience} rounds without a better plan (the bound is not closed)"
+                why = "no bound is proven" if spec.bound == "none" else "the bound is not closed"
+                stopped = f"{options.patience} rounds without a better plan ({why})"
                 break
             plans = _proposals(space, within(solver, deadline), options, incumbent, spec, deadline)
             plans = [p for p in plans if sims.key(p) not in pool]

@@ -342,4 +342,6 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         if p.is_alive():
             p.kill()
             p.join(timeout=1.0)
-    pool.shutdown(wait=False, cancel_futures=True)
+    # join the manager thread (its workers are dead, so it ends at once): left running, it races the
+    # interpreter's exit hook over its wake-up pipe and CPython 3.11 prints a traceback on stderr
+    pool.shutdown(wait=True, cancel_futures=True)

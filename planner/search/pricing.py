@@ -164,7 +164,7 @@ def layout_options(scenario: Scenario, options: SpaceOptions, partition_backend:
     )
 
 
-def template_structures(scenario: Scenario, *, partition_backend: str = "highs", solver_time_s: float = 5.0):
+def template_structures(scenario: Scenario, *, partition_backend: str = "dp", solver_time_s: float = 5.0):
     """The colocated templates of the scenario's own settings over plain layouts of up to four stages (the
     space `planner.capacity.planning` plans on)."""
     own = scenario_settings(scenario)
@@ -185,7 +185,7 @@ def price_templates(
     *,
     profile: WorkloadProfile | None = None,
     deadline: float | None = None,
-    partition_backend: str = "highs",
+    partition_backend: str = "dp",
     options: SpaceOptions | None = None,
 ) -> list[PricedTemplate]:
     """The priced templates of the plan space (`price_space`)."""
@@ -249,17 +249,25 @@ class _Pricer:
                 energy[cid], latency[cid] = _prefill_energy(cost.stages, mean_in), est.ttft_s
                 continue
             batch = _operating_batch(step, est, demand / replicas, mean_in, mean_out)
-            e, lat = _energy_and_latency(cost.stages, est, mean_in, mean_out, batch, step)
-            if role == "decode":
+            e = _energy(cost.stages, mean_in, mean_out, batch)
+            lat = _latency(est, mean_in, mean_out, 1, step)
+            if role == "decode":  # its part of the request: the decode (the prefill ran elsewhere)
                 e -= _prefill_energy(cost.stages, mean_in)
                 lat -= est.ttft_s if math.isfinite(est.ttft_s) else est.prefill_time_s
             energy[cid], latency[cid] = e, lat
+        growth = 0.0
+        if role != "prefill":  # how much the mean latency grows from batch 1 to a full batch
+            full = max(est_all.decode_batch, 1)
+            growth = _latency(est_all, st.mean_input, st.mean_output, full, step) - _latency(
+                est_all, st.mean_input, st.mean_output, 1, step
+            )
         coeffs = TemplateCoefficients(
             capacity_rps=caps,
             energy_per_request_j=energy,
             idle_w=cost.idle_watts,
             usd_per_hour=cost.usd_per_hour,
             latency_score=latency,
+            latency_growth_s=max(growth, 0.0),
         )
         return PricedTemplate(Template(stages, settings, role), coeffs, est_all, cost, kinds)
 
@@ -285,7 +293,7 @@ def price_space(
     options: SpaceOptions,
     *,
     deadline: float | None = None,
-    partition_backend: str = "highs",
+    partition_backend: str = "dp",
 ) -> PricedSpace:
     """Enumerate the templates of the plan space, prune them by the rules of the module docstring and price
     the rest. Stops pricing at `deadline` (the templates not reached are counted as pruned by the time limit)."""
@@ -602,11 +610,8 @@ def _prefill_energy(stages, mean_in: float) -> float:
     return e
 
 
-def _energy_and_latency(
-    stages, est: CapacityEstimate, mean_in: float, mean_out: float, batch: int, step
-) -> tuple[float, float]:
-    """Predicted energy a request adds above idle (J) and its predicted mean E2E latency (s), decoding in
-    batches of `batch`."""
+def _energy(stages, mean_in: float, mean_out: float, batch: int) -> float:
+    """Predicted energy a request adds above idle (J), decoding in batches of `batch`."""
     pp = len(stages)
     e = _prefill_energy(stages, mean_in)
     micro = max(1, math.ceil(batch / pp))
@@ -616,7 +621,10 @@ def _energy_and_latency(
     for s in stages:
         t = s.iteration_time(decode_shape)
         per_token += max(s.energy(decode_shape, t) - s.energy(_shape(0, 0, 0), t), 0.0) / micro
-    energy = e + mean_out * per_token
+    return e + mean_out * per_token
+
+
+def _latency(est: CapacityEstimate, mean_in: float, mean_out: float, batch: int, step) -> float:
+    """Predicted mean E2E latency of a request (s), decoding in batches of `batch`."""
     ttft = est.ttft_s if math.isfinite(est.ttft_s) else est.prefill_time_s
-    t_step = step(0, batch, int(batch * (mean_in + mean_out / 2)))
-    return energy, ttft + mean_out * t_step
+    return ttft + mean_out * step(0, batch, int(batch * (mean_in + mean_out / 2)))

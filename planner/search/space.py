@@ -508,6 +508,7 @@ class PlanSpace:
                 c,
                 energy_per_request_j={k: v * r for k, v in c.energy_per_request_j.items()},
                 latency_score={k: v * r for k, v in c.latency_score.items()},
+                latency_growth_s=c.latency_growth_s * r,
             )
             link = self.link_tokens.get(tid, math.inf) if p.template.role != "colocated" else math.inf
             templates.append(self._column(tid, coeffs, link))

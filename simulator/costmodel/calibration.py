@@ -113,19 +113,7 @@ class CalibrationResult:
         return out
 
     def to_calibration(self) -> Calibration:
-        rows = [
-            dict(
-                id=r.id,
-                metric=r.metric,
-                point=r.description,
-                split=r.split,
-                measured=r.measured,
-                predicted_default=round(r.predicted_before, 6),
-                predicted=round(r.predicted, 6),
-                abs_pct_error=round(100 * r.error, 2),
-            )
-            for r in self.rows
-        ]
+        rows = report_rows(self.rows)
         return Calibration(
             gpu=self.gpu,
             overrides=dict(self.params),
@@ -470,3 +458,21 @@ def calibrate(measurements_path: str | Path, gpu: str | GPU = "h100-sxm", fabric
         "all-reduce points, other matmul points"
     )
     return CalibrationResult(gpu_obj.name, params, defaults, rows, skipped, str(measurements_path), method)
+
+
+def report_rows(rows) -> list[dict]:
+    """A calibration file's `points` table: each fitted or held-out point with its measured value, the
+    default and the fitted prediction, and the fitted error."""
+    return [
+        dict(
+            id=r.id,
+            metric=r.metric,
+            point=r.description,
+            split=r.split,
+            measured=r.measured,
+            predicted_default=round(r.predicted_before, 6),
+            predicted=round(r.predicted, 6),
+            abs_pct_error=round(100 * r.error, 2),
+        )
+        for r in rows
+    ]

@@ -1,7 +1,9 @@
 """The contract between the cost model and its users (the simulator's engine loop and the formulations).
 
 The simulator describes one iteration of one pipeline stage as a `BatchShape` (aggregates over the requests
-in the batch, so pricing is O(1) whatever the batch size) and asks a `StageCost` for its time. A
+in the batch, so pricing is O(1) whatever the batch size) and asks a `StageCost` for its price — time, energy
+and FLOPs together (`price`, `price_decode`); the formulations and the planner's bounds use `iteration_time`,
+which is the same number. A
 `ReplicaCost` bundles the stages of one replica with its memory plan (KV capacity) and transfer times.
 All times are seconds, sizes bytes, energies joules.
 """
@@ -83,6 +85,14 @@ class StageCost(Protocol):
 
     def flops(self, shape: BatchShape) -> float:
         """Useful FLOPs of this iteration on this stage (all its GPUs)."""
+
+    def price(self, shape: BatchShape) -> tuple[float, float, float]:
+        """(iteration_time, energy at that time, flops) of `shape` in one pass: what the simulator calls once
+        per iteration and stage. Equal to the three methods above (and to `breakdown` summed)."""
+
+    def price_decode(self, num_decode: int, context_tokens: int) -> tuple[float, float, float]:
+        """`price` of the decode-only shape (num_decode sequences reading context_tokens cached tokens), without
+        building a BatchShape: the simulator's steady decode steps."""
 
 
 class ReplicaCost(Protocol):

@@ -225,8 +225,8 @@ class ServingSystem:
             return now_s
         loop = self.loop
         heap = loop.queued()
-        # Nothing this loop does queues an event (a colocated or decode replica's finishes only count), so the
-        # first queued event and the owner's next arrival stay where they are while it runs.
+        # Only a finish can queue an event here (a closed loop's next request): the first queued event is read
+        # again after finishes; the owner's next arrival stays where it is.
         horizon_s = heap[0][0] if heap else math.inf
         until_s, stop = loop.until_s, loop.stop
         arrival_s = math.inf
@@ -272,6 +272,7 @@ class ServingSystem:
                 done: list[int] = []
                 scheduler.release_finished(cohort, done)
                 self._done(replica, done, now_s)
+                horizon_s = heap[0][0] if heap else math.inf
                 if cohort.count == 0:
                     scheduler.drop_if_empty(cohort)
                     break

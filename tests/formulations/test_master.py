@@ -11,6 +11,7 @@ import pytest
 from scipy.optimize import linprog
 
 from formulations.master import (
+    LOAD_SEGMENTS,
     OBJECTIVE_SENSE,
     Budgets,
     CapacityCut,
@@ -35,6 +36,7 @@ OBJECTIVES = sorted(OBJECTIVE_SENSE)
 
 def make_problem(seed: int, objective: str) -> MasterProblem:
     rng = random.Random(seed)
+    growth_rng = random.Random(seed + 1000)  # its own stream: the other coefficients stay as they were
     classes = tuple(
         WorkloadClass(f"c{i}", rng.uniform(1, 8), rng.randint(100, 2000)) for i in range(rng.randint(1, 2))
     )
@@ -49,6 +51,7 @@ def make_problem(seed: int, objective: str) -> MasterProblem:
             idle_w=gpus * rng.uniform(60, 120),
             usd_per_hour=gpus * rng.uniform(1, 4),
             latency_score={c: rng.uniform(0.5, 3) for c in caps},
+            latency_growth_s=growth_rng.choice([0.0, growth_rng.uniform(0.5, 4)]),
         )
         templates.append(
             MasterTemplate(f"t{k}", {gpu_type: gpus}, coeffs, {gpu_type: gpus}, max_count=rng.randint(1, 3))
@@ -74,7 +77,13 @@ def lp_for_counts(problem: MasterProblem, counts: dict[str, int]) -> float | Non
     routes = problem.routes()
     tmpl = {t.id: t for t in problem.templates}
     cls = {c.id: c for c in problem.classes}
-    nvar = len(routes) + 1  # last = throughput
+    # min_latency's growth: per template with growth, one variable per load segment after the rates
+    grown = [
+        t for t in problem.templates if problem.latency_growth(t) > 0 and problem.objective == "min_latency"
+    ]
+    nseg = len(LOAD_SEGMENTS)
+    nrate = len(routes) + 1  # rates, then throughput
+    nvar = nrate + nseg * len(grown)
     a_ub, b_ub, a_eq, b_eq = [], [], [], []
     total = sum(c.demand_rps for c in problem.classes)
     for c in problem.classes:
@@ -94,22 +103,33 @@ def lp_for_counts(problem: MasterProblem, counts: dict[str, int]) -> float | Non
             if ti == t.id:
                 row[j] = 1 / problem.capacity(t, ci)
         a_ub.append(row), b_ub.append(problem.headroom * counts[t.id])
+    seg_bounds = []
+    for i, t in enumerate(grown):  # Σ_k seg = load_t, 0 ≤ seg_k ≤ width_k · count (the last unbounded)
+        row = np.zeros(nvar)
+        for j, (ci, ti) in enumerate(routes):
+            if ti == t.id:
+                row[j] = 1 / problem.capacity(t, ci)
+        row[nrate + i * nseg : nrate + (i + 1) * nseg] = -1
+        a_eq.append(row), b_eq.append(0.0)
+        seg_bounds += [(0, w * counts[t.id]) for w, _ in LOAD_SEGMENTS[:-1]] + [(0, None)]
     b = problem.budgets
     idle = sum(counts[t] * tmpl[t].coefficients.idle_w for t in counts)
-    energy = np.array([tmpl[t].coefficients.energy_j(c) for c, t in routes] + [0.0])
-    tokens = np.array([cls[c].tokens_per_request for c, _ in routes] + [0.0])
+    pad = [0.0] * (nvar - len(routes))
+    energy = np.array([tmpl[t].coefficients.energy_j(c) for c, t in routes] + pad)
+    tokens = np.array([cls[c].tokens_per_request for c, _ in routes] + pad)
     if b.watts is not None:
         a_ub.append(energy), b_ub.append(b.watts - idle)
     if b.joules_per_token is not None:
         a_ub.append(energy - b.joules_per_token * tokens), b_ub.append(-idle)
-    lat = np.array([tmpl[t].coefficients.latency(c) for c, t in routes] + [0.0]) / total
+    growth = [problem.latency_growth(t) * slope for t in grown for _, slope in LOAD_SEGMENTS]
+    lat = np.array([tmpl[t].coefficients.latency(c) for c, t in routes] + [0.0] + growth) / total
     cost = sum(counts[t] * tmpl[t].coefficients.usd_per_hour for t in counts)
     gpus = sum(counts[t] * sum(tmpl[t].gpus_by_type.values()) for t in counts)
     obj = problem.objective
     c_vec = {
-        "max_goodput": -np.r_[np.ones(len(routes)), 0],
-        "max_throughput": -np.r_[np.zeros(len(routes)), 1],
-        "max_rate_per_gpu": -np.r_[np.zeros(len(routes)), 1],
+        "max_goodput": -np.r_[np.ones(len(routes)), np.zeros(nvar - len(routes))],
+        "max_throughput": -np.r_[np.zeros(len(routes)), 1, np.zeros(nvar - nrate)],
+        "max_rate_per_gpu": -np.r_[np.zeros(len(routes)), 1, np.zeros(nvar - nrate)],
         "min_cost": np.zeros(nvar),
         "min_gpus": np.zeros(nvar),
         "min_energy": energy / 1000,
@@ -121,7 +141,7 @@ def lp_for_counts(problem: MasterProblem, counts: dict[str, int]) -> float | Non
         b_ub=b_ub or None,
         A_eq=np.array(a_eq) if a_eq else None,
         b_eq=b_eq or None,
-        bounds=[(0, None)] * nvar,
+        bounds=[(0, None)] * nrate + seg_bounds,
         method="highs",
     )
     if res.status != 0:
@@ -378,3 +398,23 @@ def test_master_plan_space_rows_and_enumeration_agree():
         enumerate_count_vectors(problem, 3)
     best = solve_master_highspy(problem, OPTIONS)
     assert best.solution.counts in vectors
+
+
+@pytest.mark.solver
+def test_min_latency_spreads_load_over_more_replicas_by_its_growth_term():
+    """Latency grows with a replica's utilisation: at 4 req/s on replicas of capacity 4, idle latency 1 s and
+    growth 2 s, one replica (ρ = 1) scores 1 + 2 = 3 s, four (ρ = 0.25, ρ² ≈ 0.065 piecewise) score
+    1 + 2 · 0.065 / 0.25 = 1.52 s; the master takes all four, and says the same value as `evaluate`."""
+    coeffs = TemplateCoefficients({"c": 4.0}, latency_score={"c": 1.0}, latency_growth_s=2.0)
+    problem = MasterProblem(
+        (MasterTemplate("t", {"h100": 2}, coeffs, max_count=4),),
+        (WorkloadClass("c", 4.0),),
+        (DomainPool("h100", 8, 1),),
+        objective="min_latency",
+    )
+    for solve in (solve_master_highspy, lambda p, o: solve_master(p, o, explain_infeasible=False)):
+        res = solve(problem, OPTIONS)
+        assert res.solution.counts == {"t": 4}
+        assert res.objective == pytest.approx(1.52) == res.solution.metrics["min_latency"]
+    one = problem.with_(templates=(MasterTemplate("t", {"h100": 2}, coeffs, max_count=1),))
+    assert solve_master_highspy(one, OPTIONS).objective == pytest.approx(3.0)

@@ -23,7 +23,8 @@ from planner.bench_results.load import load_results
 from planner.calibration import calibrate_serving
 from planner.calibration.params import Prior
 from planner.calibration.replay import ReplayRun, closed_loop_starts
-from simulator.costmodel import host as host_figures
+from planner.calibration.synthetic import TRUTH, synthetic_scenario
+from planner.calibration.synthetic import truth_runs as synthetic_truth_runs
 from simulator.costmodel import load_calibration
 from simulator.scenario import load_scenario
 from simulator.simulate import simulate
@@ -33,41 +34,13 @@ TOL_FRONTEND_S = 1.0e-3
 TOL_COMPUTE = 0.10
 HELD_OUT_AFTER = 0.03
 
-BASE = host_figures.host_overhead("vllm-v1")
-TRUTH = {
-    "per_iteration_s": 3 * BASE.per_iteration_s,
-    "per_sequence_s": 3 * BASE.per_sequence_s,
-    "frontend_s": 0.005,
-    "compute_scale": 0.8,
-    "memory_scale": 1.0,
-}
-
 
 def scenario_dict(n: int, rate: float = 4.0, seed: int = 5) -> dict:
-    return {
-        "model": "llama-3.1-8b",
-        "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 1},
-        "engine": {"kind": "vllm-v1"},
-        "workload": {
-            "requests": n,
-            "arrival": {"process": "poisson", "rate": rate},
-            "input_tokens": {"dist": "lognormal", "mean": 600, "std": 500, "max": 4096},
-            "output_tokens": {"dist": "lognormal", "mean": 32, "std": 20, "max": 256},
-            "seed": seed,
-        },
-        "plan": "tp=1",
-    }
+    return synthetic_scenario(n, rate, seed)
 
 
 def truth_runs(n: int, rates, seed: int = 5) -> list[RunToWrite]:
-    """The runs a deployment with the TRUTH coefficients would have measured, one per rate."""
-    sc = load_scenario(scenario_dict(n, seed=seed))
-    truth = Prior.of(sc.gpus["h100-sxm"], "vllm-v1", None).calibration(TRUTH)
-    out = []
-    for rate in rates:
-        run_sc = load_scenario(scenario_dict(n, rate, seed))
-        out.append(RunToWrite.from_simulation(simulate(run_sc, calibration=truth), rate))
-    return out
+    return synthetic_truth_runs(n, rates, seed)
 
 
 def write_format(fmt: str, runs: list[RunToWrite], folder) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -136,3 +137,43 @@ def test_static_cache_keys_are_exact_counts():
     b = stage.price(BatchShape.from_requests([129], [0]))[0]
     assert 128 in stage._by_tokens and 129 in stage._by_tokens
     assert b > a
+
+
+def test_apex_estimate_phases_equal_fused_price_on_every_example():
+    """`apex estimate`'s per-operator phases (planner.estimate) add up to the fused price the simulator uses."""
+    from planner.estimate import estimate_plan
+    from simulator.costmodel import build_replica_cost
+    from simulator.scenario import load_scenario
+
+    examples = sorted(p for p in Path(__file__).resolve().parents[3].glob("configs/examples/*.yaml"))
+    checked = 0
+    for path in examples:
+        if path.name.startswith("study-"):
+            continue
+        scenario = load_scenario(path)
+        if scenario.plan is None:
+            continue
+        report = estimate_plan(scenario)
+        spec = scenario.spec
+        mean_in, mean_out = report.mean_input_tokens, report.mean_output_tokens
+        shapes = [BatchShape.from_requests([mean_in], [0])] + [
+            BatchShape.from_requests(decode_context=[mean_in + mean_out // 2] * b) for b in (1, 8, 32, 128)
+        ]
+        stages = [
+            stage
+            for group in scenario.plan.replicas
+            for stage in build_replica_cost(
+                scenario.model,
+                group,
+                scenario.gpus,
+                scenario.cluster,
+                spec.dtype,
+                spec.engine,
+                spec.calibration,
+            ).stages
+        ]
+        for stage, estimate in zip(stages, report.stages, strict=True):
+            for shape, phase in zip(shapes, estimate.phases, strict=True):
+                assert phase.time_s == pytest.approx(stage.price(shape)[0], rel=1e-12)
+                checked += 1
+    assert checked >= 5

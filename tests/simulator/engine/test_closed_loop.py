@@ -104,7 +104,7 @@ def closed_systems(draw):
     return closed_loop(requests, loop), specs, engine
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(system=closed_systems(), seed=st.integers(0, 3))
 def test_closed_loop_matches_reference_engine(system, seed):
     """Random engines x pp x P/D x concurrency x think time: the reference engine's metrics and send times."""
@@ -114,6 +114,14 @@ def test_closed_loop_matches_reference_engine(system, seed):
     assert_equivalent(new.to_json(), ref.to_json())
     assert np.allclose(new.records.arrival_s, ref.table.arrival_s, rtol=1e-9, atol=0, equal_nan=True)
     assert new_system.kv_blocks_conserved()
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(system=closed_systems(), seed=st.integers(0, 3))
+def test_many_closed_loops_match_reference_engine(system, seed):
+    """The same on 200 random closed systems (slow tier)."""
+    test_closed_loop_matches_reference_engine.hypothesis.inner_test(system, seed)
 
 
 def _closed_scenario(**arrival) -> dict:

@@ -137,14 +137,14 @@ def _reference_replicas(requests, specs, engine, seed, kw):
     return reference_simulate_requests(requests, specs, engine, seed=seed, **kw)[1].replicas
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(system=systems(), seed=st.integers(0, 3), until=st.floats(0.05, 0.95), stop=st.floats(0.05, 0.95))
 def test_stopping_early_matches_reference_engine(system, seed, until, stop):
     """until_s and max_requests stop both engines at the same point."""
     check_stopped_early(system, seed, until, stop)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(system=systems(), seed=st.integers(0, 3))
 def test_random_systems_match_reference_engine(system, seed):
     """Random engines x pp x P/D x load (idle to overload, with preemptions): the reference's metrics."""
