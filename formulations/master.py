@@ -278,6 +278,24 @@ class MasterProblem:
     def route_limit(self, class_id: str, template_id: str) -> float:
         return self.route_limits.get((class_id, template_id), math.inf)
 
+    def latency_growth(self, t: MasterTemplate) -> float:
+        """growth[t] of the min_latency term: latency_growth_s × requests/s one replica of t serves of the
+        demand mix at full capacity (the harmonic mean of its class capacities, weighted by demand)."""
+        g = t.coefficients.latency_growth_s
+        if g <= 0:
+            return 0.0
+        share = {c.id: c.demand_rps for c in self.classes if self.capacity(t, c.id) > 0}
+        total = sum(share.values())
+        if total <= 0:
+            return 0.0
+        load_per_request = sum(w / total / self.capacity(t, cid) for cid, w in share.items())
+        return g / load_per_request
+
+    def uses_latency(self) -> bool:
+        return self.objective == "min_latency" or any(
+            b.objective == "min_latency" for b in self.objective_bounds
+        )
+
     # ---- roles and groups ----
 
     def role_ids(self, role: str) -> list[str]:
@@ -298,24 +316,6 @@ class MasterProblem:
             t.weight for t in self.templates
         )
         return limited or self.disaggregated
-
-    def latency_growth(self, t: MasterTemplate) -> float:
-        """growth[t] of the min_latency term: latency_growth_s × requests/s one replica of t serves of the
-        demand mix at full capacity (the harmonic mean of its class capacities, weighted by demand)."""
-        g = t.coefficients.latency_growth_s
-        if g <= 0:
-            return 0.0
-        share = {c.id: c.demand_rps for c in self.classes if self.capacity(t, c.id) > 0}
-        total = sum(share.values())
-        if total <= 0:
-            return 0.0
-        load_per_request = sum(w / total / self.capacity(t, cid) for cid, w in share.items())
-        return g / load_per_request
-
-    def uses_latency(self) -> bool:
-        return self.objective == "min_latency" or any(
-            b.objective == "min_latency" for b in self.objective_bounds
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,7 @@ class Template:
     settings: EngineSettings
     role: Role = "colocated"
     coefficients: TemplateCoefficients | None = None
+    sm_clock_mhz: int | None = None  # the SM clock its GPUs are locked to; None: the scenario's / boost
 
     @property
     def max_num_seqs(self) -> int:
@@ -159,7 +160,8 @@ class Template:
 
     @property
     def id(self) -> str:
-        return f"{self.role}:[{self.layout_id}] {self.settings.key}"
+        clock = f" sm{self.sm_clock_mhz}" if self.sm_clock_mhz is not None else ""
+        return f"{self.role}:[{self.layout_id}] {self.settings.key}{clock}"
 
     @property
     def gpus_by_type(self) -> dict[str, int]:
@@ -182,7 +184,9 @@ class Template:
         return out
 
     def replica_group(self, count: int = 1) -> ReplicaGroup:
-        return ReplicaGroup(count=count, role=self.role, stages=list(self.stages))
+        return ReplicaGroup(
+            count=count, role=self.role, stages=list(self.stages), sm_clock_mhz=self.sm_clock_mhz
+        )
 
 
 # ---- memory per GPU from the model's derived numbers -------------------------------------------------------

@@ -129,8 +129,10 @@ def _stage_parallelism(stage) -> str:
     return text + f", ffn tp{stage.ffn.tp}" + (f"×ep{stage.ffn.ep}" if stage.ffn.ep > 1 else "")
 
 
-def simulate(scenario: ScenarioLike, *, plan: str | dict | None = None, progress=None):
-    """Replay the scenario's workload on its plan; returns a SimulationResult (`.to_json()` for the dict)."""
+def simulate(scenario: ScenarioLike, *, plan: str | dict | None = None, progress=None, trace=None):
+    """Replay the scenario's workload on its plan; returns a SimulationResult (`.to_json()` for the dict).
+
+    `trace` (a `simulator.engine.trace.TraceRecorder`) records the timeline for `write_trace`."""
     sc = load(scenario, plan=plan)
     if sc.plan is None:
         raise InputError(
@@ -140,7 +142,15 @@ def simulate(scenario: ScenarioLike, *, plan: str | dict | None = None, progress
         )
     from simulator.simulate import simulate as run_simulation
 
-    return run_simulation(sc, progress=progress)
+    return run_simulation(sc, progress=progress, trace=trace)
+
+
+def write_trace(path: str | Path, trace):
+    """Write the timeline a `simulate(..., trace=recorder)` run recorded as a Chrome / Perfetto trace (JSON);
+    returns its `TraceSummary` (`.message()` says what was kept)."""
+    from simulator.trace_export import write_chrome_trace
+
+    return write_chrome_trace(path, trace.timeline)
 
 
 def calibrate(measurements: str | Path, *, gpu: str = "h100-sxm"):

@@ -30,8 +30,10 @@ from planner.search import (
     no_plan_error,
     prepare,
 )
+from planner.search.clock_choice import clock_choice
 from planner.search.heuristics import HEURISTICS, heuristic_plans, homogeneous_plans
 from planner.search.loop import deadline_of, space_note
+from planner.search.pricing import searches_clocks
 from simulator.scenario import Scenario
 
 __all__ = ["HEURISTICS", "exhaustive", "heuristic_plans", "homogeneous_plans"]
@@ -123,4 +125,15 @@ def exhaustive(
         phases_s=prep.phases_s,
         census=prep.census.to_json() if prep.census is not None else {},
     )
-    return PlanSearchResult(objective, best, candidates, baselines, stats, scenario)
+    result = PlanSearchResult(objective, best, candidates, baselines, stats, scenario)
+    if searches_clocks(scenario):
+        result.clock, ran = clock_choice(
+            scenario,
+            best,
+            pool,
+            simulate_fn=simulate_fn,
+            makespan_floor=space.makespan_floor,
+            deadline=deadline,
+        )
+        stats.simulations += ran
+    return result

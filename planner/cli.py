@@ -29,6 +29,7 @@ from planner.outputs import check_new_file
 from planner.plan_command import plan_command
 from planner.progress import DelayedProgress
 from planner.study_command import report_command, study_command
+from planner.trace_options import trace_recorder
 from simulator.errors import InputWarning
 
 api = lazy_module("planner.api")  # loaded by the first command that uses it, not for `apex --help`
@@ -114,18 +115,42 @@ def simulate(
     requests_out: Annotated[
         str | None, typer.Option(help="write per-request records (.csv or .parquet); one scenario only")
     ] = None,
+    trace_out: Annotated[
+        str | None,
+        typer.Option(help="write a Chrome / Perfetto trace of the timeline (.json, for ui.perfetto.dev)"),
+    ] = None,
+    trace_window: Annotated[
+        str | None,
+        typer.Option(
+            help="with --trace-out: the span to trace, START:END in simulated seconds (e.g. 60:120)"
+        ),
+    ] = None,
+    trace_max_events: Annotated[
+        int | None,
+        typer.Option(
+            help="with --trace-out: most trace events; the trace stops where this is reached (200000)"
+        ),
+    ] = None,
 ):
     """Replay each scenario's workload on its plan and report latency, throughput, energy and cost."""
     if requests_out and len(scenarios) > 1:
         raise InputError("--requests-out takes one scenario at a time", field="--requests-out")
     if requests_out:  # before the simulation, so that a bad path does not cost a run
         check_new_file(requests_out, "--requests-out", suffixes=(".csv", ".parquet"))
+    trace_path, trace = trace_recorder(trace_out, trace_window, trace_max_events, len(scenarios))
     names, results = [], []
     for path in scenarios:
         with DelayedProgress(f"simulating {path}", enabled=not as_json or sys.stderr.isatty()) as progress:
-            result = api.simulate(path, plan=plan, progress=progress)
+            result = api.simulate(path, plan=plan, progress=progress, trace=trace)
         if requests_out:
             result.write_requests(requests_out)
+        if trace is not None:
+            summary = api.write_trace(trace_path, trace)
+            err.print(
+                f"trace: wrote {escape(str(trace_path))}: {escape(summary.message())}",
+                highlight=False,
+                soft_wrap=True,
+            )
         data = result.to_json()
         if as_json:
             print(render.json_line(data), flush=True)

@@ -1,6 +1,6 @@
 """`apex estimate`: one prefill of the mean input and decode steps at a few batch sizes, priced operator by
-operator on every stage of the scenario's plan, with per-GPU memory, MFU, MBU and the fixed-cost share (launch
-floors, collective latency, engine host time: what does not shrink with a smaller batch)."""
+operator on every stage of the scenario's plan, with per-GPU memory, MFU, MBU, energy and the fixed-cost share
+(launch floors, collective latency, engine host time: what does not shrink with a smaller batch)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class PhaseEstimate:
     fixed_s: float = (
         0.0  # launch floors, collective latency, host step: the time that does not shrink with work
     )
+    energy_j: float = 0.0  # the stage's GPUs over the iteration, idle power included (costmodel/energy.py)
 
     @property
     def fixed_share(self) -> float:
@@ -62,6 +63,7 @@ def _phase(stage_cost, label: str, shape: BatchShape) -> PhaseEstimate:
         ),
         mbu=mbu(stage_cost.gpu, busiest_bytes, time_s, 1),
         fixed_s=sum(op.fixed_s if op.bound != "overhead" or op.fixed_s else op.time_s for op in ops),
+        energy_j=stage_cost.energy(shape, time_s),
     )
 
 
@@ -91,7 +93,8 @@ def estimate_plan(sc: Scenario, *, batch_sizes=(1, 8, 32, 128)) -> EstimateRepor
                 StageEstimate(
                     replica_group=gi,
                     stage=si,
-                    description=f"layers [{stage.layers[0]}, {stage.layers[1]}) on {stage.num_gpus}×{cost.gpu.name}",
+                    description=f"layers [{stage.layers[0]}, {stage.layers[1]}) on {stage.num_gpus}×{cost.gpu.name}"
+                    + (f" at {cost.gpu.clock_ghz * 1000:.0f} MHz" if cost.gpu.sm_clock_ghz else ""),
                     weights_gib=cost.memory.weights_bytes / 2**30,
                     kv_cache_tokens=cost.memory.kv_capacity_tokens,
                     fits=cost.memory.fits,

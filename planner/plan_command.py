@@ -98,6 +98,8 @@ def plan_command(
         return
     for table in plan_tables(result):
         console.print(table)
+    if result.clock is not None:
+        console.print(result.clock.describe(), highlight=False)
     if result.placement is not None:
         console.print(f"placement of the best plan: {result.placement.summary()}", highlight=False)
     for note in result.placement_notes:

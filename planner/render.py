@@ -320,6 +320,7 @@ def estimate_tables(report) -> list[Table]:
         table.add_row("MFU", *[f"{p.mfu:.1%}" for p in st.phases])
         table.add_row("MBU (busiest GPU)", *[f"{p.mbu:.1%}" for p in st.phases])
         table.add_row("fixed-cost share", *[f"{p.fixed_share:.0%}" for p in st.phases])
+        table.add_row("energy (J, stage)", *[f"{p.energy_j:.3g}" for p in st.phases])
         table.caption = (
             "bound: c = compute, m = memory, n = network, o = fixed overhead; 'fixed' = launch floors, collective "
             "latency and engine host time, the part that does not shrink with a smaller batch"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -9,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # H100 SXM max boost clock (NVIDIA H100 datasheet: 1,980 MHz): the clock NCCL's latency constants and the
 # default coefficients refer to.
 REFERENCE_CLOCK_GHZ = 1.98
+# Lowest SM clock a scenario may lock, as a fraction of the boost clock: the power-vs-clock model
+# (simulator/costmodel/clock.py) is fitted on published points down to 0.52 of the top clock.
+MIN_CLOCK_FRACTION = 0.5
 
 
 class _Strict(BaseModel):
@@ -181,6 +185,18 @@ class GPU(_Strict):
     boost_clock_ghz: float | None = Field(
         None, gt=0, description="max boost SM clock, GHz (datasheet); latency-bound kernels scale with it"
     )
+    peak_clock_ghz: float | None = Field(
+        None,
+        gt=0,
+        description="SM clock at which the datasheet tensor peaks are quoted (None: the boost clock); a locked "
+        "clock below it lowers the peaks in proportion (simulator/costmodel/clock.py)",
+    )
+    sm_clock_ghz: float | None = Field(
+        None,
+        gt=0,
+        description="SM clock locked below the boost clock (`nvidia-smi -lgc`), set by `at_clock`; "
+        "None: the default boost clock",
+    )
     efficiency: GPUEfficiency = GPUEfficiency()
     sources: dict[str, str] = Field(default_factory=dict, description="field -> public source")
 
@@ -192,8 +208,44 @@ class GPU(_Strict):
 
     @property
     def clock_ghz(self) -> float:
-        """Boost clock, GHz; the Hopper reference clock when the catalog entry lacks one."""
-        return self.boost_clock_ghz or REFERENCE_CLOCK_GHZ
+        """SM clock, GHz: the locked clock, else the boost clock, else the Hopper reference clock."""
+        return self.sm_clock_ghz or self.boost_clock_ghz or REFERENCE_CLOCK_GHZ
+
+    @property
+    def clock_range_mhz(self) -> tuple[int, int] | None:
+        """The SM clocks (MHz) it may be locked to, or None when its catalog entry has no boost clock."""
+        if self.boost_clock_ghz is None:
+            return None
+        top = int(round(self.boost_clock_ghz * 1000))
+        return int(math.ceil(top * MIN_CLOCK_FRACTION)), top
+
+    def at_clock(self, clock_mhz: int | None) -> GPU:
+        """This GPU with its SM clock locked at `clock_mhz` (None: as it is; the boost clock: unlocked). Raises
+        ValueError, naming the allowed range, outside it; callers turn it into an InputError naming the field."""
+        if clock_mhz is None:
+            return self
+        span = self.clock_range_mhz
+        if span is None:
+            raise ValueError(
+                f"{self.name} has no boost clock in its catalog entry, so its clock cannot be locked"
+            )
+        lo, hi = span
+        if not lo <= clock_mhz <= hi:
+            raise ValueError(
+                f"{clock_mhz} MHz is outside {self.name}'s range {lo}-{hi} MHz (its boost clock down to "
+                f"{MIN_CLOCK_FRACTION:.0%} of it, where the power model was fitted)"
+            )
+        return self.model_copy(update={"sm_clock_ghz": None if clock_mhz == hi else clock_mhz / 1000})
+
+    @property
+    def compute_clock_scale(self) -> float:
+        """Tensor throughput at the locked clock / datasheet peak: clock / peak clock, at most 1 (each SM issues
+        a fixed number of FLOPs per cycle)."""
+        if self.sm_clock_ghz is None:
+            return 1.0
+        return min(
+            1.0, self.sm_clock_ghz / (self.peak_clock_ghz or self.boost_clock_ghz or REFERENCE_CLOCK_GHZ)
+        )
 
     @property
     def memory_bytes(self) -> float:
@@ -204,7 +256,11 @@ class GPU(_Strict):
         return self.memory_bandwidth_tbps * 1e12
 
     def peak_flops(self, dtype: str) -> float:
-        """Dense peak FLOP/s at `dtype`; formats the part lacks fall back to the next wider one it has."""
+        """Dense peak FLOP/s at `dtype` at the GPU's SM clock (the datasheet peak unless a clock is locked)."""
+        return self.datasheet_flops(dtype) * self.compute_clock_scale
+
+    def datasheet_flops(self, dtype: str) -> float:
+        """Dense datasheet peak FLOP/s at `dtype`; formats the part lacks fall back to the next wider one it has."""
         order = {
             "fp4": ("fp4", "fp8", "bf16"),
             "fp8": ("fp8", "bf16"),

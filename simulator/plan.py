@@ -84,6 +84,18 @@ class ReplicaGroup(_Strict):
     count: int = Field(1, gt=0, le=1_000_000)
     role: Literal["colocated", "prefill", "decode"] = "colocated"
     stages: list[Stage] = Field(min_length=1)
+    sm_clock_mhz: int | None = Field(
+        None,
+        gt=0,
+        le=100_000,
+        description="SM clock its GPUs are locked to (nvidia-smi -lgc), MHz; None: the scenario's clock "
+        "(sm_clock_mhz), else the boost clock. Checked against each GPU's range when the scenario loads",
+    )
+
+    @property
+    def clock_label(self) -> str:
+        """` 1395MHz` when the group's clock is locked, else empty."""
+        return f" {self.sm_clock_mhz}MHz" if self.sm_clock_mhz is not None else ""
 
     @property
     def gpus_per_replica(self) -> int:
@@ -113,7 +125,7 @@ class Plan(_Strict):
         for g in self.replicas:
             stages = "|".join(stage_label(s) for s in g.stages)
             role = "" if g.role == "colocated" else f"{g.role}:"
-            parts.append(f"{role}{g.count}x[{stages}]")
+            parts.append(f"{role}{g.count}x[{stages}]{g.clock_label}")
         return " + ".join(parts)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from simulator import catalog
 from simulator.dtypes import DType
@@ -343,6 +343,32 @@ class ScenarioFile(_Strict):
     plan: str | dict | None = None
     goals: Goals = Goals()
     calibration: str | None = Field(None, description="calibration file written by `apex calibrate`")
+    sm_clock_mhz: (
+        Annotated[int, Field(gt=0, le=100_000)]
+        | dict[str, Annotated[int, Field(gt=0, le=100_000)]]
+        | Literal["auto"]
+        | None
+    ) = Field(
+        None,
+        description="SM clock every GPU is locked to (nvidia-smi -lgc), MHz, or one per GPU type "
+        "{h100-sxm: 1400}; 'auto': `apex plan` chooses a clock per replica template (docs/design.md §5.2); "
+        "None: the boost clock (simulator/costmodel/clock.py)",
+    )
+
+    @field_validator("sm_clock_mhz", mode="before")
+    @classmethod
+    def _clock(cls, value):
+        def mhz(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 100_000
+
+        ok = value is None or value == "auto" or mhz(value)
+        ok = ok or (isinstance(value, dict) and all(isinstance(k, str) and mhz(v) for k, v in value.items()))
+        if not ok:
+            raise ValueError(
+                "expected an SM clock in MHz as an integer 1-100000 (e.g. 1380), one per GPU type "
+                "({h100-sxm: 1380}) or 'auto'"
+            )
+        return value
 
 
 @dataclass(frozen=True)
@@ -365,6 +391,7 @@ class Scenario:
     def with_plan(self, plan: Plan | str | dict) -> Scenario:
         """The same scenario with another plan (checked against model and cluster)."""
         checked = parse_plan(plan, self.model, self.cluster, file=self.file, field="plan")
+        _check_group_clocks(checked, self.gpus, file=self.file, field="plan")
         return Scenario(self.spec, self.model, self.cluster, self.gpus, checked, self.file)
 
 
@@ -408,6 +435,44 @@ def _resolve_fabrics(cluster: Cluster, gpus: dict[str, GPU], *, file) -> None:
             ref = getattr(group, key)
             if isinstance(ref, str):
                 catalog.get_fabric(ref, file=file, field=f"cluster.node_groups[{gi}].{key}")
+
+
+def _clocked_gpus(spec: ScenarioFile, gpus: dict[str, GPU], *, file) -> dict[str, GPU]:
+    """The scenario's GPUs at its `sm_clock_mhz` (InputError naming the field for a GPU type the cluster lacks or
+    a clock outside a GPU's range)."""
+    setting = spec.sm_clock_mhz
+    if setting is None or setting == "auto":  # auto: the plan's replica groups carry the clocks
+        return gpus
+    per_type = setting if isinstance(setting, dict) else dict.fromkeys(gpus, setting)
+    out = dict(gpus)
+    for name, mhz in per_type.items():
+        field = f"sm_clock_mhz.{name}" if isinstance(setting, dict) else "sm_clock_mhz"
+        if name not in gpus:
+            raise InputError(
+                f"{name!r} is not a GPU type of the cluster (its types: {', '.join(sorted(gpus))})",
+                file=file,
+                field=field,
+            )
+        try:
+            out[name] = gpus[name].at_clock(mhz)
+        except ValueError as exc:
+            raise InputError(str(exc), file=file, field=field) from None
+    return out
+
+
+def _check_group_clocks(plan: Plan | None, gpus: dict[str, GPU], *, file, field: str) -> None:
+    """Every replica group's `sm_clock_mhz` within the range of each GPU type its stages use."""
+    if plan is None:
+        return
+    default = next(iter(gpus)) if len(gpus) == 1 else None
+    for gi, group in enumerate(plan.replicas):
+        if group.sm_clock_mhz is None:
+            continue
+        for name in {stage.gpu or default for stage in group.stages}:
+            try:
+                gpus[name].at_clock(group.sm_clock_mhz)
+            except ValueError as exc:
+                raise InputError(str(exc), file=file, field=f"{field}.replicas[{gi}].sm_clock_mhz") from None
 
 
 def _resolve_calibration(ref: str, *, file: str | None) -> str:
@@ -470,6 +535,7 @@ def load_scenario(
     for gi, group in enumerate(cluster.node_groups):
         gpus[group.gpu] = catalog.get_gpu(group.gpu, file=file, field=f"cluster.node_groups[{gi}].gpu")
     _resolve_fabrics(cluster, gpus, file=file)
+    gpus = _clocked_gpus(spec, gpus, file=file)
     if spec.workload.preset is not None:
         catalog.check_preset(spec.workload.preset, file=file, field="workload.preset")
     if spec.calibration is not None:
@@ -481,4 +547,5 @@ def load_scenario(
         plan = parse_plan(
             plan_spec, model, cluster, file=file if plan_override is None else None, field=field
         )
+        _check_group_clocks(plan, gpus, file=file if plan_override is None else None, field=field)
     return Scenario(spec=spec, model=model, cluster=cluster, gpus=gpus, plan=plan, file=file)

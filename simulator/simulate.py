@@ -16,6 +16,7 @@ from simulator.costmodel.calibration import Calibration, host_overhead, load_cal
 from simulator.engine.cluster import ReplicaSpec
 from simulator.engine.metrics import SimulationResult
 from simulator.engine.run import simulate_requests
+from simulator.engine.trace import TraceRecorder
 from simulator.errors import InputError
 from simulator.scenario import Scenario
 from simulator.workload import Requests, generate
@@ -29,11 +30,12 @@ def simulate(
     max_requests: int | None = None,
     requests: Requests | None = None,
     calibration: Calibration | None = None,
+    trace: TraceRecorder | None = None,
 ) -> SimulationResult:
     """Simulate the scenario's plan; stop early at simulated time until_s or after max_requests completions.
 
     `requests` replaces the scenario's workload (a benchmark run replayed by `apex calibrate`) and `calibration`
-    its calibration file (trial coefficients of a fit)."""
+    its calibration file (trial coefficients of a fit); `trace` records the timeline (`simulator.trace_export`)."""
     spec = scenario.spec
     if calibration is None and spec.calibration is not None:
         calibration = load_calibration(spec.calibration)
@@ -58,6 +60,7 @@ def simulate(
         until_s=until_s,
         max_requests=max_requests,
         calibration=calibration,
+        trace=trace,
     )
 
 
@@ -71,6 +74,7 @@ def simulate_workload(
     max_requests: int | None = None,
     seed: int | None = None,
     calibration: Calibration | None = None,
+    trace: TraceRecorder | None = None,
 ) -> SimulationResult:
     """Simulate `requests` (instead of the scenario's workload) on replicas already priced as `specs`
     (`replica_specs(scenario)`), with the scenario's engine and SLOs; the router's stream comes from `seed`
@@ -93,6 +97,7 @@ def simulate_workload(
         progress=progress,
         max_model_len=scenario.model.max_context,
         frontend_s=host_overhead(spec.engine.kind, calibration).frontend_s,
+        trace=trace,
     )
     return result
 
@@ -139,7 +144,7 @@ def _plan_peak_flops(scenario: Scenario) -> float:
     """Dense peak FLOP/s of all the plan's GPUs at the weights' compute dtype."""
     dtype = scenario.spec.dtype.weights
     return sum(
-        scenario.gpus[name].peak_flops(dtype) * count
+        scenario.gpus[name].datasheet_flops(dtype) * count
         for name, count in scenario.plan.gpus_by_type(_default_gpu(scenario)).items()
     )
 

@@ -79,6 +79,28 @@ def _plan_yaml(scenario: Scenario, plan: Plan) -> str:
     )
 
 
+def _clock_warnings(scenario, plan) -> list[str]:
+    """The plan was simulated with locked SM clocks, which no engine sets and these files do not either: say
+    which clock, and the command that locks it."""
+    out = []
+    setting = scenario.spec.sm_clock_mhz
+    if setting is not None and setting != "auto":  # auto: the replica groups carry the clocks
+        clocks = setting if isinstance(setting, dict) else {"every GPU": setting}
+        for name, mhz in clocks.items():
+            out.append(
+                f"the scenario locks the SM clock of {name} at {mhz} MHz; no engine sets it and these files do "
+                f"not: run `sudo nvidia-smi -lgc {mhz}` on those GPUs before starting the engines"
+            )
+    for gi, group in enumerate(plan.replicas):
+        if group.sm_clock_mhz is not None:
+            out.append(
+                f"replica group {gi} was planned with its GPUs' SM clock locked at {group.sm_clock_mhz} MHz; no "
+                f"engine sets it and these files do not: run `sudo nvidia-smi -lgc {group.sm_clock_mhz}` on its "
+                "GPUs before starting it"
+            )
+    return out
+
+
 def _hosts_env(layout: Layout) -> str:
     nodes = layout.node_slots()
     single = len(nodes) == 1
@@ -142,6 +164,7 @@ def emit_plan(
             k8s, k8s_warnings = kubernetes.emit(layout, out)
             files += k8s
             warnings += [w for w in k8s_warnings if w not in warnings]
+    warnings += _clock_warnings(scenario, plan)
     endpoints = [layout.router_url] if layout.disaggregated else [r.url for r in layout.replicas]
     bench_out = bench.emit(layout, requests, endpoints)
     files += bench_out.files

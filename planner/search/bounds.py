@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from formulations.work_bound import WorkRates, solve_work_rates
+from simulator.costmodel.clock import energy_scales
 from simulator.costmodel.interface import BatchShape, StageCost
 
 TIGHT = 0.02  # a cell whose row has less slack than this (relative) is split when refining
@@ -211,7 +212,9 @@ class StageProbe:
         )
 
     def corner_energy(self, p: int, d: int, x: int) -> float:
-        return (1 - ENERGY_SLACK) * min(self.dynamic_energy(p, d, x, c) for c in self._chunkings(p, d))
+        return energy_corner_factor(self.stage.gpu) * min(
+            self.dynamic_energy(p, d, x, c) for c in self._chunkings(p, d)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +228,16 @@ class GridPrecision:
     p_geometric_from: int
     d_fraction: float
     refine_rounds: int
+
+
+def energy_corner_factor(gpu) -> float:
+    """The share of a corner's dynamic energy every iteration above it is known to cost: 1 − ENERGY_SLACK at the
+    default clock. At a locked SM clock the FLOPs and bytes of every iteration are those of the boost clock (the
+    kernel choices do not move), per-FLOP energy shrinks by s_f and per-byte energy by s_b ≥ s_f
+    (`costmodel.clock.energy_scales`), so an iteration's energy is at least s_f times its boost-clock energy and a
+    corner's at most s_b times its own: the factor becomes (1 − ENERGY_SLACK) · s_f / s_b (docs/design.md §5.3)."""
+    flop, byte = energy_scales(gpu)
+    return (1 - ENERGY_SLACK) * flop / byte
 
 
 COARSE = GridPrecision(1.6, 256, 0.4, 0)

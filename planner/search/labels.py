@@ -27,18 +27,22 @@ def short_label(plan: Plan) -> str:
     """`Plan.label()` with the GPU type written once per replica group: `2x[tp4|tp4]@h100-sxm`."""
     parts = []
     for g in plan.replicas:
-        text = Plan(replicas=[g]).label()
+        text = Plan(replicas=[g.model_copy(update={"sm_clock_mhz": None})]).label()
         gpus = {st.gpu for st in g.stages}
         if len(gpus) == 1 and None not in gpus:
             (gpu,) = gpus
             text = text.replace(f" @{gpu}", "") + f"@{gpu}"
-        parts.append(text)
+        parts.append(text + g.clock_label)
     return " + ".join(parts)
 
 
 def shorthand(plan: Plan) -> str:
     """`tp=4,pp=2,dp=2` (plus `ep=`) when the plan is that homogeneous shorthand, else its short label."""
-    if len(plan.replicas) == 1 and plan.replicas[0].role == "colocated":
+    if (
+        len(plan.replicas) == 1
+        and plan.replicas[0].role == "colocated"
+        and plan.replicas[0].sm_clock_mhz is None
+    ):
         g = plan.replicas[0]
         s0 = g.stages[0]
         tp, ep, pp = s0.attention.tp, s0.ffn.ep, len(g.stages)
@@ -62,6 +66,7 @@ def plan_key(plan: Plan) -> str:
         {
             "count": g.count,
             "role": g.role,
+            "sm_clock_mhz": g.sm_clock_mhz,
             "stages": [
                 {
                     "layers": list(st.layers),

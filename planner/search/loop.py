@@ -11,7 +11,7 @@ loop:
               its templates (fine cells) until they are all refined
   bound     ← the better of the best simulated plan and `remaining` (min objectives: the lower one)
   stop when the best simulated plan is within ε of the bound, when nothing remains, after `patience` rounds
-       without a better plan, or at the time limit
+       without a better plan (twice that where no bound is proven), or at the time limit
   candidates ← the next best count vectors of the bound master (objectives with a proven bound, restricted
                to those that could beat the best plan by more than ε) and of the predictive master (min_energy,
                min_latency); simulate them; every simulated vector is excluded from both masters
@@ -37,9 +37,10 @@ from formulations.result import SolverOptions
 from planner.errors import NoPlanError
 from planner.search.bounding import bound_space, limits_for, template_limits
 from planner.search.bounds import FINE, IterationLimits, with_precision
+from planner.search.clock_choice import clock_choice
 from planner.search.heuristics import heuristic_plans
 from planner.search.pool import Candidate, Simulations, best_first
-from planner.search.pricing import Census, PricedTemplate, SpaceOptions, price_space
+from planner.search.pricing import Census, PricedTemplate, SpaceOptions, price_space, searches_clocks
 from planner.search.result import PlanSearchResult, SearchStats, no_plan_error
 from planner.search.settings import scenario_settings
 from planner.search.space import PlanSpace
@@ -144,6 +145,8 @@ def run_search(
     pool: dict[str, Candidate] = {}
     baselines: dict[str, Candidate] = {}
     rounds, stale, stopped = 0, 0, "time limit"
+    # without a bound, patience is the only stopping rule, so it gets twice the rounds
+    patience = options.patience * (2 if spec.bound == "none" else 1)
     remaining: float | None = None
     remaining_known = False
     solver_says = ""
@@ -198,9 +201,9 @@ def run_search(
             if gap is not None and gap <= options.epsilon:
                 stopped = f"within {100 * options.epsilon:g}% of the bound"
                 break
-            if stale >= options.patience:
+            if stale >= patience:
                 why = "no bound is proven" if spec.bound == "none" else "the bound is not closed"
-                stopped = f"{options.patience} rounds without a better plan ({why})"
+                stopped = f"{patience} rounds without a better plan ({why})"
                 break
             plans = _proposals(space, within(solver, deadline), options, incumbent, spec, deadline)
             plans = [p for p in plans if sims.key(p) not in pool]
@@ -247,7 +250,18 @@ def run_search(
         phases_s=prep.phases_s,
         census=prep.census.to_json() if prep.census is not None else {},
     )
-    return PlanSearchResult(objective, best, candidates, baselines, search, scenario)
+    result = PlanSearchResult(objective, best, candidates, baselines, search, scenario)
+    if searches_clocks(scenario):
+        result.clock, ran = clock_choice(
+            scenario,
+            best,
+            pool,
+            simulate_fn=simulate_fn,
+            makespan_floor=space.makespan_floor,
+            deadline=deadline,
+        )
+        search.simulations += ran
+    return result
 
 
 def space_note(space: PlanSpace) -> str:

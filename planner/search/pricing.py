@@ -51,6 +51,7 @@ from formulations.templates import (
 from planner.search.settings import candidate_settings, scenario_settings
 from planner.search.workload import WorkloadProfile, WorkloadStats
 from simulator.costmodel import build_replica_cost
+from simulator.costmodel.clock import clock_levels_mhz
 from simulator.costmodel.interface import BatchShape
 from simulator.scenario import Scenario, engine_setting
 
@@ -208,8 +209,8 @@ class _Pricer:
         self.longest_prompt = int(profile.input_tokens.max()) if profile.num_requests else 0
         self._costs: dict = {}
 
-    def cost(self, stages, settings: EngineSettings):
-        key = (stages, settings)
+    def cost(self, stages, settings: EngineSettings, clock: int | None = None):
+        key = (stages, settings, clock)
         hit = self._costs.get(key)
         if hit is None:
             sc = self.scenario
@@ -217,7 +218,7 @@ class _Pricer:
             dtype = sc.spec.dtype.model_copy(
                 update={"weights": settings.weights_dtype, "kv_cache": settings.kv_cache_dtype}
             )
-            group = Template(stages, settings).replica_group(1)
+            group = Template(stages, settings, sm_clock_mhz=clock).replica_group(1)
             hit = build_replica_cost(
                 sc.model, group, sc.gpus, sc.cluster, dtype, engine, calibration=sc.spec.calibration
             )
@@ -232,8 +233,10 @@ class _Pricer:
             return "prompt over the token budget without chunked prefill"
         return None
 
-    def price(self, stages, settings: EngineSettings, role: str, kinds) -> PricedTemplate:
-        cost = self.cost(stages, settings)
+    def price(
+        self, stages, settings: EngineSettings, role: str, kinds, clock: int | None = None
+    ) -> PricedTemplate:
+        cost = self.cost(stages, settings, clock)
         st = self.profile.stats
         step = step_time_fn(cost, settings.max_num_batched_tokens)
         seqs = _decode_cap(self.scenario, settings)
@@ -245,22 +248,26 @@ class _Pricer:
             est = self._estimate(role, step, cost, mean_in, mean_out, seqs, settings)
             if est.requests_per_s > 0:
                 caps[cid] = est.requests_per_s
+            # latency on an idle replica: the prompt's prefill, then decoding alone
             if role == "prefill":
-                energy[cid], latency[cid] = _prefill_energy(cost.stages, mean_in), est.ttft_s
+                energy[cid], latency[cid] = _prefill_energy(cost.stages, mean_in), est.prefill_time_s
                 continue
             batch = _operating_batch(step, est, demand / replicas, mean_in, mean_out)
             e = _energy(cost.stages, mean_in, mean_out, batch)
-            lat = _latency(est, mean_in, mean_out, 1, step)
-            if role == "decode":  # its part of the request: the decode (the prefill ran elsewhere)
+            lat = _decode_latency(mean_in, mean_out, 1, step)
+            if role == "decode":
                 e -= _prefill_energy(cost.stages, mean_in)
-                lat -= est.ttft_s if math.isfinite(est.ttft_s) else est.prefill_time_s
+            else:
+                lat += est.prefill_time_s
             energy[cid], latency[cid] = e, lat
-        growth = 0.0
-        if role != "prefill":  # how much the mean latency grows from batch 1 to a full batch
-            full = max(est_all.decode_batch, 1)
-            growth = _latency(est_all, st.mean_input, st.mean_output, full, step) - _latency(
-                est_all, st.mean_input, st.mean_output, 1, step
-            )
+        # latency growth from an idle replica to one at capacity: prompts queue up to the TTFT the capacity
+        # estimate allows, and decode batches grow to its batch (each step slower)
+        ttft_growth = max(_ttft(est_all) - est_all.prefill_time_s, 0.0)
+        full = max(est_all.decode_batch, 1)
+        decode_growth = _decode_latency(st.mean_input, st.mean_output, full, step) - _decode_latency(
+            st.mean_input, st.mean_output, 1, step
+        )
+        growth = {"prefill": ttft_growth, "decode": decode_growth}.get(role, ttft_growth + decode_growth)
         coeffs = TemplateCoefficients(
             capacity_rps=caps,
             energy_per_request_j=energy,
@@ -269,7 +276,9 @@ class _Pricer:
             latency_score=latency,
             latency_growth_s=max(growth, 0.0),
         )
-        return PricedTemplate(Template(stages, settings, role), coeffs, est_all, cost, kinds)
+        return PricedTemplate(
+            Template(stages, settings, role, sm_clock_mhz=clock), coeffs, est_all, cost, kinds
+        )
 
     def _estimate(self, role, step, cost, mean_in, mean_out, seqs, settings) -> CapacityEstimate:
         if role == "prefill":
@@ -293,7 +302,7 @@ def price_space(
     options: SpaceOptions,
     *,
     deadline: float | None = None,
-    partition_backend: str = "dp",
+    partition_backend: str = "highs",
 ) -> PricedSpace:
     """Enumerate the templates of the plan space, prune them by the rules of the module docstring and price
     the rest. Stops pricing at `deadline` (the templates not reached are counted as pruned by the time limit)."""
@@ -363,6 +372,8 @@ def price_space(
             out.extend(ps)
     baseline = [p.template for p in out if p.template.role == "colocated" and p.template.settings == own]
     out = _prune_layouts(out, census)
+    if searches_clocks(scenario):
+        out += [c for p in out for c in _clocked(pricer, p, scenario)]
     for p in out:
         census.count(census.priced, p.kinds)
         census.count(census.generated, p.kinds)
@@ -371,6 +382,26 @@ def price_space(
         "priced": len({p.template.settings for p in out}),
     }
     return PricedSpace(out, census, baseline)
+
+
+def searches_clocks(scenario: Scenario) -> bool:
+    """Whether the plan space has a clock dimension: the scenario asks for it (`sm_clock_mhz: auto`; it
+    multiplies the templates by the number of clocks, so it is not on by default; docs/design.md §5.2)."""
+    return scenario.spec.sm_clock_mhz == "auto"
+
+
+def _clocked(pricer: _Pricer, p: PricedTemplate, scenario: Scenario) -> list[PricedTemplate]:
+    """`p`'s template at each lower clock the planner tries (`costmodel.clock.clock_levels_mhz` of its GPU
+    type), priced on its own; none for a template whose stages mix GPU types (one MHz value would be a
+    different fraction of each type's boost clock)."""
+    t = p.template
+    types = list(t.gpus_by_type)
+    if len(types) != 1:
+        return []
+    levels = [mhz for mhz in clock_levels_mhz(scenario.gpus[types[0]]) if mhz is not None]
+    return [
+        pricer.price(t.stages, t.settings, t.role, (*p.kinds, "locked clock"), clock=mhz) for mhz in levels
+    ]
 
 
 def _product_size(choices) -> int:
@@ -611,7 +642,7 @@ def _prefill_energy(stages, mean_in: float) -> float:
 
 
 def _energy(stages, mean_in: float, mean_out: float, batch: int) -> float:
-    """Predicted energy a request adds above idle (J), decoding in batches of `batch`."""
+    """Predicted energy a request adds above idle (J): its prefill, then decoding in batches of `batch`."""
     pp = len(stages)
     e = _prefill_energy(stages, mean_in)
     micro = max(1, math.ceil(batch / pp))
@@ -624,7 +655,11 @@ def _energy(stages, mean_in: float, mean_out: float, batch: int) -> float:
     return e + mean_out * per_token
 
 
-def _latency(est: CapacityEstimate, mean_in: float, mean_out: float, batch: int, step) -> float:
-    """Predicted mean E2E latency of a request (s), decoding in batches of `batch`."""
-    ttft = est.ttft_s if math.isfinite(est.ttft_s) else est.prefill_time_s
-    return ttft + mean_out * step(0, batch, int(batch * (mean_in + mean_out / 2)))
+def _ttft(est: CapacityEstimate) -> float:
+    """The TTFT a replica at its capacity sees (the prefill time where the estimate has no queueing figure)."""
+    return est.ttft_s if math.isfinite(est.ttft_s) else est.prefill_time_s
+
+
+def _decode_latency(mean_in: float, mean_out: float, batch: int, step) -> float:
+    """Predicted time a request spends decoding (s), in batches of `batch`."""
+    return mean_out * step(0, batch, int(batch * (mean_in + mean_out / 2)))

@@ -69,6 +69,9 @@ class PlanSearchResult:
     scenario: Scenario = field(repr=False)
     placement: object | None = None  # planner.placement_step.PlanPlacement of the best plan, once placed
     placement_notes: list[str] = field(default_factory=list)
+    clock: object | None = (
+        None  # planner.search.clock_choice.ClockChoice when the space had a clock dimension
+    )
 
     def gains(self) -> dict[str, float]:
         """Relative gain of the best plan over each baseline (inf when the baseline misses the goals)."""
@@ -82,13 +85,16 @@ class PlanSearchResult:
         if self.placement is not None:
             best["placement"] = self.placement.to_json()
         o = obj.spec(self.objective)
-        return {
+        out = {
             "best": best,
             "candidates": [c.to_json() for c in self.candidates],
             "baselines": {name: c.to_json() for name, c in self.baselines.items()},
             "search": self.search.to_json(),
             "objective": {"name": o.name, "sense": o.sense, "unit": o.unit, "bound": o.bound},
         }
+        if self.clock is not None:
+            out["clock"] = self.clock.to_json()
+        return out
 
 
 def no_plan_error(scenario: Scenario, closest: Candidate | None, reason: str = "", solver_says: str = ""):

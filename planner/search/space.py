@@ -609,7 +609,7 @@ def _structure(group, settings: EngineSettings) -> str:
             f"{s.layers[0]}-{s.layers[1]}:{s.gpu}:{s.attention.model_dump_json()}:{s.ffn.model_dump_json()}"
             for s in group.stages
         )
-        + f"/{group.role}/{settings.key}"
+        + f"/{group.role}/{settings.key}/{group.sm_clock_mhz}"
     )
 
 

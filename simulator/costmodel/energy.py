@@ -5,18 +5,23 @@ Derivation: a GPU running GEMMs flat out does `peak * gemm_max` FLOP/s and draws
 `(TDP - P_idle) = e_flop * peak * gemm_max`, i.e. `e_flop = (TDP - P_idle) / (peak * gemm_max)` (J/FLOP at the
 GEMM's dtype); likewise a GPU streaming HBM at `bw * memory_max` draws TDP: `e_byte = (TDP - P_idle) /
 (bw * memory_max)`. Both saturated at once would exceed TDP, hence the cap (power capping does the same).
+At a locked SM clock both coefficients shrink by `clock.energy_scales` (the datasheet peak and the boost clock
+stay the reference, so the default clock's coefficients are unchanged).
 """
 
 from __future__ import annotations
 
+from simulator.costmodel.clock import energy_scales
 from simulator.hardware import GPU
 
 
 def energy_coefficients(gpu: GPU, dtype: str = "bf16") -> tuple[float, float]:
-    """(e_flop J/FLOP, e_byte J/byte) such that compute or memory saturation alone draws TDP."""
+    """(e_flop J/FLOP, e_byte J/byte) such that compute or memory saturation alone draws TDP at the boost
+    clock; scaled down at a locked clock (`clock.energy_scales`)."""
     dynamic = gpu.tdp_w - gpu.idle_w
-    e_flop = dynamic / (gpu.peak_flops(dtype) * gpu.efficiency.gemm_max)
-    e_byte = dynamic / (gpu.memory_bandwidth_bytes_per_s * gpu.efficiency.memory_max)
+    flop_scale, byte_scale = energy_scales(gpu)
+    e_flop = dynamic * flop_scale / (gpu.datasheet_flops(dtype) * gpu.efficiency.gemm_max)
+    e_byte = dynamic * byte_scale / (gpu.memory_bandwidth_bytes_per_s * gpu.efficiency.memory_max)
     return e_flop, e_byte
 
 
@@ -28,8 +33,8 @@ def gpu_energy(gpu: GPU, time_s: float, flops: float, nbytes: float, dtype: str 
 
 
 def mfu(gpu: GPU, flops: float, time_s: float, num_gpus: int, dtype: str = "bf16") -> float:
-    """Model FLOPs utilization: useful FLOPs / (time x GPUs x dense peak)."""
-    return flops / (time_s * num_gpus * gpu.peak_flops(dtype)) if time_s > 0 else 0.0
+    """Model FLOPs utilization: useful FLOPs / (time x GPUs x dense datasheet peak)."""
+    return flops / (time_s * num_gpus * gpu.datasheet_flops(dtype)) if time_s > 0 else 0.0
 
 
 def mbu(gpu: GPU, nbytes: float, time_s: float, num_gpus: int) -> float:

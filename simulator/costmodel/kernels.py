@@ -192,18 +192,23 @@ def gemm_kernel(
             quant = quantize_kernel(gpu, groups * m, k, act_bytes, narrow)
             in_bytes = narrow
     per_sm = _per_sm(gpu, c, compute_dtype)
+    # A locked clock keeps the split the boost clock would choose (cuBLAS's heuristic takes the shape and the
+    # architecture, not the current clock): choose at the boost rate, price the choice at this clock below.
+    locked = gpu.sm_clock_ghz is not None
+    rate = per_sm / gpu.compute_clock_scale if locked else per_sm
     tm, tn = _side(m, c.tile_m), _side(n, c.tile_n)
     tiles = groups * math.ceil(m / tm) * math.ceil(n / tn)
     sms, bw = c.sms, c.bw
     base_bytes = groups * (n * k * weight_bytes + m * k * in_bytes + m * n * act_bytes)
     partial = 2.0 * groups * m * n * PARTIAL_BYTES  # per slice: written by it, read back once
-    tile_flops = 2.0 * tm * tn / per_sm  # seconds per unit of K of one CTA
+    tile_flops = 2.0 * tm * tn / rate  # seconds per unit of K of one CTA
     # s = 1: output tiles only.
     t_compute = math.ceil(tiles / sms) * tile_flops * k
     t_memory = base_bytes / (bw * min(1.0, tiles / c.need))
     fixed = c.launch
     body = t_compute if t_compute >= t_memory else t_memory
     chosen = (fixed, body, t_compute >= t_memory, base_bytes)
+    split = 1
     best = fixed + body
     # Split-K: no split can run faster than perfect waves over the whole K at full bandwidth, and its memory
     # bound grows with s, so the loop stops as soon as that bound reaches the best time found.
@@ -222,6 +227,25 @@ def gemm_kernel(
             if split_fixed + body < best:
                 best = split_fixed + body
                 chosen = (split_fixed, body, t_compute >= t_memory, nbytes)
+                split = s
+    if locked:
+        chosen = _split_price(c, per_sm, split, tiles, tm, tn, k, base_bytes, partial)
     fixed, body, compute, nbytes = chosen
     gemm = KernelTime(fixed + body, 2.0 * groups * m * n * k, nbytes, _label(body, fixed, compute), fixed)
     return gemm + quant if quant is not None else gemm
+
+
+def _split_price(c: _Consts, per_sm, s, tiles, tm, tn, k, base_bytes, partial) -> tuple:
+    """(fixed, body, compute-bound, bytes) of the GEMM as `s` K slices (s = 1: output tiles only)."""
+    tile_flops = 2.0 * tm * tn / per_sm
+    if s == 1:
+        t_compute = math.ceil(tiles / c.sms) * tile_flops * k
+        t_memory = base_bytes / (c.bw * min(1.0, tiles / c.need))
+        body = t_compute if t_compute >= t_memory else t_memory
+        return c.launch, body, t_compute >= t_memory, base_bytes
+    nbytes = base_bytes + partial * s
+    ctas = tiles * s
+    t_compute = math.ceil(ctas / c.sms) * tile_flops * math.ceil(k / s)
+    t_memory = nbytes / (c.bw * min(1.0, ctas / c.need))
+    body = t_compute if t_compute >= t_memory else t_memory
+    return c.launch + c.split_s, body, t_compute >= t_memory, nbytes

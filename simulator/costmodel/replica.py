@@ -519,7 +519,11 @@ def build_replica_cost(
     stages = []
     n = len(group.stages)
     for i, stage in enumerate(group.stages):
-        gpu = apply_calibration(gpus[stage.gpu or default], calibration)
+        try:
+            clocked = gpus[stage.gpu or default].at_clock(group.sm_clock_mhz)
+        except ValueError as exc:
+            raise InputError(str(exc), field="sm_clock_mhz") from None
+        gpu = apply_calibration(clocked, calibration)
         stage_cost = build_stage_cost(
             model, stage, gpu, cluster, dtypes, engine, first=i == 0, last=i == n - 1, host_overhead=figures
         )

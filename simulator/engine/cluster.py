@@ -52,6 +52,7 @@ class ServingSystem:
         router: str,
         rng: np.random.Generator,
         closed=None,
+        trace=None,
     ):
         self.table = table
         self.closed = closed  # simulator.workload.ClosedLoop, or None for arrivals at the table's times
@@ -84,6 +85,10 @@ class ServingSystem:
         single = len(self.entry) == 1 and self.entry[0].pp == 1
         self._owner = self.entry[0] if single and closed is None else None
         self.progress: Callable[[int, int], None] | None = None
+        # a trace.TraceRecorder (apex simulate --trace-out), else None: then no trace work at all
+        self.trace = trace
+        for r in self.replicas:
+            r.trace = trace
 
     # ------------------------------------------------------------------------------------------- running
     def run(self, *, until_s: float = math.inf, max_requests: int | None = None) -> None:
@@ -219,6 +224,8 @@ class ServingSystem:
         tests hold them to it), written out on the cohort's aggregates: the new KV blocks of the members whose
         blocks are full, one fused price, the stage's accounts, one run-length encoded gap, and the members
         whose last token this was."""
+        if self.trace is not None:
+            return now_s  # a trace sees every iteration: through schedule(), same decisions and times
         scheduler = replica.scheduler
         cohort = scheduler.steady_cohort()
         if cohort is None:
@@ -337,6 +344,8 @@ class ServingSystem:
     def _on_kv_arrival(self, now_s: float, payload) -> None:
         decode, req = payload
         self.outstanding[decode.index] -= 1
+        if self.trace is not None:
+            self.trace.kv_landed(req, now_s)
         self._enqueue(decode, req, now_s)
 
     # ---------------------------------------------------------------------------------------------- checks

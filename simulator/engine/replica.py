@@ -28,6 +28,7 @@ class Replica:
         self.energy_j = 0.0
         self.flops = 0.0
         self.num_iterations = 0
+        self.trace = None  # a trace.TraceRecorder, only while `apex simulate --trace-out` records
 
     def start_batches(self, now_s: float) -> tuple[list[tuple[float, Batch]], float | None]:
         """Schedule micro-batches while the pipeline has room and stage 0 is free. Returns the (done time,
@@ -45,9 +46,16 @@ class Replica:
     def start(self, batch: Batch, now_s: float) -> float:
         """Send a scheduled micro-batch into the pipeline at now_s (stage 0 is free); returns when it leaves."""
         self.num_in_flight += 1
-        return self._run_stages(batch, now_s)
+        if self.trace is None:
+            return self._run_stages(batch, now_s)
+        spans: list[tuple[float, float]] = []
+        done_s = self._run_stages(batch, now_s, spans)
+        self.trace.iteration(self, batch, now_s, spans)
+        return done_s
 
-    def _run_stages(self, batch: Batch, now_s: float) -> float:
+    def _run_stages(self, batch: Batch, now_s: float, spans: list | None = None) -> float:
+        """Price the batch on each stage in turn; returns when it leaves the last one. `spans` (tracing only)
+        receives each stage's (start, end)."""
         shape = batch.shape
         free, busy = self.stage_free_s, self.stage_busy_s
         t = now_s
@@ -61,6 +69,8 @@ class Replica:
             t = start + time_s
             free[i] = t
             busy[i] += time_s
+            if spans is not None:
+                spans.append((start, t))
             self.energy_j += energy_j
             self.flops += flops
             if i < last:
@@ -82,4 +92,7 @@ class Replica:
     def finish_batch(self, batch: Batch, now_s: float) -> list[int]:
         """The micro-batch left the last stage: update request state; returns the requests done here."""
         self.num_in_flight -= 1
-        return self.scheduler.update_from_output(batch, now_s)
+        done = self.scheduler.update_from_output(batch, now_s)
+        if self.trace is not None:
+            self.trace.finished(self, now_s)
+        return done

@@ -16,6 +16,7 @@ from simulator.engine.cluster import ReplicaSpec, ServingSystem
 from simulator.engine.metrics import RunTotals, SimulationResult, compute_metrics, makespan_s
 from simulator.engine.request import RequestTable
 from simulator.engine.schedulers import SchedulerConfig
+from simulator.engine.trace import TraceRecorder
 from simulator.scenario import Engine, engine_setting
 
 
@@ -45,6 +46,7 @@ def simulate_requests(
     progress: Callable[[int, int], None] | None = None,
     max_model_len: int | None = None,
     frontend_s: float = 0.0,
+    trace: TraceRecorder | None = None,
 ) -> tuple[SimulationResult, ServingSystem]:
     """Simulate `requests` (a workload.Requests) on the replicas; returns the result and the final system
     state (for invariant checks). The router's RNG stream is spawned from `seed`, apart from the workload's.
@@ -53,7 +55,12 @@ def simulate_requests(
     same delay for every request is a translation in time of the engine's whole run, so it is added to the
     first-token and finish times the client observes instead of shifting the arrivals (TTFT and E2E grow,
     ITL not). Under a closed loop the client's next send waits on the engine's finish, not the observed one:
-    the frontend delay is then not added to the think time (a stated approximation)."""
+    the frontend delay is then not added to the think time (a stated approximation).
+
+    `trace` records the run's timeline (at the engine, without the frontend delay); `trace.timeline` holds it
+    after the run."""
+    if trace is not None and trace.has_run:
+        raise ValueError("this TraceRecorder already holds a run: use a new one for each run")
     closed = requests.closed
     # a closed loop writes arrival times as it sends requests: into a copy, never into the caller's Requests
     arrival = requests.arrival_s.copy() if closed is not None else requests.arrival_s
@@ -67,10 +74,13 @@ def simulate_requests(
         router=engine.router,
         rng=np.random.default_rng(router_ss),
         closed=closed,
+        trace=trace,
     )
     system.progress = progress
     system.run(until_s=until_s, max_requests=max_requests)
     records = table.records()
+    if trace is not None:
+        trace.finish(system, records)
     if frontend_s:
         records = replace(
             records, first_token_s=records.first_token_s + frontend_s, finish_s=records.finish_s + frontend_s

@@ -34,14 +34,17 @@ STAGES = {
     "llama70b-tp4-pp2": ("llama-3.1-70b", "h100-sxm", "tp=4,pp=2", {}),
     "mixtral-ep8-dp": ("mixtral-8x7b", "h100-sxm", "tp=2,ep=8", {}),
     "deepseek-mla-fp8": ("deepseek-v3", "h200-sxm", "tp=8,pp=4", {"weights": "fp8", "kv_cache": "fp8"}),
+    # the planner's clock dimension: the same properties at a locked SM clock (costmodel/clock.py)
+    "llama8b-tp1-1080mhz": ("llama-3.1-8b", "h200-sxm", "tp=1", {}, 1080),
 }
 
 
 @functools.cache
 def stages_of(name: str):
-    model, gpu, plan, dtype = STAGES[name]
+    model, gpu, plan, dtype, *clock = STAGES[name]
     sc = load_scenario(
         {
+            "sm_clock_mhz": clock[0] if clock else None,
             "model": model,
             "cluster": {"gpu": gpu, "nodes": 4, "gpus_per_node": 8},
             "dtype": dtype,

@@ -85,6 +85,15 @@ CASES = [
         ("workload.input_tokens", {"dist": "uniform", "low": 10, "high": 5}),
         "input_tokens",
     ),
+    ("clock-below-range", ("sm_clock_mhz", 500), "sm_clock_mhz"),
+    ("clock-above-boost", ("sm_clock_mhz", 2100), "sm_clock_mhz"),
+    ("clock-not-an-int", ("sm_clock_mhz", "fast"), "sm_clock_mhz"),
+    ("clock-for-absent-gpu", ("sm_clock_mhz", {"a100-sxm-80gb": 1200}), "sm_clock_mhz.a100-sxm-80gb"),
+    (
+        "group-clock-out-of-range",
+        ("plan", {"replicas": [{"sm_clock_mhz": 3000, "stages": [{"layers": [0, 80], "tp": 8}]}]}),
+        "plan.replicas[0].sm_clock_mhz",
+    ),
     (
         "burst-needs-no-rate-but-poisson-does",
         ("workload.arrival", {"process": "poisson"}),
