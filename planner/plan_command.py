@@ -22,7 +22,7 @@ from planner.emit_command import print_emit_summary
 from planner.errors import InputError
 from planner.outputs import check_report_dir
 from planner.progress import DelayedProgress
-from planner.render import console, json_line
+from planner.render import console, json_line, prefix_cache_cell
 
 OBJECTIVES = tuple(obj.SENSE)  # the objective table's names (not simulator.scenario's Literal: start-up time)
 
@@ -181,6 +181,11 @@ def plan_tables(result, max_rows: int = 8) -> list[Table]:
             "yes"
             if c.feasible
             else escape("no: " + "; ".join(v.describe() for v in c.violations) + (c.error or "")),
+        )
+    best_cache = (result.best.metrics or {}).get("prefix_cache")
+    if best_cache and best_cache["enabled"]:
+        t.caption = "prefix cache of the best plan (hit rate; saved prefill tokens; evicted blocks): " + (
+            prefix_cache_cell(result.best.metrics)
         )
     tables = [t]
     if result.baselines:

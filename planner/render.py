@@ -234,6 +234,7 @@ def _summary_rows() -> list[tuple[str, object]]:
         one("cost.usd_per_million_output_tokens", ",.2f"),
         one("memory.weights_gib_per_gpu", ".1f"),
         one("memory.kv_cache_tokens", ",.0f"),
+        ("prefix cache: hit rate; saved prefill tokens; evicted blocks", lambda r: prefix_cache_cell(r)),
         ("steady window (s; requests)", lambda r: _window(r["steady"]["window"])),
         one("steady.throughput.output_tokens_per_s", ",.0f"),
         (
@@ -249,6 +250,15 @@ def _summary_rows() -> list[tuple[str, object]]:
         one("steady.slo.goodput_rps", ".2f"),
         ("steady SLOs met, keeps up", lambda r: _verdict(r["steady"])),
     ]
+
+
+def prefix_cache_cell(r: dict) -> str:
+    """The prefix-cache figures of a simulation JSON in one cell ("off" when the engine did not cache)."""
+    cache = r.get("prefix_cache")
+    if not cache or not cache["enabled"]:
+        return "off"
+    rate = "-" if cache["hit_rate"] is None else f"{cache['hit_rate']:.1%}"
+    return f"{rate}; {cache['saved_prefill_tokens']:,}; {cache['evicted_blocks']:,}"
 
 
 def _window(w: dict) -> str:

@@ -53,6 +53,7 @@ CSV_COLUMNS = [
     ("joules_per_output_token", _path("energy.joules_per_output_token")),
     ("usd_per_hour", _path("cost.usd_per_hour")),
     ("usd_per_million_output_tokens", _path("cost.usd_per_million_output_tokens")),
+    ("prefix_cache_hit_rate", _path("prefix_cache.hit_rate")),
 ]
 
 

@@ -88,6 +88,18 @@ METRICS: tuple[Metric, ...] = (
     Metric("mfu", "MFU", "", "higher"),
     Metric("makespan_s", "makespan", "s", None, True),
     *STEADY,
+    Metric("prefix_cache.enabled", "prefix caching on", "", None),
+    Metric("prefix_cache.lookups", "prefix-cache lookups", "", None),
+    Metric("prefix_cache.queried_tokens", "tokens looked up in the prefix cache", "tokens", None),
+    Metric(
+        "prefix_cache.saved_prefill_tokens",
+        "prefill tokens served from the prefix cache",
+        "tokens",
+        "higher",
+        True,
+    ),
+    Metric("prefix_cache.hit_rate", "prefix-cache hit rate", "", "higher", True),
+    Metric("prefix_cache.evicted_blocks", "prefix-cache blocks evicted", "", None, True),
 )
 BY_PATH: dict[str, Metric] = {m.path: m for m in METRICS}
 STUDY_METRICS: tuple[str, ...] = tuple(m.path for m in METRICS if m.study)

@@ -141,6 +141,30 @@ class RequestCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixCacheSummary:
+    """Prefix caching over the run (engine/prefix_cache.py): each admission of a request with nothing computed
+    queries its tokens; hits are the leading cached tokens it reused (prefill tokens not computed); evictions
+    are cached blocks dropped to make room. `enabled` false: all zero and no hit rate."""
+
+    enabled: bool
+    lookups: int
+    queried_tokens: int
+    saved_prefill_tokens: int
+    hit_rate: float | None
+    evicted_blocks: int
+
+    def to_json(self) -> dict:
+        return {
+            "enabled": self.enabled,
+            "lookups": self.lookups,
+            "queried_tokens": self.queried_tokens,
+            "saved_prefill_tokens": self.saved_prefill_tokens,
+            "hit_rate": self.hit_rate,
+            "evicted_blocks": self.evicted_blocks,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class SteadyWindow:
     """The steady-state window of a run (simulator.engine.steady): [start_s, end_s], the requests that arrived
     in it, the median number in the system (L) and the arrival rate inside it; None bounds: no window."""
@@ -214,6 +238,7 @@ class SimulationSummary:
     mfu: float
     makespan_s: float
     steady: SteadyState | None = None
+    prefix_cache: PrefixCacheSummary | None = None
 
     def to_json(self) -> dict:
         """docs/design.md §6's simulation JSON (undefined statistics are None)."""
@@ -232,4 +257,5 @@ class SimulationSummary:
             "mfu": self.mfu,
             "makespan_s": self.makespan_s,
             **({"steady": self.steady.to_json()} if self.steady is not None else {}),
+            **({"prefix_cache": self.prefix_cache.to_json()} if self.prefix_cache is not None else {}),
         }

@@ -100,6 +100,73 @@ class DTypes(_Strict):
 EngineKind = Literal["vllm-v0", "vllm-v1", "sglang", "trtllm", "orca", "static"]
 
 
+# Default per-position acceptance of a draft token (given the ones before it were accepted), per method:
+# * draft — a small model of the same family: Leviathan et al., "Fast Inference from Transformers via Speculative
+#   Decoding" (ICML 2023), Table 3: α = 0.62–0.82 for T5-small/base/large drafting for T5-XXL; 0.7, mid-range.
+# * eagle — Li et al., "EAGLE: Speculative Sampling Requires Rethinking Feature Uncertainty" (ICML 2024): draft
+#   acceptance ≈ 0.8 on MT-bench (its feature-level head, vs ≈ 0.6 for Medusa / Lookahead).
+# * mtp — DeepSeek-V3 Technical Report (arXiv 2412.19437) §5.4.3: one MTP module, the second token is accepted
+#   85–90% of the time across topics; 0.85, the low end.
+SPECULATIVE_ACCEPTANCE = {"draft": 0.7, "eagle": 0.8, "mtp": 0.85}
+
+
+class Speculative(_Strict):
+    """Speculative decoding (engine/speculative.py): each decode step drafts `num_tokens` tokens, the target
+    verifies them in one pass, and the request advances by the accepted ones plus one."""
+
+    method: Literal["draft", "eagle", "mtp"] = Field(
+        description="draft: a separate small model; eagle: an EAGLE head on the target's features; mtp: the "
+        "model's multi-token-prediction module (DeepSeek-V3)"
+    )
+    num_tokens: int = Field(
+        gt=0, le=16, description="draft tokens verified per step (vLLM num_speculative_tokens)"
+    )
+    acceptance: Annotated[float, Field(ge=0, le=1)] | list[Annotated[float, Field(ge=0, le=1)]] | None = (
+        Field(
+            None,
+            description="per position, the probability a draft token is accepted when the ones before it were (one "
+            "number: every position); default per method from public figures (SPECULATIVE_ACCEPTANCE)",
+        )
+    )
+    draft_cost: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="one draft step's price as a fraction of the target's decode step at the same batch; "
+        "default for eagle / mtp one layer's share of the target (1 / layers), required for draft",
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if isinstance(self.acceptance, list) and len(self.acceptance) != self.num_tokens:
+            raise ValueError(
+                f"acceptance lists {len(self.acceptance)} positions; expected num_tokens = {self.num_tokens} "
+                "(or one number for every position)"
+            )
+        if self.method == "draft" and self.draft_cost is None:
+            raise ValueError(
+                "method draft needs draft_cost: the draft model's decode step as a fraction of the target's "
+                "(about its share of the target's parameters for a memory-bound decode, e.g. 0.15 for a 1B "
+                "draft of an 8B model)"
+            )
+        return self
+
+    def acceptance_rates(self) -> list[float]:
+        """Per position, the acceptance probability (the method's default where not given)."""
+        if isinstance(self.acceptance, list):
+            return list(self.acceptance)
+        a = SPECULATIVE_ACCEPTANCE[self.method] if self.acceptance is None else self.acceptance
+        return [a] * self.num_tokens
+
+    def expected_tokens(self) -> float:
+        """Tokens a step advances a request on average: 1 + Σ_i Π_{j≤i} a_j."""
+        total, survive = 1.0, 1.0
+        for a in self.acceptance_rates():
+            survive *= a
+            total += survive
+        return total
+
+
 class Engine(_Strict):
     """Serving-engine behaviour. Knobs keep the engines' own names; None means the engine's default."""
 
@@ -125,41 +192,81 @@ class Engine(_Strict):
     )
     cuda_graphs: bool = True
     router: Literal["round-robin", "least-outstanding", "power-of-two"] = "least-outstanding"
+    prefix_caching: bool | None = Field(
+        None,
+        description="keep full KV blocks by content and reuse them for requests that start with the same tokens "
+        "(vLLM --enable-prefix-caching, SGLang's radix cache, TensorRT-LLM enable_block_reuse); None: the "
+        "engine's own default",
+    )
+
+    speculative: Speculative | None = Field(
+        None, description="speculative decoding: {method: draft|eagle|mtp, num_tokens: k, acceptance: ...}"
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.speculative is not None and self.kind in ("orca", "static"):
+            raise ValueError(
+                f"speculative: {self.kind} is not modelled with speculative decoding; use vllm-v1, vllm-v0, "
+                "sglang or trtllm"
+            )
+        if self.prefix_caching and self.kind in NO_PREFIX_CACHE:
+            raise ValueError(
+                f"prefix_caching: {self.kind} has no paged KV cache to share blocks from; use vllm-v1, "
+                "vllm-v0, sglang or trtllm, or leave it off"
+            )
+        return self
+
+
+# Engines without paged, shareable KV blocks (Orca reserves one contiguous region per request; static batching
+# holds its batch's cache until the batch ends).
+NO_PREFIX_CACHE = frozenset({"orca", "static"})
 
 
 # Defaults of each engine (from their docs / argument defaults; see simulator/engine for the sources).
+# prefix_caching: vLLM V1 enables it by default (EngineArgs leaves enable_prefix_caching None and
+# `_set_default_args` turns it on for V1; design doc "Automatic Prefix Caching"), vLLM V0 did not
+# (`enable_prefix_caching: bool = False`); SGLang runs its radix cache unless --disable-radix-cache
+# (server_args.py, disable_radix_cache = False); TensorRT-LLM's KvCacheConfig.enable_block_reuse defaults to True
+# (tensorrt_llm/llmapi/llm_args.py).
 ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
     "vllm-v0": {
+        "prefix_caching": False,
         "max_num_seqs": 256,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": False,
         "gpu_memory_fraction": 0.9,
     },
     "vllm-v1": {
+        "prefix_caching": True,
         "max_num_seqs": 256,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": True,
         "gpu_memory_fraction": 0.9,
     },
     "sglang": {
+        "prefix_caching": True,
         "max_num_seqs": 1024,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": True,
         "gpu_memory_fraction": 0.88,
     },
     "trtllm": {
+        "prefix_caching": True,
         "max_num_seqs": 2048,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": False,
         "gpu_memory_fraction": 0.9,
     },
     "orca": {
+        "prefix_caching": False,
         "max_num_seqs": 256,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": False,
         "gpu_memory_fraction": 0.9,
     },
     "static": {
+        "prefix_caching": False,
         "max_num_seqs": 256,
         "max_num_batched_tokens": 8192,
         "enable_chunked_prefill": False,
@@ -256,6 +363,38 @@ class Arrival(_Strict):
         return self
 
 
+class PrefixSpec(_Strict):
+    """Shared prompt prefixes and multi-turn conversations: the content prefix caching reuses (docs/design.md §3.2).
+
+    Each conversation's first prompt starts, with probability `share`, with one of `groups` shared prefixes
+    (picked uniformly; each prefix's length drawn once from `tokens`); `input_tokens` is then the new user text
+    of each turn and `output_tokens` its answer. Turn k+1's prompt is turn k's prompt and answer followed by new
+    user text, so the context grows. With `turns`, the arrival process draws the conversations' first turns at
+    rate / (mean turns per conversation), so requests still arrive at `rate` on average, and each later turn
+    arrives an exponential time of mean `turn_gap_s` after the previous turn arrived (open loop, like a trace:
+    a turn that arrives before its previous answer is cached misses the part not yet cached)."""
+
+    groups: int = Field(
+        1, gt=0, le=1_000_000, description="distinct shared prefixes (system prompts, few-shot examples)"
+    )
+    share: float = Field(
+        1.0, ge=0, le=1, description="share of conversations whose first prompt starts with a shared prefix"
+    )
+    tokens: LengthDist | None = Field(None, description="length of each shared prefix (one draw per prefix)")
+    turns: LengthDist | None = Field(None, description="turns per conversation (default: one)")
+    turn_gap_s: float = Field(
+        0.0, ge=0, le=MAX_SECONDS, description="mean time from one turn's arrival to the next one's"
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.share > 0 and self.tokens is None:
+            raise ValueError("a shared prefix needs its length: give 'tokens' (or share: 0)")
+        if self.turns is not None and self.turn_gap_s <= 0:
+            raise ValueError("multi-turn conversations need turn_gap_s > 0 (the time between turns)")
+        return self
+
+
 class WorkloadSpec(_Strict):
     """Requests: from a generator (lengths + arrivals), a preset, or a trace file."""
 
@@ -266,12 +405,28 @@ class WorkloadSpec(_Strict):
     input_tokens: LengthDist | None = None
     output_tokens: LengthDist | None = None
     preset: str | None = Field(None, description="workload preset name (configs/workloads)")
-    trace: str | None = Field(None, description="trace file: APEX JSONL, our JSONL, or Azure CSV")
-    trace_format: Literal["auto", "apex", "jsonl", "azure"] = "auto"
+    trace: str | None = Field(
+        None, description="trace file: APEX JSONL, our JSONL, Mooncake JSONL, or Azure CSV"
+    )
+    trace_format: Literal["auto", "apex", "jsonl", "mooncake", "azure"] = "auto"
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the workload's and the router's RNG streams")
+    prefix: PrefixSpec | None = Field(
+        None, description="shared prefixes and multi-turn conversations (generated workloads)"
+    )
 
     @model_validator(mode="after")
     def _check(self):
+        if self.prefix is not None and self.trace is not None:
+            raise ValueError(
+                "'prefix' describes generated requests; a trace says what its requests share itself "
+                "(session_id / prefix_id fields, or Mooncake hash_ids)"
+            )
+        closed = self.arrival is not None and self.arrival.process == "closed"
+        if self.prefix is not None and self.prefix.turns is not None and closed:
+            raise ValueError(
+                "multi-turn conversations (prefix.turns) arrive open-loop; a closed loop would send "
+                "turns before their previous answers"
+            )
         if self.trace is None and self.preset is None:
             missing = [k for k in ("input_tokens", "output_tokens") if getattr(self, k) is None]
             if missing:

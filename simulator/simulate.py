@@ -97,6 +97,7 @@ def simulate_workload(
         progress=progress,
         max_model_len=scenario.model.max_context,
         frontend_s=host_overhead(spec.engine.kind, calibration).frontend_s,
+        draft_cost=1.0 / scenario.model.num_layers,  # an EAGLE head / MTP module: one of the model's layers
         trace=trace,
     )
     return result

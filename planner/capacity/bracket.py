@@ -11,6 +11,11 @@
   decode step at its prompt's context) and E2E any schedule can give it (`TemplateBound.prefill_floor`,
   `decode_floor`; the lowest over the plan's replica groups). When a stated statistic of those floors over the
   workload is already over its SLO, no arrival rate can meet it.
+* Prefix caching and speculative decoding. When the engine caches prefixes and the workload says its requests
+  share content (`workload.prefix`, or a trace), a cache may serve all but the last prompt token, so the bounds
+  count one prefill token per request; with `engine.speculative` a decode step may advance a request by several
+  tokens in a prefill-like pass, so the decode work and the decode-step floor count 0. Both keep the bracket a
+  bound (a looser one) under features the decode- and prefill-step bounds do not model.
 * Prediction. The analytic first pass the planner prices templates with
   (`formulations.templates.analytic_capacity`: the largest decode batch meeting TPOT and KV, the prefill share,
   an M/M/1 TTFT check), summed over colocated replicas. It only places the first simulation.
@@ -59,13 +64,19 @@ def bracket(
     inp = np.asarray(input_tokens, dtype=float)
     out = np.asarray(output_tokens, dtype=float)
     decode = out - 1
+    engine = scenario.spec.engine
+    workload = scenario.spec.workload
+    shared = engine_setting(engine, "prefix_caching") and (
+        workload.prefix is not None or workload.trace is not None
+    )
+    work_in = np.ones_like(inp) if shared else inp  # the prefill tokens no cache can serve, at least
+    speculative = engine.speculative is not None
     prefill_mean = float(inp.mean())
-    decode_mean = float(decode.mean())
-    context_mean = float((decode * inp + decode * (decode - 1) / 2).mean())
-    mixes = [(float(inp.sum()), float(decode.sum()))]
+    decode_mean = 0.0 if speculative else float(decode.mean())
+    context_mean = 0.0 if speculative else float((decode * inp + decode * (decode - 1) / 2).mean())
+    mixes = [(float(work_in.sum()), 0.0 if speculative else float(decode.sum()))]
     shortest = int(inp.min())
     longest = int((inp + out).max())
-    engine = scenario.spec.engine
     colocated = prefill = decoding = 0.0
     predicted: float | None = 0.0
     slo = scenario.spec.goals.slo
@@ -76,13 +87,13 @@ def bracket(
         tb = bound_template(
             cost.stages, limits, mixes, None, energy=False, precision=COARSE, max_context=longest
         )
-        ttft_floor = tb.prefill_floor(inp.astype(np.int64))
-        step_floor = tb.decode_floor(inp.astype(np.int64))
+        ttft_floor = tb.prefill_floor(work_in.astype(np.int64))
+        step_floor = np.zeros(len(inp)) if speculative else tb.decode_floor(inp.astype(np.int64))
         floors["ttft_s"] = np.minimum(floors["ttft_s"], ttft_floor)
         floors["tpot_s"] = np.minimum(floors["tpot_s"], step_floor)
         floors["e2e_s"] = np.minimum(floors["e2e_s"], ttft_floor + decode * step_floor)
         rates = tb.time[0]
-        per_prefill = rates.alpha * prefill_mean
+        per_prefill = rates.alpha * float(work_in.mean())
         per_decode = rates.beta * decode_mean + tb.gamma * context_mean
         if spec.role == "prefill":
             prefill += spec.count / per_prefill if per_prefill > 0 else math.inf

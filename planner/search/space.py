@@ -192,8 +192,14 @@ class PlanSpace:
         own = {}
         for tid, tb in self.bounds.items():
             role = self.role.get(tid, "colocated")
-            pre = tb.prefill_floor(prof.input_tokens) if role != "decode" else None
-            dec = tb.decode_floor(prof.input_tokens) if role != "prefill" else None
+            pre = tb.prefill_floor(prof.prefill_tokens) if role != "decode" else None
+            dec = None
+            if role != "prefill":
+                dec = (
+                    tb.decode_floor(prof.input_tokens)
+                    if not prof.speculative
+                    else np.zeros(prof.num_requests)
+                )
             own[tid] = (pre, dec)
         n = prof.num_requests
 
@@ -243,7 +249,7 @@ class PlanSpace:
         dec_dl = a + np.minimum(dl.ttft_s + dl.tpot_s * prof.decode, dl.e2e_s)
         alpha, beta, gamma = self._reference_rates()
         pre_u = alpha * prof.prefill
-        dec_u = beta * prof.decode + gamma * prof.context
+        dec_u = beta * prof.decode_work + gamma * prof.context_work
         finite = dec_dl[np.isfinite(dec_dl)]
         candidates = {float(np.max(pre_dl))}
         if len(finite):
@@ -283,11 +289,15 @@ class PlanSpace:
             r = tb.time[k]
             work[m] = (
                 does_prefill * r.alpha * prof.prefill[m] * w.prefill_counted[m]
-                + does_decode * (r.beta * prof.decode[m] + tb.gamma * prof.context[m]) * w.decode_counted[m]
+                + does_decode
+                * (r.beta * prof.decode_work[m] + tb.gamma * prof.context_work[m])
+                * w.decode_counted[m]
             )
             if tb.energy is not None:
                 e = tb.energy[k]
-                energy[m] = does_prefill * e.alpha * prof.prefill[m] + does_decode * e.beta * prof.decode[m]
+                energy[m] = (
+                    does_prefill * e.alpha * prof.prefill[m] + does_decode * e.beta * prof.decode_work[m]
+                )
         return RequestBounds(work, energy, ok, lat)
 
     # ---- the bound master ----------------------------------------------------------------------------------
@@ -428,7 +438,7 @@ class PlanSpace:
     def _full_size(self) -> np.ndarray:
         alpha, beta, gamma = self._reference_rates()
         prof = self.profile
-        return alpha * prof.prefill + beta * prof.decode + gamma * prof.context
+        return alpha * prof.prefill + beta * prof.decode_work + gamma * prof.context_work
 
     def _full_work(self, tid: str) -> np.ndarray:
         """Per request the proven busy time of the whole request on the template (its role's part of it)."""
@@ -440,7 +450,7 @@ class PlanSpace:
             m = prof.members(k)
             r = tb.time[k]
             out[m] = does_prefill * r.alpha * prof.prefill[m] + does_decode * (
-                r.beta * prof.decode[m] + tb.gamma * prof.context[m]
+                r.beta * prof.decode_work[m] + tb.gamma * prof.context_work[m]
             )
         return out
 

@@ -2,9 +2,15 @@
 and the deadlines the goals put on them (docs/design.md §5.2–§5.3).
 
 * `workload_stats(scenario)` — means and rates (the analytic predictor's inputs).
-* `WorkloadProfile` — per request: arrival, prefill tokens P = input, decode tokens D = output − 1 and decode
-  context X = D·input + D(D−1)/2 (the KV entries its decode steps read: a property of the request, whatever
-  the schedule); the classes (requests grouped by how prompt-heavy they are — e.g. chat vs summarisation —
+* `WorkloadProfile` — per request: arrival, prefill tokens P = input − cacheable, decode tokens D = output − 1 and
+  decode context X = D·input + D(D−1)/2 (the KV entries its decode steps read: a property of the request,
+  whatever the schedule). `cacheable` is 0 unless the engine caches prefixes; then it is the most any prefix
+  cache can serve the request's first prefill — its prompt tokens shared with earlier content
+  (`SharedPrefixes.shared_tokens`) in whole KV blocks, at most input − 1 — so P stays a lower bound on the
+  prefill work whatever is evicted. With speculative decoding (`engine.speculative`) a decode step verifies
+  drafts in a prefill-like pass and advances a request by a random number of tokens, which the decode-step
+  bounds do not model: the decode work (`decode_work`, `context_work`) and the decode-step floor are then 0,
+  weaker bounds that stay valid (what is left bounds the prefill work, which speculation does not change); the classes (requests grouped by how prompt-heavy they are — e.g. chat vs summarisation —
   so that a class's requests cost every template alike); and the `Deadlines`.
 * `Deadlines` — what a plan that meets the goals must do for most requests: with a percentile target q on
   TTFT, TPOT or E2E over n requests, at least ⌊(n−1)·q/100⌋ + 1 of them are at or under the limit (NumPy's
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, engine_setting
 
 NUM_CLASSES = 3  # prompt-heavy, balanced, generation-heavy (fewer when the workload has less variety)
 
@@ -104,6 +110,8 @@ class WorkloadProfile:
     class_ids: tuple[str, ...]
     deadlines: Deadlines
     stats: WorkloadStats
+    cacheable_tokens: np.ndarray | None = None  # per request (module docstring); None: nothing cacheable
+    speculative: bool = False  # the engine decodes speculatively: no decode-step bounds (module docstring)
 
     @staticmethod
     def of(scenario: Scenario) -> WorkloadProfile:
@@ -135,19 +143,46 @@ class WorkloadProfile:
         )
         class_of, ids = _classes(inp, out)
         dl = deadlines_of(scenario.spec.goals, n, int((out > 1).sum()))
-        return WorkloadProfile(a, inp, out, class_of, ids, dl, stats)
+        return WorkloadProfile(
+            a,
+            inp,
+            out,
+            class_of,
+            ids,
+            dl,
+            stats,
+            _cacheable(reqs, scenario.spec.engine),
+            scenario.spec.engine.speculative is not None,
+        )
 
     @property
     def num_requests(self) -> int:
         return len(self.arrival_s)
 
     @property
+    def prefill_tokens(self) -> np.ndarray:
+        """Prompt tokens each request's prefill computes at least (int64)."""
+        if self.cacheable_tokens is None:
+            return self.input_tokens
+        return self.input_tokens - self.cacheable_tokens
+
+    @property
     def prefill(self) -> np.ndarray:
-        return self.input_tokens.astype(float)
+        return self.prefill_tokens.astype(float)
 
     @property
     def decode(self) -> np.ndarray:
         return (self.output_tokens - 1).astype(float)
+
+    @property
+    def decode_work(self) -> np.ndarray:
+        """Decode tokens the work bounds count (0 under speculative decoding, module docstring)."""
+        return np.zeros(self.num_requests) if self.speculative else self.decode
+
+    @property
+    def context_work(self) -> np.ndarray:
+        """Decode context the work bounds count (0 under speculative decoding)."""
+        return np.zeros(self.num_requests) if self.speculative else self.context
 
     @property
     def context(self) -> np.ndarray:
@@ -163,11 +198,20 @@ class WorkloadProfile:
 
     def mixes(self) -> list[tuple[float, float]]:
         """(prefill tokens, decode tokens) of each class."""
-        p, d = self.prefill, self.decode
+        p, d = self.prefill, self.decode_work
         return [
             (float(p[self.members(k)].sum()), float(d[self.members(k)].sum()))
             for k in range(len(self.class_ids))
         ]
+
+
+def _cacheable(reqs, engine) -> np.ndarray | None:
+    """The prompt tokens a prefix cache could serve each request at most (module docstring), or None."""
+    if reqs.prefixes is None or not engine_setting(engine, "prefix_caching"):
+        return None
+    block = max(engine.block_size, 1)
+    shared = np.minimum(reqs.prefixes.shared_tokens(), reqs.input_tokens - 1)
+    return np.maximum(shared, 0) // block * block
 
 
 def _classes(inp: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -26,6 +26,7 @@ from simulator.engine.loop import (
     PRIORITY_WAKE,
     EventLoop,
 )
+from simulator.engine.prefix_cache import ContentIndex, PrefixCacheStats, PrefixKVCache
 from simulator.engine.replica import Replica
 from simulator.engine.request import RequestStatus, RequestTable
 from simulator.engine.router import Router
@@ -52,14 +53,20 @@ class ServingSystem:
         router: str,
         rng: np.random.Generator,
         closed=None,
+        prefixes=None,
         trace=None,
     ):
         self.table = table
         self.closed = closed  # simulator.workload.ClosedLoop, or None for arrivals at the table's times
         self.replicas: list[Replica] = []
+        content = None
+        if config.prefix_caching and prefixes is not None:
+            content = ContentIndex(prefixes, table.num_requests, config.block_size)
         for spec in specs:
             for _ in range(spec.count):
-                scheduler = create_scheduler(engine_kind, table, config, spec.cost.kv_capacity_tokens)
+                scheduler = create_scheduler(
+                    engine_kind, table, config, spec.cost.kv_capacity_tokens, content
+                )
                 self.replicas.append(Replica(len(self.replicas), spec.role, scheduler, spec.cost))
         self.entry = [r for r in self.replicas if r.role in ("colocated", "prefill")]
         self.decode = [r for r in self.replicas if r.role == "decode"]
@@ -203,6 +210,7 @@ class ServingSystem:
                 return
             if owner:
                 self._take_arrivals(replica, now_s)
+            replica.scheduler.now_s = now_s
             batch = replica.scheduler.schedule(now_s)  # one stage, free now: start_batches reduced to this
             if batch is None:
                 if owner:
@@ -248,16 +256,20 @@ class ServingSystem:
         values, counts = self.table.gaps.values, self.table.gaps.counts
         busy = energy = flops = 0.0
         steps = 0
+        spec = scheduler.spec
         while True:
             n = cohort.count
             context = cohort.offset_sum + n * cohort.steps
+            advance = 1 if spec is None else spec.draw()
             if block_phases:
-                blocks = phases[-cohort.steps % block_phases]
+                blocks = phases[-cohort.steps % block_phases] if advance == 1 else cohort.new_blocks(advance)
                 if blocks:
                     if blocks > kv.num_free_blocks:
+                        if spec is not None:
+                            spec.pending = advance  # this step's draw: schedule() takes it
                         break  # short of KV: schedule() preempts
                     kv.take(blocks)
-            cohort.steps += 1
+            cohort.steps += advance
             time_s, energy_j, flops_j = price(n, context)
             busy += time_s
             energy += energy_j
@@ -275,7 +287,7 @@ class ServingSystem:
             counts.append(n)
             cohort.last_s = now_s = done_s
             heap_top = cohort.finishes[0][0]
-            if heap_top == cohort.steps:
+            if heap_top <= cohort.steps:
                 done: list[int] = []
                 scheduler.release_finished(cohort, done)
                 self._done(replica, done, now_s)
@@ -347,6 +359,15 @@ class ServingSystem:
         if self.trace is not None:
             self.trace.kv_landed(req, now_s)
         self._enqueue(decode, req, now_s)
+
+    def prefix_cache_stats(self) -> PrefixCacheStats:
+        """The replicas' prefix-cache counters, summed."""
+        total = PrefixCacheStats(False)
+        for r in self.replicas:
+            kv = r.scheduler.kv
+            if isinstance(kv, PrefixKVCache):
+                total = total + kv.stats()
+        return total
 
     # ---------------------------------------------------------------------------------------------- checks
     def kv_blocks_conserved(self) -> bool:

@@ -33,10 +33,16 @@ class Cohort:
         """Cached tokens the members read in their next decode: the sum of their computed tokens."""
         return self.offset_sum + self.count * self.steps
 
-    def new_blocks(self) -> int:
-        """KV blocks the members need to decode once more (those whose computed tokens fill their blocks)."""
+    def new_blocks(self, advance: int = 1) -> int:
+        """KV blocks the members need to compute `advance` more tokens each (one per token position that starts
+        a block: member phase r starts one at step s + j when r + s + j ≡ 0 mod the block size)."""
         phases = self.phases
-        return phases[-self.steps % len(phases)] if phases is not None else 0
+        if phases is None:
+            return 0
+        size, steps = len(phases), self.steps
+        if advance == 1:
+            return phases[-steps % size]
+        return sum(phases[(-steps - j) % size] for j in range(advance))
 
     def add(self, table, req: int, computed: int) -> None:
         """req joins with `computed` tokens cached and one sampled token not yet computed."""
@@ -50,12 +56,13 @@ class Cohort:
         heapq.heappush(self.finishes, (table.stop[req] - 1 - offset, req))
 
     def pop_finished(self, table) -> list[int]:
-        """Members whose last token was sampled at this step; they leave the cohort."""
+        """Members whose last token was sampled at this step (or before it, within a speculative step's
+        accepted tokens); they leave the cohort."""
         heap, step = self.finishes, self.steps
-        if not heap or heap[0][0] != step:
+        if not heap or heap[0][0] > step:
             return []
         out = []
-        while heap and heap[0][0] == step:
+        while heap and heap[0][0] <= step:
             req = heapq.heappop(heap)[1]
             self._forget(table, req)
             out.append(req)

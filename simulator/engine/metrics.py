@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.engine.prefix_cache import PrefixCacheStats
 from simulator.engine.request import RequestRecords, RequestStatus
 from simulator.engine.slo import slo_met, slo_pass
 from simulator.engine.steady import steady_state
@@ -34,6 +35,7 @@ from simulator.results import (
     Distribution,
     Energy,
     Memory,
+    PrefixCacheSummary,
     RequestCounts,
     SimulationSummary,
     SLOResult,
@@ -55,6 +57,7 @@ class RunTotals:
     kv_cache_tokens: int  # per replica, the smallest
     kv_peak_tokens: int
     num_preemptions: int
+    prefix_cache: PrefixCacheStats | None = None  # None: a caller that does not count (all zero)
 
 
 @dataclass(frozen=True)
@@ -161,4 +164,16 @@ def compute_metrics(records: RequestRecords, totals: RunTotals, slo=None) -> Sim
         mfu=totals.flops / (makespan * totals.peak_flops) if makespan > 0 and totals.peak_flops else 0.0,
         makespan_s=makespan,
         steady=steady_state(t, passing, slo),
+        prefix_cache=_prefix_summary(totals.prefix_cache or PrefixCacheStats(False)),
+    )
+
+
+def _prefix_summary(stats: PrefixCacheStats) -> PrefixCacheSummary:
+    return PrefixCacheSummary(
+        enabled=stats.enabled,
+        lookups=stats.lookups,
+        queried_tokens=stats.queried_tokens,
+        saved_prefill_tokens=stats.hit_tokens,
+        hit_rate=stats.hit_rate,
+        evicted_blocks=stats.evicted_blocks,
     )

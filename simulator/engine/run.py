@@ -12,10 +12,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from simulator.costmodel.speculative import SpeculativeReplicaCost
 from simulator.engine.cluster import ReplicaSpec, ServingSystem
 from simulator.engine.metrics import RunTotals, SimulationResult, compute_metrics, makespan_s
 from simulator.engine.request import RequestTable
 from simulator.engine.schedulers import SchedulerConfig
+from simulator.engine.speculative import AcceptanceSampler
 from simulator.engine.trace import TraceRecorder
 from simulator.scenario import Engine, engine_setting
 
@@ -28,6 +30,7 @@ def scheduler_config(engine: Engine, max_model_len: int | None = None) -> Schedu
         enable_chunked_prefill=engine_setting(engine, "enable_chunked_prefill"),
         block_size=engine.block_size,
         max_model_len=max_model_len,
+        prefix_caching=engine_setting(engine, "prefix_caching"),
     )
 
 
@@ -46,6 +49,7 @@ def simulate_requests(
     progress: Callable[[int, int], None] | None = None,
     max_model_len: int | None = None,
     frontend_s: float = 0.0,
+    draft_cost: float | None = None,
     trace: TraceRecorder | None = None,
 ) -> tuple[SimulationResult, ServingSystem]:
     """Simulate `requests` (a workload.Requests) on the replicas; returns the result and the final system
@@ -57,6 +61,11 @@ def simulate_requests(
     ITL not). Under a closed loop the client's next send waits on the engine's finish, not the observed one:
     the frontend delay is then not added to the think time (a stated approximation).
 
+    With `engine.speculative`, decode steps are speculative (engine/speculative.py): priced by
+    `costmodel.speculative`, with the draft step at `engine.speculative.draft_cost` or else `draft_cost` (the
+    caller's default for the method: one layer's share of the model), advancing by draws from a stream spawned
+    from `seed` per replica.
+
     `trace` records the run's timeline (at the engine, without the frontend delay); `trace.timeline` holds it
     after the run."""
     if trace is not None and trace.has_run:
@@ -65,7 +74,16 @@ def simulate_requests(
     # a closed loop writes arrival times as it sends requests: into a copy, never into the caller's Requests
     arrival = requests.arrival_s.copy() if closed is not None else requests.arrival_s
     table = RequestTable(arrival, requests.input_tokens, requests.output_tokens)
-    router_ss = np.random.SeedSequence(seed).spawn(4)[3]
+    streams = np.random.SeedSequence(seed).spawn(6)
+    router_ss = streams[3]  # (4 is the workload's prefix model, simulator/workload.py)
+    speculative = engine.speculative
+    if speculative is not None:
+        share = speculative.draft_cost if speculative.draft_cost is not None else draft_cost
+        if share is None:
+            raise ValueError(f"speculative {speculative.method}: no draft_cost given and no default for it")
+        specs = [
+            replace(s, cost=SpeculativeReplicaCost(s.cost, speculative.num_tokens, share)) for s in specs
+        ]
     system = ServingSystem(
         table,
         specs,
@@ -74,9 +92,15 @@ def simulate_requests(
         router=engine.router,
         rng=np.random.default_rng(router_ss),
         closed=closed,
+        prefixes=requests.prefixes,
         trace=trace,
     )
     system.progress = progress
+    if speculative is not None:
+        rates = speculative.acceptance_rates()
+        replica_streams = streams[5].spawn(len(system.replicas))
+        for replica, ss in zip(system.replicas, replica_streams, strict=True):
+            replica.scheduler.spec = AcceptanceSampler(rates, np.random.default_rng(ss))
     system.run(until_s=until_s, max_requests=max_requests)
     records = table.records()
     if trace is not None:
@@ -115,4 +139,5 @@ def _totals(
             r.scheduler.kv.peak_used_blocks * r.scheduler.kv.block_size for r in system.replicas
         ),
         num_preemptions=sum(r.scheduler.num_preemptions for r in system.replicas),
+        prefix_cache=system.prefix_cache_stats(),
     )

@@ -26,6 +26,7 @@ from typing import NamedTuple
 from simulator.costmodel.interface import BatchShape
 from simulator.engine.cohort import Cohort
 from simulator.engine.kv_cache import KVCache
+from simulator.engine.prefix_cache import PrefixKVCache
 from simulator.engine.request import RequestStatus, RequestTable
 
 
@@ -38,6 +39,7 @@ class SchedulerConfig:
     enable_chunked_prefill: bool
     block_size: int
     max_model_len: int | None = None  # prompt + output longer than this is refused (the model's context)
+    prefix_caching: bool = False  # keep full KV blocks by content for later requests (engine/prefix_cache.py)
 
 
 class Batch(NamedTuple):
@@ -71,6 +73,13 @@ class Scheduler:
         self.cohorts: list[Cohort] = []
         self.num_preemptions = 0
         self._cohort_blocks = 0 if self.reserve_full_length else kv.block_size
+        # prefix caching: the cache, and per request how many leading blocks are cache units (not its own)
+        self._prefix = kv if isinstance(kv, PrefixKVCache) else None
+        self._shared = self._prefix.shared if self._prefix is not None else None
+        self.now_s = 0.0  # the time of the current schedule() (set by the replica): when a preemption happens
+        # speculative decoding (engine/speculative.py): the sampler, and the tokens this step's decodes advance
+        self.spec = None
+        self.advance = 1
 
     # --------------------------------------------------------------------------------------------- queues
     def add_request(self, req: int) -> None:
@@ -98,17 +107,38 @@ class Scheduler:
         return bool(self.waiting) or bool(self.running)
 
     def held_blocks(self, req: int) -> int:
-        """KV blocks a running request holds (its computed tokens, or its full length when reserved)."""
+        """KV blocks a running request holds as its own (its computed tokens, or its full length when reserved,
+        less the leading blocks that are prefix-cache units)."""
+        blocks = self.kv.blocks_for(self._held_tokens(req))
+        return blocks - self._shared[req] if self._shared is not None else blocks
+
+    def _computed_now(self, req: int) -> int:
         table = self.table
-        if self.reserve_full_length:
-            return self.kv.blocks_for(table.stop[req])
+        cohort = table.cohort[req]
+        return table.offset[req] + cohort.steps if cohort is not None else table.computed[req]
+
+    def _held_tokens(self, req: int) -> int:
+        return self.table.stop[req] if self.reserve_full_length else self._computed_now(req)
+
+    def _free_kv(self, req: int, now_s: float, finished: bool) -> None:
+        """Give back what a leaving request (finished, or preempted, at now_s) holds; with prefix caching its
+        full blocks stay cached (`PrefixKVCache.release`)."""
+        if self._prefix is None:
+            self.kv.give(self.held_blocks(req))
+            return
+        table = self.table
         cohort = table.cohort[req]
         computed = table.offset[req] + cohort.steps if cohort is not None else table.computed[req]
-        return self.kv.blocks_for(computed)
+        held = table.stop[req] if self.reserve_full_length else computed
+        self._prefix.release(req, computed, held, now_s, finished)
 
     def kv_conserved(self) -> bool:
         kv = self.kv
         held = sum(self.held_blocks(r) for r in self.running)
+        if self._prefix is not None:
+            held += self._prefix.referenced_units()
+            if kv.num_free_blocks < self._prefix.evictable:
+                return False
         return kv.num_free_blocks + held == kv.num_blocks and kv.num_free_blocks >= 0
 
     def steady_cohort(self) -> Cohort | None:
@@ -134,7 +164,7 @@ class Scheduler:
         gaps.counts.append(cohort.count)
         cohort.last_s = now_s
         heap = cohort.finishes
-        if heap and heap[0][0] == cohort.steps:
+        if heap and heap[0][0] <= cohort.steps:
             self.release_finished(cohort, done)
 
     def release_finished(self, cohort: Cohort, done: list[int]) -> None:
@@ -144,7 +174,7 @@ class Scheduler:
             computed = table.offset[req] + cohort.steps
             table.computed[req] = computed
             table.num_tokens[req] = computed + 1
-            self._on_done(req)
+            self._on_done(req, cohort.last_s)
             done.append(req)
 
     # ---------------------------------------------------------------------------------------- the pieces
@@ -154,6 +184,8 @@ class Scheduler:
         preempted); the KV blocks are allocated."""
         table = self.table
         idle = [] if prefills_only else [c for c in self.cohorts if not c.in_flight]
+        if idle and self.spec is not None:
+            self.advance = self.spec.draw()
         num_decode = 0
         for c in idle:
             num_decode += c.count
@@ -184,8 +216,9 @@ class Scheduler:
             singles = granted
         blocks = 0
         if self._cohort_blocks:
+            advance = self.advance
             for c in idle:
-                blocks += c.new_blocks()
+                blocks += c.new_blocks(advance)
             blocks_for = self.kv.blocks_for
             for req, grant in singles:
                 computed = table.computed[req]
@@ -194,6 +227,8 @@ class Scheduler:
             return self._schedule_running_exact(budget, prefills_only)
         if blocks:
             self.kv.take(blocks)
+        if self._prefix is not None and self._prefix.cache_on_schedule:
+            self._register_allocated(singles)
         used = num_decode
         for _, grant in singles:
             used += grant
@@ -217,12 +252,17 @@ class Scheduler:
         table, kv = self.table, self.kv
         order = list(self.running)
         computed, need_of, idle = {}, {}, {}
+        lookahead: dict[
+            int, int
+        ] = {}  # speculative decoders: KV slots for the accepted tokens past the first
         for req in order:
             cohort = table.cohort[req]
             if cohort is not None:
                 c = table.offset[req] + cohort.steps
                 computed[req], idle[req] = c, not cohort.in_flight
                 need_of[req] = 0 if cohort.in_flight else 1
+                if self.advance > 1 and not cohort.in_flight:
+                    lookahead[req] = self.advance - 1
             else:
                 computed[req], idle[req] = table.computed[req], not table.in_flight[req]
                 need_of[req] = table.num_tokens[req] - table.computed[req]
@@ -243,7 +283,8 @@ class Scheduler:
                 blocks = (
                     0
                     if self.reserve_full_length
-                    else kv.blocks_for(computed[req] + n) - kv.blocks_for(computed[req])
+                    else kv.blocks_for(computed[req] + n + lookahead.get(req, 0))
+                    - kv.blocks_for(computed[req])
                 )
                 if blocks <= kv.num_free_blocks:
                     if blocks > 0:
@@ -264,6 +305,8 @@ class Scheduler:
             if not removed:
                 i += 1
         cohorts, singles = self._regroup(scheduled)
+        if self._prefix is not None and self._prefix.cache_on_schedule:
+            self._register_allocated(singles)
         return cohorts, singles, budget, preempted
 
     def _regroup(self, scheduled: list[tuple[int, int]]) -> tuple[list[Cohort], list[tuple[int, int]]]:
@@ -304,7 +347,7 @@ class Scheduler:
     def _preempt(self, req: int) -> None:
         """Recompute preemption: drop the KV cache, keep the generated tokens, requeue at the head."""
         table = self.table
-        self.kv.give(self.held_blocks(req))
+        self._free_kv(req, self.now_s, False)
         cohort = table.cohort[req]
         if cohort is not None:
             cohort.remove(table, {req})
@@ -325,20 +368,30 @@ class Scheduler:
         waiting = self.waiting
         slots = (max_seqs or config.max_num_seqs) - len(self.running)
         admitted = []
+        prefix = self._prefix
         while waiting and budget > 0 and len(admitted) < slots:
             req = waiting[0]
             computed = table.computed[req]
+            hit = in_pool = 0
+            if prefix is not None and computed == 0 and prefix.may_hit(req):  # new or preempted: reuse its
+                hit, in_pool = prefix.lookup(req, table.num_tokens[req])  # cached leading blocks
+                computed = hit * kv.block_size
             n = table.num_tokens[req] - computed
             if n > budget:
                 if config.enable_chunked_prefill:
                     n = budget
                 elif budget < config.max_num_batched_tokens or admitted:
                     break  # a whole prompt that does not fit what is left waits for the next iteration
-            blocks = kv.blocks_for(table.stop[req] if self.reserve_full_length else computed + n)
-            if blocks > kv.num_free_blocks:
+            blocks = kv.blocks_for(table.stop[req] if self.reserve_full_length else computed + n) - hit
+            if blocks + in_pool > kv.num_free_blocks:
                 break
+            if prefix is not None and table.computed[req] == 0:
+                prefix.acquire(req, hit, table.num_tokens[req])  # referenced before new blocks may evict
+                table.computed[req] = computed
             if blocks > 0:
                 kv.take(blocks)
+            if prefix is not None and prefix.cache_on_schedule and prefix.own_from[req] > prefix.shared[req]:
+                self._register_chunk(req, computed + n)  # before the next request's lookup, as vLLM does
             waiting.popleft()
             table.status[req] = RequestStatus.RUNNING
             self.running[req] = None
@@ -352,10 +405,11 @@ class Scheduler:
         if not cohorts and not singles:
             return None
         num_decode = context = 0
+        advance = self.advance
         for c in cohorts:
             num_decode += c.count
             context += c.context_tokens()
-            c.steps += 1
+            c.steps += advance
             c.in_flight = True
         if not singles:
             return Batch(tuple(cohorts), (), num_decode, num_decode, context, None)
@@ -420,8 +474,13 @@ class Scheduler:
                 self.drop_if_empty(c)
         if batch.singles:
             num_tokens, prompt, stop = table.num_tokens, table.prompt, table.stop
+            register = self._prefix is not None and not self._prefix.cache_on_schedule
+            if register:
+                own_from, shared = self._prefix.own_from, self._prefix.shared
             for req, end in batch.singles:
                 table.in_flight[req] -= 1
+                if register and table.status[req] == RequestStatus.RUNNING and own_from[req] > shared[req]:
+                    self._register_chunk(req, end)  # SGLang / TensorRT-LLM: once the chunk has run
                 if end != num_tokens[req]:
                     continue  # a prefill chunk short of the prompt: no token yet
                 if num_tokens[req] > prompt[req]:
@@ -432,7 +491,7 @@ class Scheduler:
                 num_tokens[req] = end + 1
                 if end + 1 >= stop[req]:
                     del self.singles[req]
-                    self._on_done(req)
+                    self._on_done(req, now_s)
                     done.append(req)
                     continue
                 if target is None:
@@ -442,9 +501,29 @@ class Scheduler:
                 target.add(table, req, end)
         return done
 
-    def _on_done(self, req: int) -> None:
-        """A request reached its stop length (computed / num_tokens are in the table): free it."""
-        self.kv.give(self.held_blocks(req))
+    def _register_allocated(self, singles: list[tuple[int, int]]) -> None:
+        """vLLM caches the full blocks it allocates for a chunk (allocate_slots -> cache_blocks)."""
+        computed = self.table.computed
+        own_from, shared = self._prefix.own_from, self._prefix.shared
+        for req, grant in singles:
+            if own_from[req] > shared[req]:  # else nothing to register (a leaf past its ancestors' units)
+                self._register_chunk(req, computed[req] + grant)
+
+    def _register_chunk(self, req: int, end: int) -> None:
+        """A chunk brought the request's KV to `end` tokens: its full prompt blocks become cache units (blocks
+        of generated tokens are registered when the request leaves, `PrefixKVCache.release`)."""
+        prefix = self._prefix
+        prompt = self.table.prompt[req]
+        units = (end if end < prompt else prompt) // prefix.block_size
+        cap = prefix.own_from[req]  # a leaf registers only its ancestors' units
+        if units > cap:
+            units = cap
+        if units > prefix.shared[req]:
+            prefix.register(req, units)
+
+    def _on_done(self, req: int, now_s: float) -> None:
+        """A request reached its stop length at now_s (computed / num_tokens are in the table): free it."""
+        self._free_kv(req, now_s, True)
         del self.running[req]
 
     def drop_if_empty(self, cohort: Cohort) -> None:

@@ -61,7 +61,7 @@ class StaticScheduler(Scheduler):
             self.num_padding = self.padding_context = 0
         return done
 
-    def _on_done(self, req: int) -> None:
+    def _on_done(self, req: int, now_s: float) -> None:
         """A finished member stays in the batch as padding (its KV is still reserved)."""
         self.num_padding += 1
         self.padding_context += self.table.computed[req]

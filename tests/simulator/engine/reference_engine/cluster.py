@@ -50,13 +50,16 @@ class ServingSystem:
         router: str,
         rng: np.random.Generator,
         closed=None,
+        prefixes=None,
     ):
         self.table = table
         self.closed = closed
         self.replicas: list[Replica] = []
         for spec in specs:
             for _ in range(spec.count):
-                scheduler = create_scheduler(engine_kind, table, config, spec.cost.kv_capacity_tokens)
+                scheduler = create_scheduler(
+                    engine_kind, table, config, spec.cost.kv_capacity_tokens, prefixes
+                )
                 self.replicas.append(Replica(len(self.replicas), spec.role, scheduler, spec.cost))
         self.entry = [r for r in self.replicas if r.role in ("colocated", "prefill")]
         self.decode = [r for r in self.replicas if r.role == "decode"]

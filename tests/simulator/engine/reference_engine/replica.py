@@ -37,6 +37,7 @@ class Replica:
         while self.num_in_flight < self.pp:
             if self.stage_free_s[0] > now_s:
                 return started, self.stage_free_s[0] if self.scheduler.has_work() else None
+            self.scheduler.now_s = now_s
             batch = self.scheduler.schedule(now_s)
             if batch is None:
                 break

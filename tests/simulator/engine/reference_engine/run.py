@@ -26,6 +26,7 @@ def scheduler_config(engine: Engine, max_model_len: int | None = None) -> Schedu
         enable_chunked_prefill=engine_setting(engine, "enable_chunked_prefill"),
         block_size=engine.block_size,
         max_model_len=max_model_len,
+        prefix_caching=engine_setting(engine, "prefix_caching"),
     )
 
 
@@ -58,6 +59,7 @@ def simulate_requests(
         router=engine.router,
         rng=np.random.default_rng(router_ss),
         closed=closed,
+        prefixes=requests.prefixes,
     )
     system.progress = progress
     system.run(until_s=until_s, max_requests=max_requests)

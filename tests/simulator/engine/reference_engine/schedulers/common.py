@@ -32,6 +32,7 @@ class SchedulerConfig:
     enable_chunked_prefill: bool
     block_size: int
     max_model_len: int | None = None  # prompt + output longer than this is refused (the model's context)
+    prefix_caching: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,8 @@ class Scheduler:
         self.track_in_flight = False  # the replica turns it on when it pipelines micro-batches (pp > 1)
         self._mark = np.zeros(table.num_requests, dtype=bool)
         self.num_preemptions = 0
+        self.prefix = kv if hasattr(kv, "lookup") else None  # reference_engine.prefix_cache.PrefixKVCache
+        self.now_s = 0.0  # the time of the current schedule() (set by the replica)
 
     # --------------------------------------------------------------------------------------------- queues
     def add_request(self, req: int) -> None:
@@ -116,6 +119,7 @@ class Scheduler:
         if not self.config.enable_chunked_prefill and k and grant[-1] < need[k - 1]:
             cand, grant = cand[:-1], grant[:-1]
         if self.kv.allocate_many(cand, self.table.num_computed_tokens[cand] + grant):
+            self._register_on_schedule(cand, grant)
             return cand, grant, budget - int(grant.sum()), False
         return self._schedule_running_preempting(budget, prefills_only)
 
@@ -161,11 +165,16 @@ class Scheduler:
             if not removed:
                 i += 1
         self.running = np.asarray(order, dtype=np.int64)
-        return np.asarray(reqs, dtype=np.int64), np.asarray(grants, dtype=np.int64), budget, preempted
+        reqs, grants = np.asarray(reqs, dtype=np.int64), np.asarray(grants, dtype=np.int64)
+        self._register_on_schedule(reqs, grants)
+        return reqs, grants, budget, preempted
 
     def _preempt(self, req: int) -> None:
         """Recompute preemption: drop the KV cache, keep the generated tokens, requeue at the head."""
-        self.kv.free(req)
+        if self.prefix is not None:
+            self.kv.free(req, self.now_s, finished=False)
+        else:
+            self.kv.free(req)
         self.table.num_computed_tokens[req] = 0
         self.table.status[req] = RequestStatus.PREEMPTED
         self.table.num_preemptions[req] += 1
@@ -181,6 +190,11 @@ class Scheduler:
         while self.waiting and budget > 0 and len(reqs) < slots:
             req = self.waiting[0]
             computed = int(table.num_computed_tokens[req])
+            fresh = self.prefix is not None and computed == 0
+            hit = in_pool = 0
+            if fresh:
+                hit, in_pool = self.prefix.lookup(req, int(table.num_tokens[req]))
+                computed = hit * kv.block_size
             n = int(table.num_tokens[req]) - computed
             if n > budget:
                 if config.enable_chunked_prefill:
@@ -188,8 +202,14 @@ class Scheduler:
                 elif budget < config.max_num_batched_tokens or reqs:
                     break  # a whole prompt that does not fit what is left waits for the next iteration
             hold = int(table.stop_tokens[req]) if self.reserve_full_length else computed + n
+            if fresh:
+                if int(kv.blocks_for(hold)) - hit + in_pool > kv.num_free_blocks:
+                    break
+                self.prefix.acquire(req, hit, int(table.num_tokens[req]))
+                table.num_computed_tokens[req] = computed
             if kv.allocate_slots(req, hold - computed, num_computed_tokens=computed) is None:
                 break
+            self._register_on_schedule(np.array([req]), np.array([n]))
             self.waiting.popleft()
             table.status[req] = RequestStatus.RUNNING
             reqs.append(req)
@@ -236,7 +256,7 @@ class Scheduler:
         if done is None:
             return _EMPTY
         if len(done):
-            self._release(done)
+            self._release(done, now_s)
         return done
 
     def _sample(self, batch: Batch, now_s: float) -> np.ndarray | None:
@@ -246,14 +266,31 @@ class Scheduler:
         reqs = batch.reqs
         if self.track_in_flight:
             self.in_flight[reqs] -= 1
+        if self.prefix is not None and not self.prefix.cache_on_schedule:
+            running = table.status[reqs] == RequestStatus.RUNNING
+            self._register_prompts(reqs[running], batch.end_tokens[running])
         sampled = reqs[batch.end_tokens == table.num_tokens[reqs]]
         if len(sampled) == 0:
             return None
         table.record_tokens(sampled, now_s)
         return sampled[table.num_tokens[sampled] >= table.stop_tokens[sampled]]
 
-    def _release(self, done: np.ndarray) -> None:
-        self.kv.free(done)
+    def _register_on_schedule(self, reqs: np.ndarray, grants: np.ndarray) -> None:
+        """vLLM caches the full blocks it allocates, before the next request is looked up."""
+        if self.prefix is not None and self.prefix.cache_on_schedule and len(reqs):
+            self._register_prompts(reqs, self.table.num_computed_tokens[reqs] + grants)
+
+    def _register_prompts(self, reqs: np.ndarray, end: np.ndarray) -> None:
+        """Full blocks of the prompts the chunks reached become cache entries."""
+        upto = np.minimum(end, self.table.input_tokens[reqs]) // self.kv.block_size
+        for req, u in zip(reqs.tolist(), upto.tolist(), strict=True):
+            self.prefix.register_chunk(req, u)
+
+    def _release(self, done: np.ndarray, now_s: float = 0.0) -> None:
+        if self.prefix is not None:
+            self.kv.free(done, now_s)
+        else:
+            self.kv.free(done)
         self._mark[done] = True
         self.running = self.running[~self._mark[self.running]]
         self._mark[done] = False
