@@ -40,7 +40,14 @@ from planner.search.bounds import FINE, IterationLimits, with_precision
 from planner.search.clock_choice import clock_choice
 from planner.search.heuristics import heuristic_plans
 from planner.search.pool import Candidate, Simulations, best_first
-from planner.search.pricing import Census, PricedTemplate, SpaceOptions, price_space, searches_clocks
+from planner.search.pricing import (
+    Census,
+    PricedTemplate,
+    SpaceOptions,
+    is_core,
+    price_space,
+    searches_clocks,
+)
 from planner.search.result import PlanSearchResult, SearchStats, no_plan_error
 from planner.search.settings import scenario_settings
 from planner.search.space import PlanSpace
@@ -206,7 +213,9 @@ def run_search(
                 stopped = f"{patience} rounds without a better plan ({why})"
                 break
             plans = _proposals(space, within(solver, deadline), options, incumbent, spec, deadline)
-            plans = [p for p in plans if sims.key(p) not in pool]
+            if rounds == 1:  # also the predicted best of the core space (see core_templates)
+                plans = _core_proposal(space, prep.priced, within(solver, deadline)) + plans
+            plans = list({sims.key(p): p for p in plans if sims.key(p) not in pool}.values())
             if not plans:
                 stopped = "no new candidate"
                 break
@@ -329,6 +338,23 @@ def refine_template(space: PlanSpace, tid: str) -> None:
     need_energy = space.bounds[tid].energy is not None
     with_precision(space.bounds[tid], prof.mixes(), prof.deadlines.tpot_s, FINE, energy=need_energy)
     space.refresh(tid)
+
+
+def core_templates(scenario: Scenario, priced: list[PricedTemplate]) -> set[str]:
+    """The templates of the core space (`pricing.is_core`)."""
+    own = scenario_settings(scenario)
+    return {p.template.id for p in priced if is_core(p, own)}
+
+
+def _core_proposal(space: PlanSpace, priced: list[PricedTemplate], solver) -> list:
+    """The predictive master's best plan over the core space: in the first round, so that the larger space's
+    extra dimensions (whose predictions may be optimistic) never keep the search from the plan a search of the
+    core space would simulate first. It is one more candidate, not a bound."""
+    ids = core_templates(space.scenario, priced)
+    if not ids or len(ids) == len(priced):
+        return []
+    res = solve_master_highspy(space.predict_within(ids), solver)
+    return [space.plan_of(res.solution.counts)] if res.has_solution else []
 
 
 def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec, deadline) -> list:

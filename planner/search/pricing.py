@@ -14,7 +14,7 @@ default and the dtypes it allows (`settings.py`). What is kept is decided by rul
 
 * **knobs, token budget and chunked prefill** (per layout, dtype and role that reads them — colocated and
   prefill): a (budget, chunking) pair is dropped when another pair predicts at least its capacity and at most
-  its TTFT, both within 1 %; ties go to the scenario's own value, then to the one nearest it. Chunked prefill
+  its TTFT (the whole-workload estimate), both within 1 %; ties go to the scenario's own value, then to the one nearest it. Chunked prefill
   off with a budget below the longest prompt cannot run every request and is dropped.
 * **max_num_seqs** (colocated and decode): the scenario's value and the largest grid value at or below the
   analytic model's TPOT-limited batch B* are kept — a cap below that value only loses capacity, a cap between
@@ -233,6 +233,16 @@ class _Pricer:
             return "prompt over the token budget without chunked prefill"
         return None
 
+    def estimate(self, stages, settings: EngineSettings, role: str, kinds) -> PricedTemplate:
+        """The template with its whole-workload capacity estimate only (no per-class coefficients): what the
+        knob dominance rule compares."""
+        cost = self.cost(stages, settings)
+        st = self.profile.stats
+        step = step_time_fn(cost, settings.max_num_batched_tokens)
+        seqs = _decode_cap(self.scenario, settings)
+        est = self._estimate(role, step, cost, st.mean_input, st.mean_output, seqs, settings)
+        return PricedTemplate(Template(stages, settings, role), None, est, cost, kinds)
+
     def price(
         self, stages, settings: EngineSettings, role: str, kinds, clock: int | None = None
     ) -> PricedTemplate:
@@ -370,7 +380,7 @@ def price_space(
                     kept[(stages, role)] = _spread(pricer, ps, role, token_chunks=tc_prefill)
         for ps in kept.values():
             out.extend(ps)
-    baseline = [p.template for p in out if p.template.role == "colocated" and p.template.settings == own]
+    baseline = [p.template for p in out if is_core(p, own)]
     out = _prune_layouts(out, census)
     if searches_clocks(scenario):
         out += [c for p in out for c in _clocked(pricer, p, scenario)]
@@ -404,6 +414,18 @@ def _clocked(pricer: _Pricer, p: PricedTemplate, scenario: Scenario) -> list[Pri
     ]
 
 
+# Layout kinds beyond those of the core space (plain tp, attention dp with experts, uneven splits, mixed GPUs,
+# pipelines of up to four stages — the layouts the planner searched before the extended dimensions).
+EXTENDED_LAYOUTS = frozenset({"partial ep", "cross-node", "pipeline>4"})
+
+
+def is_core(p: PricedTemplate, own: EngineSettings) -> bool:
+    """Whether a template is of the core space: colocated, the scenario's own settings, no extended layout
+    (what the heuristic baselines choose from, and the search's first-round proposal covers)."""
+    t = p.template
+    return t.role == "colocated" and t.settings == own and not EXTENDED_LAYOUTS & set(p.kinds)
+
+
 def _product_size(choices) -> int:
     n = 1
     for name in EngineSettings.SCENARIO_PATHS:
@@ -433,13 +455,16 @@ def _knob_candidates(pricer, census, stages, role, base, budgets, chunkings, seq
         if why:
             census.prune(kinds + _settings_kinds(settings, own), why, extra)
             continue
-        priced.append(pricer.price(stages, settings, role, kinds + _settings_kinds(settings, own)))
+        # the dominance rule reads the whole-workload estimate only: the survivors are priced in full below
+        priced.append(pricer.estimate(stages, settings, role, kinds + _settings_kinds(settings, own)))
     survivors = _pareto_budgets(priced, own) if reads_budget else priced
+    kept_ids = {id(p) for p in survivors}
     for p in priced:
-        if p not in survivors:
+        if id(p) not in kept_ids:
             census.prune(
                 p.kinds, "knob dominance (token budget, chunked prefill)", len(seqs_grid) if reads_seqs else 1
             )
+    survivors = [pricer.price(stages, p.template.settings, role, p.kinds) for p in survivors]
     for p in survivors:
         if not reads_seqs:
             kept.append(p)

@@ -604,6 +604,15 @@ class PlanSpace:
         self._build_predict()
         self.predict = self.predict.with_(capacity_cuts=tuple(cuts))
 
+    def predict_within(self, ids: set[str]) -> MasterProblem:
+        """The predictive master restricted to the templates `ids` (its cuts whose support lies in them)."""
+        p = self.predict
+        return p.with_(
+            templates=tuple(t for t in p.templates if t.id in ids),
+            route_limits={k: v for k, v in p.route_limits.items() if k[1] in ids},
+            no_good=tuple(c for c in p.no_good if all(t in ids for t, n in c.items() if n > 0)),
+        )
+
     def exclude(self, counts: dict[str, int]) -> None:
         """A simulated count vector is never proposed again (and no longer counts towards the bound: its
         simulated value does)."""

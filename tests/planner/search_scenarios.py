@@ -142,6 +142,10 @@ class Comparison:
 
 def compare(name: str, *, workers: int = 2) -> Comparison:
     scenario, max_templates = SCENARIOS[name]
+    return compare_scenario(name, scenario, max_templates, workers=workers)
+
+
+def compare_scenario(name: str, scenario, max_templates: int | None, *, workers: int = 2) -> Comparison:
     reference = plan(
         scenario, exhaustive=True, workers=workers, max_templates=max_templates, time_limit_s=3600
     )
@@ -149,3 +153,59 @@ def compare(name: str, *, workers: int = 2) -> Comparison:
     replay = Replay(recorded)
     found = plan(scenario, workers=1, max_templates=max_templates, simulate_fn=replay, time_limit_s=3600)
     return Comparison(name, reference, found, replay.missed)
+
+
+# The larger space (tests/planner/test_plan_space.py, slow tier): scenarios whose winner is disaggregated, depends
+# on an engine knob, or uses a dtype from the scenario's allowed list. name -> (scenario, kind). The
+# disaggregated ones are the shipped example and the same model, cluster and goals on other request samples
+# (seeds); on seeds 4 and 7 a colocated tp2 replica ties the pair's cost and the exhaustive order picks it. (No scenario
+# whose winner needs a knob other than the engine's default is here yet: on those tried, the default knobs
+# tied with the chosen ones.)
+LONG_PROMPTS = {"dist": "lognormal", "mean": 6000, "std": 1500, "max": 12000}
+DECODE = {"dist": "lognormal", "mean": 256, "std": 100, "max": 1024}
+
+
+def _space_case(model, gpus, rate, tpot_s, *, seed=3, inputs=LONG_PROMPTS, ttft_s=2.0, dtype=None) -> dict:
+    out = {
+        "model": model,
+        "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": gpus},
+        "workload": {
+            "requests": 200,
+            "arrival": {"process": "poisson", "rate": rate},
+            "input_tokens": inputs,
+            "output_tokens": DECODE,
+            "seed": seed,
+        },
+        "goals": {"objective": "min_cost", "slo": {"ttft_s": {"p99": ttft_s}, "tpot_s": {"p99": tpot_s}}},
+    }
+    if dtype:
+        out["dtype"] = dtype
+    return out
+
+
+SPACE_SCENARIOS: dict[str, tuple[object, str]] = {
+    "disaggregated-long-prompts (shipped)": (EXAMPLES / "disaggregated-long-prompts.yaml", "disaggregated"),
+    "llama-8b 4xH100 long prompts, TPOT 11.5 ms, seed 5": (
+        _space_case("llama-3.1-8b", 4, 3.0, 0.0115, seed=5),
+        "disaggregated",
+    ),
+    "llama-8b 4xH100 long prompts, TPOT 11.5 ms, seed 6": (
+        _space_case("llama-3.1-8b", 4, 3.0, 0.0115, seed=6),
+        "disaggregated",
+    ),
+    "llama-8b 4xH100 long prompts, TPOT 11.5 ms, seed 8": (
+        _space_case("llama-3.1-8b", 4, 3.0, 0.0115, seed=8),
+        "disaggregated",
+    ),
+    "llama-70b 8xH100 weights bf16 or fp8": (
+        _space_case(
+            "llama-3.1-70b",
+            8,
+            4.0,
+            0.05,
+            inputs={"dist": "lognormal", "mean": 1024, "std": 400, "max": 4096},
+            dtype={"weights": ["bf16", "fp8"]},
+        ),
+        "dtype",
+    ),
+}

@@ -78,6 +78,14 @@ def test_plan_json_has_the_design_keys(run_plan, tmp_path):
     assert {"best", "candidates", "baselines", "search"} <= set(data)
     assert {"plan", "objective", "metrics"} <= set(data["best"])
     assert {"solver", "rounds", "simulations", "bound", "gap", "wall_s"} <= set(data["search"])
+    space = data["search"]["space"]  # the census of the plan space: generated = pruned + priced, per kind
+    assert {"plans", "note", "templates", "pruned_by", "settings", "searched"} <= set(space)
+    for kind, n in space["templates"].items():
+        assert n["generated"] == n["pruned"] + n["priced"], kind
+    assert space["templates"]["all"]["priced"] == data["search"]["templates"]
+    assert sum(space["pruned_by"].values()) == space["templates"]["all"]["pruned"]
+    assert {"colocated", "prefill", "decode"} <= set(space["templates"])
+    assert "settings" in data["best"]
     assert data["candidates"][0]["plan"] == data["best"]["plan"]
     assert "ttft_s" in data["best"]["metrics"] and "cost" in data["best"]["metrics"]
     for entry in data["baselines"].values():

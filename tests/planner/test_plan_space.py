@@ -1,0 +1,45 @@
+"""The whole plan space (issue 16): on scenarios whose winner is disaggregated or uses a dtype from the allowed
+list, the loop finds --exhaustive's optimum over the same space and its bound holds (slow tier: every plan of
+each space is simulated)."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.search.settings import scenario_settings
+from simulator.scenario import load_scenario
+from tests.planner.search_scenarios import SPACE_SCENARIOS, compare_scenario
+
+
+def _colocated(c) -> bool:
+    return all(g.role == "colocated" for g in c.plan.replicas)
+
+
+@pytest.mark.slow
+@pytest.mark.solver
+@pytest.mark.parametrize("name", sorted(SPACE_SCENARIOS))
+def test_planner_equals_exhaustive_over_the_whole_space(name):
+    data, kind = SPACE_SCENARIOS[name]
+    c = compare_scenario(name, data, 2)
+    exh, found = c.exhaustive, c.search
+    assert exh.search.stopped == "every plan simulated" and exh.search.space_plans is not None
+    assert found.best.objective <= exh.best.objective * (1 + 1e-9)
+    bound = found.search.bound
+    assert bound is not None
+    for cand in exh.candidates:  # no simulated plan beats the loop's bound
+        if cand.feasible:
+            assert cand.objective >= bound * (1 - 1e-9), (cand.name, cand.objective, bound)
+    best = exh.best
+    scenario = load_scenario(data)
+    own = scenario_settings(scenario)
+    if kind == "disaggregated":
+        assert {g.role for g in best.plan.replicas} == {"prefill", "decode"}
+        assert {g.role for g in found.best.plan.replicas} == {"prefill", "decode"}
+        colocated = [x for x in exh.candidates if x.feasible and _colocated(x)]
+        assert colocated and min(x.objective for x in colocated) > best.objective  # it wins outright
+    else:
+        allowed = scenario.spec.dtype.weight_choices
+        assert len(allowed) > 1 and best.settings.weights_dtype in allowed
+        assert best.settings.weights_dtype != own.weights_dtype  # not the first (the scenario's default)
+        first = [x for x in exh.candidates if x.feasible and x.settings.weights_dtype == own.weights_dtype]
+        assert not first or min(x.objective for x in first) > best.objective
