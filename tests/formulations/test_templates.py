@@ -172,7 +172,7 @@ def test_models_larger_than_four_domains_get_deeper_pipelines():
     assert min(depths) >= 5 and max(depths) <= 16
 
 
-@pytest.mark.parametrize("backend", ["dp", "cpsat", "highs"])
+@pytest.mark.parametrize("backend", ["dp", "cpsat", pytest.param("highs", marks=pytest.mark.slow)])
 def test_dense_first_layers_get_a_balanced_uneven_split_from_the_partition_model(backend):
     """DeepSeek-V3's three dense layers cost less than its MoE layers: besides the even split, pipelines get the
     layer-partition model's balanced split — the same with every backend — whose bottleneck is lower."""

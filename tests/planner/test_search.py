@@ -221,7 +221,9 @@ def test_plan_round_trip_best_plan_spec_resimulates_to_the_same_result():
 
 
 @pytest.mark.solver
-@pytest.mark.parametrize("extra", [{}, {"top_k": 5}], ids=["default", "top-k-5"])
+@pytest.mark.parametrize(
+    "extra", [{}, pytest.param({"top_k": 5}, marks=pytest.mark.slow)], ids=["default", "top-k-5"]
+)
 def test_max_goodput_with_goals_no_plan_meets_names_the_goal(extra):
     """Max-goodput with SLOs no plan can meet: NoPlanError naming the SLO and how far the closest plan is —
     not an empty plan (with --top-k 5 too)."""
