@@ -30,10 +30,9 @@ from planner.search import (
     no_plan_error,
     prepare,
 )
-from planner.search.clock_choice import clock_choice
+from planner.search.clock_choice import attach_clock_choice
 from planner.search.heuristics import HEURISTICS, heuristic_plans, homogeneous_plans
 from planner.search.loop import deadline_of, space_note
-from planner.search.pricing import searches_clocks
 from simulator.scenario import Scenario
 
 __all__ = ["HEURISTICS", "exhaustive", "heuristic_plans", "homogeneous_plans"]
@@ -126,14 +125,6 @@ def exhaustive(
         census=prep.census.to_json() if prep.census is not None else {},
     )
     result = PlanSearchResult(objective, best, candidates, baselines, stats, scenario)
-    if searches_clocks(scenario):
-        result.clock, ran = clock_choice(
-            scenario,
-            best,
-            pool,
-            simulate_fn=simulate_fn,
-            makespan_floor=space.makespan_floor,
-            deadline=deadline,
-        )
-        stats.simulations += ran
-    return result
+    return attach_clock_choice(
+        result, pool, simulate_fn=simulate_fn, makespan_floor=space.makespan_floor, deadline=deadline
+    )

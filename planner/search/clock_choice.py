@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from planner.search.labels import Proposal, plan_key
 from planner.search.pool import Candidate, Simulations
+from planner.search.pricing import searches_clocks
 from simulator.plan import Plan
 from simulator.scenario import Scenario
 
@@ -112,3 +113,19 @@ def clock_choice(
         latency_s=latency_s,
     )
     return choice, ran
+
+
+def attach_clock_choice(result, pool, *, simulate_fn, makespan_floor, deadline):
+    """With `sm_clock_mhz: auto`: `result.clock` (the clock the best plan runs at and its cost against the same
+    plan at the boost clock), counting the twin's simulation in `result.search.simulations`. Returns `result`."""
+    if searches_clocks(result.scenario):
+        result.clock, ran = clock_choice(
+            result.scenario,
+            result.best,
+            pool,
+            simulate_fn=simulate_fn,
+            makespan_floor=makespan_floor,
+            deadline=deadline,
+        )
+        result.search.simulations += ran
+    return result

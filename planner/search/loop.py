@@ -37,7 +37,7 @@ from formulations.result import SolverOptions
 from planner.errors import NoPlanError
 from planner.search.bounding import bound_space, limits_for, template_limits
 from planner.search.bounds import FINE, IterationLimits, with_precision
-from planner.search.clock_choice import clock_choice
+from planner.search.clock_choice import attach_clock_choice
 from planner.search.heuristics import heuristic_plans
 from planner.search.pool import Candidate, Simulations, best_first
 from planner.search.pricing import (
@@ -46,7 +46,6 @@ from planner.search.pricing import (
     SpaceOptions,
     is_core,
     price_space,
-    searches_clocks,
 )
 from planner.search.result import PlanSearchResult, SearchStats, no_plan_error
 from planner.search.settings import scenario_settings
@@ -260,17 +259,9 @@ def run_search(
         census=prep.census.to_json() if prep.census is not None else {},
     )
     result = PlanSearchResult(objective, best, candidates, baselines, search, scenario)
-    if searches_clocks(scenario):
-        result.clock, ran = clock_choice(
-            scenario,
-            best,
-            pool,
-            simulate_fn=simulate_fn,
-            makespan_floor=space.makespan_floor,
-            deadline=deadline,
-        )
-        search.simulations += ran
-    return result
+    return attach_clock_choice(
+        result, pool, simulate_fn=simulate_fn, makespan_floor=space.makespan_floor, deadline=deadline
+    )
 
 
 def space_note(space: PlanSpace) -> str:
