@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import SMALL
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "configs" / "examples"
 
 BASE = {
@@ -419,20 +421,6 @@ def test_hf_config_heads_not_dividing_hidden_accepted_with_head_dim(tmp_path, ru
     path.write_text(yaml.safe_dump({**BASE, "model": "config.json", "plan": "tp=1"}))
     code, _, err = run_cli("check", str(path))
     assert code == 0, err
-
-
-SMALL = {
-    "model": "llama-3.1-8b",
-    "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 1},
-    "workload": {
-        "requests": 30,
-        "arrival": {"process": "poisson", "rate": 20.0},
-        "input_tokens": {"dist": "fixed", "value": 256},
-        "output_tokens": {"dist": "fixed", "value": 4},
-        "seed": 1,
-    },
-    "plan": "tp=1",
-}
 
 
 @pytest.mark.parametrize(

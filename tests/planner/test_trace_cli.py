@@ -8,18 +8,7 @@ import json
 import pytest
 import yaml
 
-SMALL = {
-    "model": "llama-3.1-8b",
-    "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 1},
-    "workload": {
-        "requests": 30,
-        "arrival": {"process": "poisson", "rate": 20.0},
-        "input_tokens": {"dist": "fixed", "value": 256},
-        "output_tokens": {"dist": "fixed", "value": 4},
-        "seed": 1,
-    },
-    "plan": "tp=1",
-}
+from tests.conftest import SMALL
 
 
 @pytest.fixture
