@@ -135,6 +135,13 @@ class Speculative(_Strict):
         description="one draft step's price as a fraction of the target's decode step at the same batch; "
         "default for eagle / mtp one layer's share of the target (1 / layers), required for draft",
     )
+    draft_model: str | None = Field(
+        None,
+        min_length=1,
+        description="the checkpoint that drafts: the draft model (method draft) or the EAGLE head (method eagle), "
+        "a HuggingFace repository or local path; `apex emit` writes it into the engine's speculative config and "
+        "needs it for those methods. mtp drafts with the target's own MTP module and takes none",
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -148,6 +155,11 @@ class Speculative(_Strict):
                 "method draft needs draft_cost: the draft model's decode step as a fraction of the target's "
                 "(about its share of the target's parameters for a memory-bound decode, e.g. 0.15 for a 1B "
                 "draft of an 8B model)"
+            )
+        if self.method == "mtp" and self.draft_model is not None:
+            raise ValueError(
+                "method mtp drafts with the target model's own multi-token-prediction module; remove draft_model "
+                "(or use method draft / eagle for a separate checkpoint)"
             )
         return self
 
