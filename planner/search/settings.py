@@ -28,8 +28,10 @@ from formulations.templates import EngineSettings
 from simulator.scenario import DTypes, Engine, Scenario, engine_setting
 
 # Knob values searched when the scenario leaves a knob to the engine's default (the default is always added).
-# max_num_seqs: caps at or below the default (a cap above it only lets TPOT slip further under load);
-# token budgets from small chunks (decodes interleave with short prefill pieces) to whole long prompts.
+# max_num_seqs: caps below the default (TPOT held under load) and above it (vLLM's 256 limits the decode batch of
+# a replica whose KV cache and TPOT target allow more: MoE decode stays memory-bound well past 256 sequences,
+# every step reading all experts' weights); token budgets from small chunks (decodes interleave with short
+# prefill pieces) to whole long prompts.
 KNOB_GRID: dict[str, tuple] = {
     "max_num_seqs": (16, 32, 64, 128, 256, 512, 1024),
     "max_num_batched_tokens": (2048, 4096, 8192, 16384),
@@ -105,8 +107,6 @@ def candidate_settings(scenario: Scenario, *, knobs: bool = True) -> SettingChoi
         if not knobs or getattr(engine, knob) is not None:
             return (default,)
         grid = KNOB_GRID[knob]
-        if knob == "max_num_seqs":
-            grid = tuple(v for v in grid if v < default)
         if knob == "enable_chunked_prefill" and engine.kind not in CHUNKING_ENGINES:
             grid = ()
         return (default,) + tuple(sorted(v for v in set(grid) if v != default))
