@@ -135,6 +135,11 @@ class Speculative(_Strict):
         description="one draft step's price as a fraction of the target's decode step at the same batch; "
         "default for eagle / mtp one layer's share of the target (1 / layers), required for draft",
     )
+    enabled: bool | Literal["auto"] = Field(
+        True,
+        description="false: stated but off; auto: `apex plan` chooses, per plan, between this speculative "
+        "decoding and none (a template dimension; docs/design.md §5.2) — `apex simulate` runs it on",
+    )
     draft_model: str | None = Field(
         None,
         min_length=1,
@@ -204,16 +209,24 @@ class Engine(_Strict):
     )
     cuda_graphs: bool = True
     router: Literal["round-robin", "least-outstanding", "power-of-two"] = "least-outstanding"
-    prefix_caching: bool | None = Field(
+    prefix_caching: bool | Literal["auto"] | None = Field(
         None,
         description="keep full KV blocks by content and reuse them for requests that start with the same tokens "
         "(vLLM --enable-prefix-caching, SGLang's radix cache, TensorRT-LLM enable_block_reuse); None: the "
-        "engine's own default",
+        "engine's own default; auto: `apex plan` chooses on or off per plan (a template dimension), other "
+        "commands run the engine's default",
     )
 
     speculative: Speculative | None = Field(
         None, description="speculative decoding: {method: draft|eagle|mtp, num_tokens: k, acceptance: ...}"
     )
+
+    @property
+    def speculation(self) -> Speculative | None:
+        """The speculative decoding the engine runs: the stated one unless it is switched off (`enabled: false`;
+        `auto` runs it)."""
+        spec = self.speculative
+        return None if spec is None or spec.enabled is False else spec
 
     @model_validator(mode="after")
     def _check(self):
@@ -290,7 +303,7 @@ ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
 def engine_setting(engine: Engine, knob: str):
     """The engine's value of `knob`, falling back to its kind's default."""
     value = getattr(engine, knob)
-    return ENGINE_DEFAULTS[engine.kind][knob] if value is None else value
+    return ENGINE_DEFAULTS[engine.kind][knob] if value is None or value == "auto" else value
 
 
 class LengthDist(_Strict):

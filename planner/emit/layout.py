@@ -166,7 +166,7 @@ def speculation_of(scenario: Scenario) -> Speculation | None:
     """The scenario's speculative decoding for the launch files (None when off). InputError naming
     `engine.speculative.draft_model` when the method drafts from a separate checkpoint and none is given: the
     engines cannot start without it, and APEX writes no placeholder for the user to fill."""
-    spec = scenario.spec.engine.speculative
+    spec = scenario.spec.engine.speculation
     if spec is None:
         return None
     if spec.method in NEEDS_DRAFT_MODEL and not spec.draft_model:
