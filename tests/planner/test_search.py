@@ -105,8 +105,6 @@ def test_gain_and_gap_follow_the_objective_sense():
 # on purpose (strict: they fail the tier once fixed, so the mark comes off): measured 2026-12-02.
 KNOWN_MISSES = {
     "hetero-h100-a100-cost (shipped)": "the space now exceeds the 3,000-plan exhaustive limit (subset simulated)",
-    "mixtral-8x22b-2node-energy (shipped)": "the loop stops at 2.62 J/token; --exhaustive finds a cross-node "
-    "tp16 replica at 2.475 (min_energy's weak bound does not force it to look)",
 }
 
 
