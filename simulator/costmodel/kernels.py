@@ -280,8 +280,8 @@ def _gemm(xp, gpu, m, n, k, weight_bytes, act_bytes, compute_dtype, groups) -> K
     # A locked clock keeps the split the boost clock would choose (cuBLAS's heuristic takes the shape and the
     # architecture, not the current clock): choose at the boost rate, price the choice at this clock.
     locked = gpu.sm_clock_ghz is not None
-    split = _fastest_split(xp, c, per_sm / gpu.compute_clock_scale if locked else per_sm, tiling)
-    fixed, body, compute, nbytes = _split_prices(xp, c, per_sm, split, tiling)
+    split, chosen = _fastest_split(xp, c, per_sm / gpu.compute_clock_scale if locked else per_sm, tiling)
+    fixed, body, compute, nbytes = _split_prices(xp, c, per_sm, split, tiling) if locked else chosen
     gemm = KernelTimes(
         fixed + body, 2.0 * groups * m * n * k, nbytes, labels(xp, body, fixed, compute), fixed
     )
@@ -309,17 +309,17 @@ def _split_prices(xp, c: _Consts, per_sm: float, s, g: _Tiling) -> tuple:
     ctas = g.tiles * s
     t_compute = xp.ceil(ctas / c.sms) * tile_flops * xp.where(one, g.k, xp.ceil(g.k / s))
     t_memory = nbytes / (c.bw * xp.minimum(1.0, ctas / c.need))
-    fixed = xp.where(one, c.launch, c.launch + c.split_s)
+    fixed = full_like(t_compute, c.launch) + xp.where(one, 0.0, c.split_s)
     return fixed, xp.maximum(t_compute, t_memory), t_compute >= t_memory, nbytes
 
 
-def _fastest_split(xp, c: _Consts, per_sm: float, g: _Tiling):
-    """The split of SPLITS each shape runs fastest at (the smallest among equals) at `per_sm` FLOP/s per SM.
-    Every split K allows (slices of at least `gemm_min_k_per_split`) is priced, in order, while it can still
-    win: no split runs faster than perfect waves over the whole K, nor than its bytes at full bandwidth, which
-    grow with s."""
-    fixed, body, _, _ = _split_prices(xp, c, per_sm, 1.0, g)
-    best = fixed + body
+def _fastest_split(xp, c: _Consts, per_sm: float, g: _Tiling) -> tuple:
+    """(split, its `_split_prices`) of each shape: the split of SPLITS it runs fastest at (the smallest among
+    equals) at `per_sm` FLOP/s per SM. Every split K allows (slices of at least `gemm_min_k_per_split`) is
+    priced, in order, while it can still win: no split runs faster than perfect waves over the whole K, nor
+    than its bytes at full bandwidth, which grow with s."""
+    chosen = _split_prices(xp, c, per_sm, 1.0, g)
+    best = chosen[0] + chosen[1]
     split = full_like(best, 1.0)
     split_fixed = c.launch + c.split_s
     ideal = split_fixed + g.tiles * (2.0 * g.tm * g.tn / per_sm) * g.k / c.sms
@@ -330,8 +330,9 @@ def _fastest_split(xp, c: _Consts, per_sm: float, g: _Tiling):
         )
         if not xp.any(hopeful):
             break
-        fixed, body, _, _ = _split_prices(xp, c, per_sm, float(s), g)
-        better = hopeful & (fixed + body < best)
-        best = xp.where(better, fixed + body, best)
+        price = _split_prices(xp, c, per_sm, float(s), g)
+        better = hopeful & (price[0] + price[1] < best)
+        best = xp.where(better, price[0] + price[1], best)
         split = xp.where(better, float(s), split)
-    return split
+        chosen = tuple(xp.where(better, new, old) for new, old in zip(price, chosen, strict=True))
+    return split, chosen

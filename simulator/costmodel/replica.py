@@ -6,12 +6,14 @@ bound computed from `iteration_time` is a bound on the breakdown too; there is n
 * each static op (GEMMs, elementwise, collectives) reads one row count of the `Load`: ops on token rows are cached
   by `num_tokens`, ops on sequence rows by `num_seqs`, and (only with attention dp > 1, where the busiest dp
   group's rows mix both) the attention-side ops by the pair. Every key is the exact count, so a cached value is
-  the value; at most max_num_batched_tokens + max_num_seqs entries per stage;
+  the value; at most max_num_batched_tokens + max_num_seqs entries per stage. A miss reads a price table
+  (`_RowPrices`) that prices many counts at once over numpy arrays, after its first few counts priced alone;
 * decode attention of n sequences is, in their context tokens, `base + max(mem·ctx + mem0, comp·ctx, lat)`
   (`attention.decode_attention`: streaming bytes, FLOPs, a latency floor, per-row and per-call fixed costs).
   The coefficients per n are read off the kernel function itself and checked on probe points when first
   needed; if the check fails the decode attention is priced op by op (same value, slower);
-* prefill attention (a few per-request chunks) is priced by `ops.price_attention` directly;
+* prefill attention (a few per-request chunks) is memoized by its exact aggregates, priced with the
+  batch-independent part of its kernel read once per stage (`ops.prefill_attention_price`);
 * energy is `energy.gpu_energy`'s rule on the summed FLOPs and bytes of the busiest GPU; FLOPs are linear in the
   aggregates; the per-iteration overhead (per-layer launch + the engine's host figures) is cached by sequences.
 """
@@ -60,9 +62,10 @@ _SEQ_ROWS = frozenset({"seqs"})
 _ATTN_SEQ_ROWS = frozenset({"attn_seqs"})
 _AXES = ("tokens", "seqs", "attn_tokens", "attn_seqs")
 _PROBE_RTOL = 1e-10  # how closely the decode-attention form must reproduce the kernel function
+_PROBES = (1.0, 1e3, 3.3e4, 2.9e7)  # context tokens the form is checked at: latency-, row- and memory-bound
 _PREFILL_MEMO = 1 << 16  # prefill-attention prices kept per stage (exact keys; a bound on memory only)
-_TABLE_AFTER = 32  # row counts a price table prices one by one before it prices whole ranges at once
-_TABLE_STEP = 512  # price tables grow by whole steps of row counts (~1 ms + ~1 us per count)
+_TABLE_AFTER = 16  # row counts a price table prices one by one before it prices whole ranges at once
+_TABLE_STEP = 512  # price tables grow by whole steps of row counts (~0.4 ms + ~0.7 us per count)
 _TABLE_MAX = 1 << 15  # row counts at or above it are priced one at a time, not tabled
 
 
@@ -102,6 +105,9 @@ class _RowPrices:
             if self._singles < _TABLE_AFTER or x >= _TABLE_MAX:
                 self._singles += 1
                 return self._price(float(x))
+            if not columns[0]:  # no rows, no kernels: the float path prices that without the arrays' masks
+                for column, priced in zip(columns, self._price(0.0), strict=True):
+                    column.append(priced)
             size = (x // _TABLE_STEP + 1) * _TABLE_STEP
             more = self._price(np.arange(len(columns[0]), size, dtype=float))
             for column, priced in zip(columns, more, strict=True):
@@ -168,37 +174,27 @@ class _DecodeAttention:
 
     @staticmethod
     def of(ops: StageOps, gpu: GPU, seqs: float) -> _DecodeAttention | None:
-        """The form of `attention.decode_attention` for `seqs` sequences, read off the function and checked on
-        probe points; None when the function is not of that form."""
+        """The form of `attention.decode_attention` for `seqs` sequences, read off its kernel's numbers and checked
+        on probe points against the kernel; None when the kernel is not of that form."""
         dec = ops.decode
-        price = attention.DecodeAttentionKernel.of(
+        kernel = attention.DecodeAttentionKernel.of(
             gpu, seqs=seqs, heads=dec.heads, kv_heads=dec.kv_heads, calls=dec.count
-        ).price
-
-        def kernel(flops: float, nbytes: float) -> float:
-            return price(flops=flops, nbytes=nbytes).seconds
-
-        big_b = gpu.memory_bandwidth_bytes_per_s  # about a second of streaming: dwarfs every fixed part
-        big_f = gpu.peak_flops("bf16")
-        t0, t1, t2 = kernel(0.0, 0.0), kernel(0.0, big_b), kernel(0.0, 2 * big_b)
-        mem = (t2 - t1) / big_b
-        base = t1 - mem * big_b
-        comp = (kernel(big_f, 0.0) - base) / big_f
-        lat = t0 - base
+        )
         nbytes0 = dec.bytes_of(0.0, seqs)
         nbytes = dec.bytes_of(1.0, seqs) - nbytes0
+        flops = dec.flops_of(1.0)
         line = _DecodeAttention(
-            base,
-            mem * nbytes,
-            mem * nbytes0,
-            comp * dec.flops_of(1.0),
-            lat,
-            dec.flops_of(1.0),
+            kernel.fixed_s + kernel.rows_s,
+            nbytes / kernel.bw,
+            nbytes0 / kernel.bw,
+            flops / kernel.rate,
+            kernel.latency_s,
+            flops,
             nbytes,
             nbytes0,
         )
-        for ctx in (1.0, 37.0, 1e3, 3.3e4, 1e6, 2.9e7):
-            exact = kernel(dec.flops_of(ctx), dec.bytes_of(ctx, seqs))
+        for ctx in _PROBES:
+            exact = kernel.price(flops=dec.flops_of(ctx), nbytes=dec.bytes_of(ctx, seqs)).seconds
             if not math.isclose(line.seconds(ctx), exact, rel_tol=_PROBE_RTOL):
                 return None
             if not math.isclose(dec.bytes_of(ctx, seqs), nbytes * ctx + nbytes0, rel_tol=_PROBE_RTOL):
