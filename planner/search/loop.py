@@ -48,7 +48,7 @@ from planner.search.pricing import (
     price_space,
 )
 from planner.search.result import PlanSearchResult, SearchStats, no_plan_error
-from planner.search.settings import scenario_settings
+from planner.search.settings import apply_settings, scenario_settings
 from planner.search.space import PlanSpace
 from planner.search.workload import WorkloadProfile
 from simulator.costmodel.memory import stage_weight_bytes
@@ -116,11 +116,60 @@ def prepare(scenario: Scenario, options: SearchOptions, deadline: float) -> Prep
         raise NoPlanError(_why_no_template(scenario))
     t = time.perf_counter()
     need_energy = scenario.spec.goals.objective == "min_energy" or scenario.spec.goals.budget.joules_per_token
-    bounds, _ = bound_space(scenario, priced, profile, deadline, energy=bool(need_energy))
+    variants = feature_profiles(scenario, priced, profile)
+    bounds: dict = {}
+    for feature, members in _by_feature(priced).items():
+        found, _ = bound_space(scenario, members, variants[feature], deadline, energy=bool(need_energy))
+        bounds.update(found)
     phases["bounds"] = time.perf_counter() - t
     max_templates = options.max_templates or max(2, len(scenario.cluster.gpus_by_type()))
-    space = PlanSpace(scenario, profile, {p.template.id: p for p in priced}, bounds, max_templates)
+    space = PlanSpace(
+        scenario,
+        weakest_profile(scenario, profile, variants),
+        {p.template.id: p for p in priced},
+        bounds,
+        max_templates,
+        profiles={p.template.id: variants[_feature(p)] for p in priced},
+    )
     return Prepared(profile, priced, space, phases, priced_space.census, priced_space.baseline_templates)
+
+
+def _feature(p: PricedTemplate) -> tuple:
+    s = p.template.settings
+    return (s.prefix_caching, s.speculative)
+
+
+def _by_feature(priced: list[PricedTemplate]) -> dict[tuple, list[PricedTemplate]]:
+    out: dict[tuple, list[PricedTemplate]] = {}
+    for p in priced:
+        out.setdefault(_feature(p), []).append(p)
+    return out
+
+
+def feature_profiles(
+    scenario: Scenario, priced: list[PricedTemplate], own: WorkloadProfile
+) -> dict[tuple, WorkloadProfile]:
+    """Per feature variant (prefix caching, speculative; None = as the scenario says) the workload profile its
+    templates are bounded with: the prompt tokens a cache could serve only where that variant caches, the
+    decode-step bounds dropped only where it speculates (workload.py)."""
+    out = {(None, None): own}
+    for feature in _by_feature(priced):
+        if feature not in out:
+            settings = replace(scenario_settings(scenario), prefix_caching=feature[0], speculative=feature[1])
+            out[feature] = WorkloadProfile.of(apply_settings(scenario, settings))
+    return out
+
+
+def weakest_profile(scenario: Scenario, own: WorkloadProfile, variants: dict[tuple, WorkloadProfile]):
+    """The profile the plan space's template-independent parts use (the deadline window, request sizes, KV
+    rows): the variant that caches and speculates wherever the scenario lets the planner choose, whose
+    prefill and decode work are the least, so what is built on it holds for every variant."""
+    own_settings = scenario_settings(scenario)
+    key = (
+        True if own_settings.prefix_caching is not None else None,
+        True if own_settings.speculative is not None else None,
+    )
+    return variants.get(key, own)
 
 
 def iteration_limits(scenario: Scenario, priced: PricedTemplate, profile: WorkloadProfile) -> IterationLimits:
@@ -345,7 +394,7 @@ def _remaining(space: PlanSpace, solver: SolverOptions, deadline: float | None, 
 
 def refine_template(space: PlanSpace, tid: str) -> None:
     """Recompute one template's bounds on fine cells and rebuild the bound master's coefficients."""
-    prof = space.profile
+    prof = space.profile_of(tid)
     need_energy = space.bounds[tid].energy is not None
     with_precision(space.bounds[tid], prof.mixes(), prof.deadlines.tpot_s, FINE, energy=need_energy)
     space.refresh(tid)

@@ -16,9 +16,14 @@ default and the dtypes it allows (`settings.py`). What is kept is decided by rul
   prefill): a (budget, chunking) pair is dropped when another pair predicts at least its capacity and at most
   its TTFT (the whole-workload estimate), both within 1 %; ties go to the scenario's own value, then to the one nearest it. Chunked prefill
   off with a budget below the longest prompt cannot run every request and is dropped.
-* **max_num_seqs** (colocated and decode): the scenario's value and the largest grid value at or below the
-  analytic model's TPOT-limited batch B* are kept — a cap below that value only loses capacity, a cap between
-  it and the default behaves like the default whenever the plan keeps its load within capacity.
+* **max_num_seqs** (colocated and decode), with B* the analytic model's TPOT- and KV-limited decode batch
+  (the cap lifted to the grid's top): below the default, the scenario's value and the largest grid value at or
+  below B* are kept — a cap below that value only loses capacity, a cap between it and the default behaves like
+  the default whenever the plan keeps its load within capacity; above the default (colocated only), the largest
+  grid value ≤ B* replaces the scenario's value when it predicts more than TIE more capacity — the default cap
+  is then what limits the replica, and the raised one admits at least as much while its full batch meets TPOT
+  (the replaced templates stay in `baseline_templates` for the heuristic baselines). Decode templates keep the
+  default: each value they add is spread over every prefill template.
 * a knob a role does not read (a prefill replica's max_num_seqs, a decode replica's token budget and chunking)
   takes every value the other role keeps, so that prefill and decode templates share settings to pair in one
   plan;
@@ -26,8 +31,8 @@ default and the dtypes it allows (`settings.py`). What is kept is decided by rul
   is dropped when another predicts at least its capacity and at most its energy and latency for every class
   (ties kept).
 
-The scenario's own settings are always kept, so the space holds every plan of the scenario's settings that a
-search over layouts alone would.
+The scenario's own settings are kept unless a rule above finds them dominated (a token budget pair, or a cap
+the raised max_num_seqs replaces).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from formulations.templates import (
     enumerate_layouts,
     layout_kinds,
 )
-from planner.search.settings import candidate_settings, scenario_settings
+from planner.search.settings import candidate_settings, engine_with, scenario_settings, with_features
 from planner.search.workload import WorkloadProfile, WorkloadStats
 from simulator.costmodel import build_replica_cost
 from simulator.costmodel.clock import clock_levels_mhz
@@ -214,7 +219,7 @@ class _Pricer:
         hit = self._costs.get(key)
         if hit is None:
             sc = self.scenario
-            engine = sc.spec.engine.model_copy(update=settings.scenario_updates()["engine"])
+            engine = engine_with(sc.spec.engine, settings)
             dtype = sc.spec.dtype.model_copy(
                 update={"weights": settings.weights_dtype, "kv_cache": settings.kv_cache_dtype}
             )
@@ -330,6 +335,9 @@ def price_space(
     chunkings = choices.enable_chunked_prefill
     seqs_grid = choices.max_num_seqs
     out: list[PricedTemplate] = []
+    replaced_core: list[
+        PricedTemplate
+    ] = []  # own-settings templates out of the space, kept for the baselines
     out_of_time = False
     for weights, kv in choices.dtypes():
         layouts = enumerate_layouts(
@@ -357,9 +365,10 @@ def price_space(
                     census.prune((role, *kinds), "larger than the cluster", per_setting)
                 continue
             for role in roles:
-                kept[(stages, role)] = _knob_candidates(
+                kept[(stages, role)], dropped = _knob_candidates(
                     pricer, census, stages, role, base, budgets, chunkings, seqs_grid, (role, *kinds), own
                 )
+                replaced_core += dropped
         # knobs a role does not read take every value the other role keeps (so that pairs share settings)
         if "prefill" in roles:
             seqs_decode = sorted(
@@ -380,7 +389,9 @@ def price_space(
                     kept[(stages, role)] = _spread(pricer, ps, role, token_chunks=tc_prefill)
         for ps in kept.values():
             out.extend(ps)
-    baseline = [p.template for p in out if is_core(p, own)]
+    out = with_features(out, choices)
+    replaced_core = with_features(replaced_core, choices)
+    baseline = [p.template for p in out + replaced_core if is_core(p, own)]
     out = _prune_layouts(out, census)
     if searches_clocks(scenario):
         out += [c for p in out for c in _clocked(pricer, p, scenario)]
@@ -465,32 +476,57 @@ def _knob_candidates(pricer, census, stages, role, base, budgets, chunkings, seq
                 p.kinds, "knob dominance (token budget, chunked prefill)", len(seqs_grid) if reads_seqs else 1
             )
     survivors = [pricer.price(stages, p.template.settings, role, p.kinds) for p in survivors]
+    replaced: list[PricedTemplate] = []  # the default's templates a raised max_num_seqs replaced
     for p in survivors:
         if not reads_seqs:
             kept.append(p)
             continue
-        keep_seqs = {default_seqs}
-        batch = p.estimate.decode_batch
-        below = [v for v in seqs_grid if v <= batch] if batch > 0 else []
-        if below:
-            keep_seqs.add(max(below))
-        census.prune(p.kinds, "knob dominance (max_num_seqs)", len(seqs_grid) - len(keep_seqs))
-        for v in sorted(keep_seqs, reverse=True):
-            if v == default_seqs:
-                kept.append(p)
-                continue
-            s = p.template.settings
-            settings = EngineSettings(
-                v, s.max_num_batched_tokens, s.enable_chunked_prefill, s.weights_dtype, s.kv_cache_dtype
-            )
-            cost = pricer.cost(stages, settings)
-            why = pricer.usable(cost, settings)
-            kinds2 = kinds + _settings_kinds(settings, own)
-            if why:
-                census.prune(kinds2, why)
-                continue
-            kept.append(pricer.price(stages, settings, role, kinds2))
-    return kept
+        # colocated templates only may raise the cap: a decode template's values are spread over every prefill
+        # template to pair, so each value it adds multiplies the prefill templates
+        widest = max(seqs_grid) if role == "colocated" else default_seqs
+        batch = _open_batch(pricer, stages, role, p, widest)
+        below = [v for v in seqs_grid if v <= min(batch, widest)] if batch > 0 else []
+        cap = max(below) if below else default_seqs
+        variant = _with_seqs(pricer, stages, role, p, cap, own) if cap != default_seqs else None
+        if variant is None:
+            kept.append(p)
+        elif cap < default_seqs:
+            kept += [p, variant]
+        elif variant.estimate.requests_per_s > p.estimate.requests_per_s * (1 + TIE):
+            kept.append(variant)
+            replaced.append(p)
+        else:
+            kept.append(p)
+        n_kept = 2 if variant is not None and cap < default_seqs else 1
+        census.prune(p.kinds, "knob dominance (max_num_seqs)", len(seqs_grid) - n_kept)
+    return kept, replaced
+
+
+def _with_seqs(pricer, stages, role, p: PricedTemplate, seqs: int, own) -> PricedTemplate | None:
+    """`p` with max_num_seqs `seqs`, priced (None when it cannot run the workload)."""
+    s = p.template.settings
+    settings = EngineSettings(
+        seqs, s.max_num_batched_tokens, s.enable_chunked_prefill, s.weights_dtype, s.kv_cache_dtype
+    )
+    if pricer.usable(pricer.cost(stages, settings), settings):
+        return None
+    kinds = tuple(k for k in p.kinds if k != "engine knobs") + _settings_kinds(settings, own)
+    return pricer.price(stages, settings, role, kinds)
+
+
+def _open_batch(pricer, stages, role, p: PricedTemplate, widest: int) -> int:
+    """The analytic model's TPOT- and KV-limited decode batch B* of `p`'s layout and settings with max_num_seqs
+    at the grid's widest value: `p`'s own batch unless its max_num_seqs was what limited it."""
+    capped = p.estimate.decode_batch >= _decode_cap(pricer.scenario, p.template.settings)
+    if not capped or widest <= p.template.max_num_seqs:
+        return p.estimate.decode_batch
+    s = p.template.settings
+    wide = EngineSettings(
+        widest, s.max_num_batched_tokens, s.enable_chunked_prefill, s.weights_dtype, s.kv_cache_dtype
+    )
+    if pricer.usable(pricer.cost(stages, wide), wide):
+        return p.estimate.decode_batch
+    return pricer.estimate(stages, wide, role, p.kinds).estimate.decode_batch
 
 
 def _pareto_budgets(priced: list[PricedTemplate], own: EngineSettings) -> list[PricedTemplate]:

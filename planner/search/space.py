@@ -80,6 +80,9 @@ class PlanSpace:
     priced: dict[str, PricedTemplate]
     bounds: dict[str, TemplateBound]
     max_templates: int
+    # per template the profile of its feature variant (loop.feature_profiles); `profile` is the weakest one,
+    # used where the space does not depend on a template (window, sizes, KV rows)
+    profiles: dict[str, WorkloadProfile] = field(default_factory=dict)
     window: Window = field(init=False)
     size: np.ndarray = field(init=False)  # u per request
     requests: dict[str, RequestBounds] = field(init=False)
@@ -116,6 +119,10 @@ class PlanSpace:
         self.requests = {tid: self._request_bounds(tid) for tid in self.priced}
         self._build_bound()
         self._build_predict()
+
+    def profile_of(self, tid: str) -> WorkloadProfile:
+        """The workload profile template `tid` is bounded with (its feature variant's)."""
+        return self.profiles.get(tid, self.profile)
 
     # ---- plans and count vectors -------------------------------------------------------------------------
     def plan_of(self, counts: dict[str, int]) -> Proposal:
@@ -192,13 +199,14 @@ class PlanSpace:
         own = {}
         for tid, tb in self.bounds.items():
             role = self.role.get(tid, "colocated")
-            pre = tb.prefill_floor(prof.prefill_tokens) if role != "decode" else None
+            mine = self.profile_of(tid)
+            pre = tb.prefill_floor(mine.prefill_tokens) if role != "decode" else None
             dec = None
             if role != "prefill":
                 dec = (
-                    tb.decode_floor(prof.input_tokens)
-                    if not prof.speculative
-                    else np.zeros(prof.num_requests)
+                    tb.decode_floor(mine.input_tokens)
+                    if not mine.speculative
+                    else np.zeros(mine.num_requests)
                 )
             own[tid] = (pre, dec)
         n = prof.num_requests
@@ -273,7 +281,7 @@ class PlanSpace:
         self.size = u
 
     def _request_bounds(self, tid: str) -> RequestBounds:
-        prof, tb, w = self.profile, self.bounds[tid], self.window
+        prof, tb, w = self.profile_of(tid), self.bounds[tid], self.window
         pre, dec, lat = self.floors[tid]
         dl = prof.deadlines
         role = self.role.get(tid, "colocated")
@@ -442,7 +450,7 @@ class PlanSpace:
 
     def _full_work(self, tid: str) -> np.ndarray:
         """Per request the proven busy time of the whole request on the template (its role's part of it)."""
-        prof, tb = self.profile, self.bounds[tid]
+        prof, tb = self.profile_of(tid), self.bounds[tid]
         role = self.role.get(tid, "colocated")
         does_prefill, does_decode = float(role != "decode"), float(role != "prefill")
         out = np.zeros(prof.num_requests)

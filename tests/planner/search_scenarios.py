@@ -158,9 +158,9 @@ def compare_scenario(name: str, scenario, max_templates: int | None, *, workers:
 # The larger space (tests/planner/test_plan_space.py, slow tier): scenarios whose winner is disaggregated, depends
 # on an engine knob, or uses a dtype from the scenario's allowed list. name -> (scenario, kind). The
 # disaggregated ones are the shipped example and the same model, cluster and goals on other request samples
-# (seeds); on seeds 4 and 7 a colocated tp2 replica ties the pair's cost and the exhaustive order picks it. (No scenario
-# whose winner needs a knob other than the engine's default is here yet: on those tried, the default knobs
-# tied with the chosen ones.)
+# (seeds); on seeds 4 and 7 a colocated tp2 replica ties the pair's cost and the exhaustive order picks it. The
+# knob ones are MoE models whose decode stays memory-bound past vLLM's default of 256 running sequences: the
+# winner raises max_num_seqs, and with the default the same plan falls behind its arrivals (TTFT).
 LONG_PROMPTS = {"dist": "lognormal", "mean": 6000, "std": 1500, "max": 12000}
 DECODE = {"dist": "lognormal", "mean": 256, "std": 100, "max": 1024}
 
@@ -196,6 +196,23 @@ SPACE_SCENARIOS: dict[str, tuple[object, str]] = {
     "llama-8b 4xH100 long prompts, TPOT 11.5 ms, seed 8": (
         _space_case("llama-3.1-8b", 4, 3.0, 0.0115, seed=8),
         "disaggregated",
+    ),
+    "knob-max-num-seqs-moe (shipped)": (EXAMPLES / "knob-max-num-seqs-moe.yaml", "knob"),
+    "qwen3-235b fp8 8xH200 short chat, max_num_seqs": (
+        {
+            "model": "qwen3-235b-a22b",
+            "cluster": {"gpu": "h200-sxm", "nodes": 1, "gpus_per_node": 8},
+            "dtype": {"weights": "fp8", "kv_cache": "fp8"},
+            "workload": {
+                "requests": 1000,
+                "arrival": {"process": "poisson", "rate": 28.0},
+                "input_tokens": {"dist": "lognormal", "mean": 256, "std": 100, "max": 1024},
+                "output_tokens": {"dist": "lognormal", "mean": 256, "std": 100, "max": 1024},
+                "seed": 3,
+            },
+            "goals": {"objective": "min_cost", "slo": {"ttft_s": {"p99": 2.0}, "tpot_s": {"p99": 0.1}}},
+        },
+        "knob",
     ),
     "llama-70b 8xH100 weights bf16 or fp8": (
         _space_case(

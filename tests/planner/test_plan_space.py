@@ -1,12 +1,13 @@
-"""The whole plan space (issue 16): on scenarios whose winner is disaggregated or uses a dtype from the allowed
-list, the loop finds --exhaustive's optimum over the same space and its bound holds (slow tier: every plan of
-each space is simulated)."""
+"""The whole plan space (issue 16): on scenarios whose winner is disaggregated, needs an engine knob other than
+the engine's default, or uses a dtype from the allowed list, the loop finds --exhaustive's optimum over the same
+space and its bound holds (slow tier: every plan of each space is simulated)."""
 
 from __future__ import annotations
 
 import pytest
 
-from planner.search.settings import scenario_settings
+from planner.search.disaggregation import simulate_with_kv_stream
+from planner.search.settings import apply_settings, scenario_settings
 from simulator.scenario import load_scenario
 from tests.planner.search_scenarios import SPACE_SCENARIOS, compare_scenario
 
@@ -37,6 +38,15 @@ def test_planner_equals_exhaustive_over_the_whole_space(name):
         assert {g.role for g in found.best.plan.replicas} == {"prefill", "decode"}
         colocated = [x for x in exh.candidates if x.feasible and _colocated(x)]
         assert colocated and min(x.objective for x in colocated) > best.objective  # it wins outright
+    elif kind == "knob":
+        knobs = ("max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill")
+        assert any(getattr(best.settings, k) != getattr(own, k) for k in knobs)
+        # the same plan with the engine's default knobs misses the SLOs ...
+        default = simulate_with_kv_stream(apply_settings(scenario, own).with_plan(best.plan))
+        assert not default["slo"]["met"], default["slo"]
+        # ... and every plan of the space with them costs more
+        first = [x for x in exh.candidates if x.feasible and x.settings == own]
+        assert not first or min(x.objective for x in first) > best.objective
     else:
         allowed = scenario.spec.dtype.weight_choices
         assert len(allowed) > 1 and best.settings.weights_dtype in allowed

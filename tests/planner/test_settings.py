@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from formulations.templates import EngineSettings
+from planner.search.pricing import SpaceOptions, price_space
 from planner.search.settings import apply_settings, candidate_settings, scenario_settings
+from planner.search.workload import WorkloadProfile
 from simulator.errors import InputError
 from simulator.scenario import load_scenario
 
@@ -55,7 +57,8 @@ def test_knobs_the_scenario_sets_are_fixed_and_the_others_searched():
     assert len(fixed.max_num_batched_tokens) > 1 and fixed.enable_chunked_prefill == (True, False)
     free = candidate_settings(load_scenario(_scenario()))
     own = scenario_settings(load_scenario(_scenario()))
-    assert free.max_num_seqs[0] == own.max_num_seqs and all(v <= own.max_num_seqs for v in free.max_num_seqs)
+    assert free.max_num_seqs[0] == own.max_num_seqs
+    assert min(free.max_num_seqs) < own.max_num_seqs < max(free.max_num_seqs)  # caps below and above it
     assert candidate_settings(load_scenario(_scenario()), knobs=False).searched() == {}
 
 
@@ -68,3 +71,34 @@ def test_settings_keys_and_differences_name_each_dimension():
         "engine": {"max_num_seqs": 64, "max_num_batched_tokens": 8192, "enable_chunked_prefill": False},
         "dtype": {"weights": "fp8", "kv_cache": "bf16"},
     }
+
+
+def _moe_scenario() -> dict:
+    """Mixtral-8x7B with short requests at a high rate on 4×H100 (configs/examples/knob-max-num-seqs-moe.yaml):
+    MoE decode reads every expert's weights each step, so one tp2 replica's step time barely grows past 256
+    sequences and its KV cache holds ~850 of them."""
+    return {
+        "model": "mixtral-8x7b",
+        "cluster": {"gpu": "h100-sxm", "nodes": 1, "gpus_per_node": 4},
+        "workload": {
+            "requests": 200,
+            "arrival": {"process": "poisson", "rate": 42.0},
+            "input_tokens": {"dist": "lognormal", "mean": 256, "std": 100, "max": 1024},
+            "output_tokens": {"dist": "lognormal", "mean": 256, "std": 100, "max": 1024},
+        },
+        "goals": {"objective": "min_cost", "slo": {"ttft_s": {"p99": 2.0}, "tpot_s": {"p99": 0.05}}},
+    }
+
+
+def test_a_cap_above_the_default_replaces_it_where_the_model_predicts_more_capacity():
+    sc = load_scenario(_moe_scenario())
+    own = scenario_settings(sc)
+    space = price_space(sc, WorkloadProfile.of(sc), SpaceOptions(disaggregation=False, layouts=False))
+    tp2 = [p for p in space.templates if p.template.layout_id == "L0-32 tp2 @h100-sxm"]
+    assert [p.template.max_num_seqs for p in tp2] == [1024]  # the largest grid value within TPOT and KV
+    assert tp2[0].estimate.decode_batch > own.max_num_seqs
+    # the default's template is out of the space, kept for the heuristic baselines
+    assert any(t.layout_id == tp2[0].template.layout_id for t in space.baseline_templates)
+    # the heuristic baselines still choose from the default's templates
+    assert {t.settings for t in space.baseline_templates} == {own}
+    assert space.census.pruned_by["knob dominance (max_num_seqs)"] > 0
