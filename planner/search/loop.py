@@ -154,6 +154,7 @@ def run_search(
     # without a bound, patience is the only stopping rule, so it gets twice the rounds
     patience = options.patience * (2 if spec.bound == "none" else 1)
     remaining: float | None = None
+    last_remaining: float | None = None
     remaining_known = False
     solver_says = ""
     with Simulations(
@@ -207,6 +208,9 @@ def run_search(
             if gap is not None and gap <= options.epsilon:
                 stopped = f"within {100 * options.epsilon:g}% of the bound"
                 break
+            if _tightened(remaining, last_remaining, spec):
+                stale = 0  # the unsimulated plans' bound moved: the search is closing the gap
+            last_remaining = remaining
             if stale >= patience:
                 why = "no bound is proven" if spec.bound == "none" else "the bound is not closed"
                 stopped = f"{patience} rounds without a better plan ({why})"
@@ -296,6 +300,15 @@ def _bound_and_gap(
         return bound, None
     shortfall = bound - inc if spec.sense == "max" else inc - bound
     return bound, max(shortfall, 0.0) / max(abs(inc), 1e-12)
+
+
+def _tightened(remaining: float | None, before: float | None, spec) -> bool:
+    """Whether the unsimulated plans' bound moved towards the incumbent since the last round."""
+    if spec.bound == "none" or remaining is None or before is None:
+        return False
+    if spec.sense == "max":
+        return remaining < before * (1 - 1e-9)
+    return remaining > before * (1 + 1e-9)
 
 
 def within(solver: SolverOptions, deadline: float | None) -> SolverOptions:
