@@ -6,7 +6,9 @@ runs (the machine is shared, so the best is the least disturbed), twice:
 * cold — every run starts with empty cost-model caches (`clear_price_caches`), as a fresh process does;
 * warm — the caches hold the prices an earlier simulation of the same stages computed, as in a planner search
   or a study, which simulate the same stages many times.
-`--profile` prints the top of cProfile (of a cold run).
+`--profile` prints the top of cProfile (of a cold run). BLAS runs on one thread: CPU time counts every thread
+of the process, and OpenBLAS's idle workers spin for a while after a call (one dot product per metric
+distribution, simulator/results.py), which adds tens of ms of CPU that is not the simulator's work.
 
     python bench/bench_simulator.py                     # the 10k-request README figure
     python bench/bench_simulator.py --requests 100000 --repeat 1
@@ -16,12 +18,16 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import time
 
-from simulator.costmodel.replica import clear_price_caches
-from simulator.scenario import load_scenario
-from simulator.simulate import simulate
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy loads
+    os.environ.setdefault(_threads, "1")
+
+from simulator.costmodel.replica import clear_price_caches  # noqa: E402 (after the thread settings)
+from simulator.scenario import load_scenario  # noqa: E402
+from simulator.simulate import simulate  # noqa: E402
 
 SCENARIO = {
     "model": "llama-3.1-70b",
