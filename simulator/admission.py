@@ -76,8 +76,9 @@ def screen(
     """Count the requests that can never run on the model / engine, and on `replicas` when given (a plan).
 
     A request fits the KV cache when some colocated replica holds its prompt + output, or some prefill
-    replica holds its prompt (+ the first token) and some decode replica its prompt + output; the same rule
-    as the engine's `can_ever_fit`, on every replica group rather than the one a router picks.
+    replica holds its prompt (+ the first token) and some decode replica its prompt + output (+ the k draft
+    tokens a speculative verify pass writes); the same rule as the engine's `can_ever_fit`, on every replica
+    group rather than the one a router picks.
     """
     prompt = np.asarray(input_tokens, dtype=np.int64)
     total = prompt + np.asarray(output_tokens, dtype=np.int64)
@@ -115,7 +116,9 @@ def screen(
                     ok |= _kv_blocks(tokens, block) <= num_blocks
             return ok
 
-        kv_ok = fits(total, "colocated") | (fits(prompt + 1, "prefill") & fits(total, "decode"))
+        speculation = engine.speculation  # a verify pass holds KV for its k draft tokens too
+        peak = total + (speculation.num_tokens if speculation is not None else 0)
+        kv_ok = fits(peak, "colocated") | (fits(prompt + 1, "prefill") & fits(peak, "decode"))
         largest = max(r.kv_capacity_tokens for r in replicas)
         reasons.append(
             Reason(

@@ -93,7 +93,9 @@ class Scheduler:
         limit = self.config.max_model_len
         if limit is not None and table.prompt[req] + table.output[req] > limit:
             return False
-        if self.kv.blocks_for(table.stop[req]) > self.kv.num_blocks:
+        # a speculative step writes KV for every draft token it verifies: up to k past the request's last token
+        lookahead = len(self.spec.survive) if self.spec is not None else 0
+        if self.kv.blocks_for(table.stop[req] + lookahead) > self.kv.num_blocks:
             return False
         if not self.config.enable_chunked_prefill:
             return table.num_tokens[req] - table.computed[req] <= self.config.max_num_batched_tokens
