@@ -137,11 +137,11 @@ def with_features(priced: list, choices: SettingChoices) -> list:
     for p in priced:
         for cache, spec in variants:
             settings = dc_replace(p.template.settings, prefix_caching=cache, speculative=spec)
-            kinds = p.kinds + tuple(
-                label
+            kinds = p.kinds + tuple(  # census kinds of the variants other than the scenario's own
+                f"{label} {'on' if value else 'off'}"
                 for label, value, own in (
                     ("prefix caching", cache, variants[0][0]),
-                    ("speculative", spec, variants[0][1]),
+                    ("speculative decoding", spec, variants[0][1]),
                 )
                 if value != own
             )

@@ -150,3 +150,14 @@ def test_a_missing_draft_checkpoint_exits_2_naming_the_field(tmp_path, run_cli, 
 def test_mtp_with_a_draft_model_is_refused(tmp_path):
     with pytest.raises(InputError, match="mtp drafts with the target"):
         _emit(tmp_path, _engine(speculative={"method": "mtp", "num_tokens": 1, "draft_model": "x/y"}))
+
+
+def test_speculation_switched_off_writes_no_speculative_flags(tmp_path):
+    """`enabled: false` (what `apex plan` writes when the plan it picked runs without speculation): no flags and no
+    draft checkpoint needed."""
+    spec = {"method": "eagle", "num_tokens": 3, "enabled": False}
+    result, manifest, out = _emit(tmp_path, _engine(speculative=spec))
+    assert result.skipped == {}
+    assert not any(c.has("--speculative-config") for c in _commands(manifest, "vllm serve"))
+    assert not any(c.has("--speculative-algorithm") for c in _commands(manifest, SGLANG))
+    assert all("speculative_config" not in e for e in _extra(out, manifest))
