@@ -331,8 +331,13 @@ def _fastest_split(xp, c: _Consts, per_sm: float, g: _Tiling) -> tuple:
         if not xp.any(hopeful):
             break
         price = _split_prices(xp, c, per_sm, float(s), g)
-        better = hopeful & (price[0] + price[1] < best)
-        best = xp.where(better, price[0] + price[1], best)
+        time = price[0] + price[1]
+        better = hopeful & (time < best)
+        if xp is FLOATS:  # one shape: keep the better split as it is (the same choice, without selects)
+            if better:
+                best, split, chosen = time, float(s), price
+            continue
+        best = xp.where(better, time, best)
         split = xp.where(better, float(s), split)
         chosen = tuple(xp.where(better, new, old) for new, old in zip(price, chosen, strict=True))
     return split, chosen
