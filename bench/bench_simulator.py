@@ -2,11 +2,13 @@
 
 Prints the wall and CPU time of `simulate` (scenario loading excluded), the engine steps (iterations summed
 over replicas), the µs of CPU per step and the simulated requests per wall second, the best of `--repeat N`
-runs (the machine is shared, so the best is the least disturbed), twice:
+runs (the machine is shared, so the best is the least disturbed; cold and warm runs alternate), twice:
 * cold — every run starts with empty cost-model caches (`clear_price_caches`), as a fresh process does;
 * warm — the caches hold the prices an earlier simulation of the same stages computed, as in a planner search
   or a study, which simulate the same stages many times.
-`--profile` prints the top of cProfile (of a cold run).
+`--profile` prints the top of cProfile (of a cold run). BLAS runs on one thread: CPU time counts every thread
+of the process, and OpenBLAS's idle workers spin for a while after a call (one dot product per metric
+distribution, simulator/results.py), which adds tens of ms of CPU that is not the simulator's work.
 
     python bench/bench_simulator.py                     # the 10k-request README figure
     python bench/bench_simulator.py --requests 100000 --repeat 1
@@ -16,12 +18,16 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import time
 
-from simulator.costmodel.replica import clear_price_caches
-from simulator.scenario import load_scenario
-from simulator.simulate import simulate
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy loads
+    os.environ.setdefault(_threads, "1")
+
+from simulator.costmodel.replica import clear_price_caches  # noqa: E402 (after the thread settings)
+from simulator.scenario import load_scenario  # noqa: E402
+from simulator.simulate import simulate  # noqa: E402
 
 SCENARIO = {
     "model": "llama-3.1-70b",
@@ -66,11 +72,11 @@ def main() -> None:
     scenario = load_scenario(spec)
     profiler = cProfile.Profile() if args.profile else None
     repeat = max(args.repeat, 1)
-    cold = []
-    for _ in range(repeat):
+    cold, warm = [], []
+    for _ in range(repeat):  # interleaved, so a burst of load on the shared machine hits both alike
         clear_price_caches()
         cold.append(run_once(scenario, profiler))
-    warm = [run_once(scenario) for _ in range(repeat)]
+        warm.append(run_once(scenario))
     for label, runs in (("cold", cold), ("warm", warm)):
         wall, cpu, out, steps = min(runs, key=lambda r: r[1])
         print(

@@ -88,6 +88,7 @@ OBJECTIVE_UNIT: dict[str, str] = {name: spec.solver_unit for name, spec in OBJEC
 
 # Utilisation breakpoints of the min_latency growth term ρ²: ten segments to full capacity, one for headroom
 # above it; each segment's slope is ρ²'s chord over it (exact at the breakpoints, above ρ² in between).
+SMALL_MATRIX_VALUE = 1e-9  # HiGHS's default small_matrix_value: smaller coefficients are dropped
 _LOAD_BREAKS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5)
 LOAD_SEGMENTS: tuple[tuple[float, float], ...] = tuple(
     (b - a, a + b) for a, b in zip(_LOAD_BREAKS, _LOAD_BREAKS[1:], strict=False)
@@ -1073,7 +1074,13 @@ def solve_master_highspy(
     if problem.min_replicas > 0:
         h.addConstr(h.qsum(list(count.values())) >= problem.min_replicas, name="min_replicas")
     for tid, t in templates.items():
-        load = qsum((1.0 / problem.capacity(t, c)) * rate[(c, t2)] for (c, t2) in routes if t2 == tid)
+        # a load coefficient below HiGHS's small_matrix_value (1e-9) is one HiGHS would drop with a warning that
+        # highspy raises on (a template that proves no work for a class: capacity BIG): leave it out
+        load = qsum(
+            (1.0 / problem.capacity(t, c)) * rate[(c, t2)]
+            for (c, t2) in routes
+            if t2 == tid and 1.0 / problem.capacity(t, c) >= SMALL_MATRIX_VALUE
+        )
         if load is not None:
             h.addConstr(load - problem.headroom * count[tid] <= 0, name=f"capacity_{tid}")
     for gpu_type in problem.gpu_types():

@@ -83,6 +83,11 @@ class EngineSettings:
     enable_chunked_prefill: bool = True
     weights_dtype: str = "bf16"
     kv_cache_dtype: str = "bf16"
+    # Features the planner turns on or off only where the scenario opens them (`auto`); None: as the scenario
+    # says (not written, not in `key`). speculative True / False: the scenario's stated speculative decoding on
+    # or off (engine.speculative.enabled).
+    prefix_caching: bool | None = None
+    speculative: bool | None = None
 
     SCENARIO_PATHS: ClassVar[dict[str, tuple[str, str]]] = {
         "max_num_seqs": ("engine", "max_num_seqs"),
@@ -90,6 +95,8 @@ class EngineSettings:
         "enable_chunked_prefill": ("engine", "enable_chunked_prefill"),
         "weights_dtype": ("dtype", "weights"),
         "kv_cache_dtype": ("dtype", "kv_cache"),
+        "prefix_caching": ("engine", "prefix_caching"),
+        "speculative": ("engine", "speculative.enabled"),
     }
     LABELS: ClassVar[dict[str, str]] = {
         "max_num_seqs": "seqs",
@@ -97,10 +104,18 @@ class EngineSettings:
         "enable_chunked_prefill": "chunked",
         "weights_dtype": "w",
         "kv_cache_dtype": "kv",
+        "prefix_caching": "prefix-cache",
+        "speculative": "spec",
     }
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"prefix_caching", "speculative"})
 
     def values(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.SCENARIO_PATHS}
+        """The fields that say something (the optional features only when set)."""
+        return {
+            name: getattr(self, name)
+            for name in self.SCENARIO_PATHS
+            if name not in self.OPTIONAL or getattr(self, name) is not None
+        }
 
     @property
     def key(self) -> str:
@@ -126,8 +141,9 @@ class EngineSettings:
     def scenario_updates(self) -> dict[str, dict[str, object]]:
         """{section: {key: value}} to write into a scenario file (`engine`, `dtype`)."""
         out: dict[str, dict[str, object]] = {}
-        for name, (section, key) in self.SCENARIO_PATHS.items():
-            out.setdefault(section, {})[key] = getattr(self, name)
+        for name, value in self.values().items():
+            section, key = self.SCENARIO_PATHS[name]
+            out.setdefault(section, {})[key] = value
         return out
 
     def to_json(self) -> dict[str, object]:

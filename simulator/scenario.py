@@ -135,6 +135,18 @@ class Speculative(_Strict):
         description="one draft step's price as a fraction of the target's decode step at the same batch; "
         "default for eagle / mtp one layer's share of the target (1 / layers), required for draft",
     )
+    enabled: bool | Literal["auto"] = Field(
+        True,
+        description="false: stated but off; auto: `apex plan` chooses, per plan, between this speculative "
+        "decoding and none (a template dimension; docs/design.md §5.2) — `apex simulate` runs it on",
+    )
+    draft_model: str | None = Field(
+        None,
+        min_length=1,
+        description="the checkpoint that drafts: the draft model (method draft) or the EAGLE head (method eagle), "
+        "a HuggingFace repository or local path; `apex emit` writes it into the engine's speculative config and "
+        "needs it for those methods. mtp drafts with the target's own MTP module and takes none",
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -148,6 +160,11 @@ class Speculative(_Strict):
                 "method draft needs draft_cost: the draft model's decode step as a fraction of the target's "
                 "(about its share of the target's parameters for a memory-bound decode, e.g. 0.15 for a 1B "
                 "draft of an 8B model)"
+            )
+        if self.method == "mtp" and self.draft_model is not None:
+            raise ValueError(
+                "method mtp drafts with the target model's own multi-token-prediction module; remove draft_model "
+                "(or use method draft / eagle for a separate checkpoint)"
             )
         return self
 
@@ -192,16 +209,24 @@ class Engine(_Strict):
     )
     cuda_graphs: bool = True
     router: Literal["round-robin", "least-outstanding", "power-of-two"] = "least-outstanding"
-    prefix_caching: bool | None = Field(
+    prefix_caching: bool | Literal["auto"] | None = Field(
         None,
         description="keep full KV blocks by content and reuse them for requests that start with the same tokens "
         "(vLLM --enable-prefix-caching, SGLang's radix cache, TensorRT-LLM enable_block_reuse); None: the "
-        "engine's own default",
+        "engine's own default; auto: `apex plan` chooses on or off per plan (a template dimension), other "
+        "commands run the engine's default",
     )
 
     speculative: Speculative | None = Field(
         None, description="speculative decoding: {method: draft|eagle|mtp, num_tokens: k, acceptance: ...}"
     )
+
+    @property
+    def speculation(self) -> Speculative | None:
+        """The speculative decoding the engine runs: the stated one unless it is switched off (`enabled: false`;
+        `auto` runs it)."""
+        spec = self.speculative
+        return None if spec is None or spec.enabled is False else spec
 
     @model_validator(mode="after")
     def _check(self):
@@ -278,7 +303,7 @@ ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
 def engine_setting(engine: Engine, knob: str):
     """The engine's value of `knob`, falling back to its kind's default."""
     value = getattr(engine, knob)
-    return ENGINE_DEFAULTS[engine.kind][knob] if value is None else value
+    return ENGINE_DEFAULTS[engine.kind][knob] if value is None or value == "auto" else value
 
 
 class LengthDist(_Strict):

@@ -70,7 +70,7 @@ def bracket(
         workload.prefix is not None or workload.trace is not None
     )
     work_in = np.ones_like(inp) if shared else inp  # the prefill tokens no cache can serve, at least
-    speculative = engine.speculative is not None
+    speculative = engine.speculation is not None
     prefill_mean = float(inp.mean())
     decode_mean = 0.0 if speculative else float(decode.mean())
     context_mean = 0.0 if speculative else float((decode * inp + decode * (decode - 1) / 2).mean())

@@ -14,7 +14,7 @@ import yaml
 
 from planner.emit import ENGINES, bench, dynamo, guide, kubernetes, sglang, trtllm, vllm
 from planner.emit.artifacts import EmittedFile, EngineOutput, Unexpressible
-from planner.emit.layout import Layout, deployment_layout, host_var, model_id_of
+from planner.emit.layout import Layout, deployment_layout, host_var, model_id_of, speculation_of
 from planner.emit.writer import check_out_dir, write_files
 from simulator.errors import InputError
 from simulator.plan import Plan
@@ -55,6 +55,7 @@ def preflight(scenario: str | Path, out_dir: str | Path, *, flag: str) -> None:
     """The checks `apex plan --emit DIR` runs before its search: DIR is writable and the model has a checkpoint."""
     check_out_dir(out_dir, flag=flag)
     sc = load_scenario(scenario)
+    speculation_of(sc)  # a draft / EAGLE checkpoint the launch files need is named before the search
     try:
         model_id_of(sc, None)
     except InputError as exc:

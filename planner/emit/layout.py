@@ -85,6 +85,29 @@ class Knobs:
     gpu_memory_fraction: float
     block_size: int
     cuda_graphs: bool
+    prefix_caching: bool = False
+    speculation: Speculation | None = None
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """The speculative decoding the plan was simulated with, as the engines configure it: the method, the draft
+    tokens per step and the checkpoint that drafts (None for mtp, which uses the target's own module)."""
+
+    method: str  # draft | eagle | mtp (simulator.scenario.Speculative)
+    num_tokens: int
+    draft_model: str | None
+
+    @property
+    def eagle3(self) -> bool:
+        """Whether the EAGLE head is an EAGLE-3 checkpoint, by the rule vLLM 0.11 itself applies to the name
+        (vllm/config/speculative.py:320-322: "eagle3" in the lower-cased model name)."""
+        return self.method == "eagle" and "eagle3" in (self.draft_model or "").lower()
+
+
+# Methods whose drafts come from a separate checkpoint the engines must be told (vLLM `model`, SGLang
+# --speculative-draft-model-path, TensorRT-LLM speculative_model_dir).
+NEEDS_DRAFT_MODEL = ("draft", "eagle")
 
 
 @dataclass(frozen=True)
@@ -139,6 +162,25 @@ def model_id_of(scenario: Scenario, override: str | None) -> str:
     )
 
 
+def speculation_of(scenario: Scenario) -> Speculation | None:
+    """The scenario's speculative decoding for the launch files (None when off). InputError naming
+    `engine.speculative.draft_model` when the method drafts from a separate checkpoint and none is given: the
+    engines cannot start without it, and APEX writes no placeholder for the user to fill."""
+    spec = scenario.spec.engine.speculation
+    if spec is None:
+        return None
+    if spec.method in NEEDS_DRAFT_MODEL and not spec.draft_model:
+        what = "draft model" if spec.method == "draft" else "EAGLE head"
+        raise InputError(
+            f"speculative method {spec.method} drafts with a separate checkpoint the launch files must name; "
+            f"give the {what} as a HuggingFace repository or local path (e.g. draft_model: "
+            f"{'meta-llama/Llama-3.2-1B-Instruct' if spec.method == 'draft' else 'yuhuili/EAGLE3-LLaMA3.1-Instruct-8B'})",
+            file=scenario.file,
+            field="engine.speculative.draft_model",
+        )
+    return Speculation(spec.method, spec.num_tokens, spec.draft_model)
+
+
 def knobs_of(scenario: Scenario) -> Knobs:
     engine = scenario.spec.engine
     return Knobs(
@@ -149,6 +191,8 @@ def knobs_of(scenario: Scenario) -> Knobs:
         gpu_memory_fraction=float(engine_setting(engine, "gpu_memory_fraction")),
         block_size=engine.block_size,
         cuda_graphs=engine.cuda_graphs,
+        prefix_caching=bool(engine_setting(engine, "prefix_caching")),
+        speculation=speculation_of(scenario),
     )
 
 

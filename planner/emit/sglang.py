@@ -8,6 +8,10 @@ How a replica's parallelism maps onto SGLang's flags (planner/emit/flags/sglang-
   GPUs → `--ep-size` (expert tp = tp / ep). Every (attention tp × dp, ffn tp × ep) split of a stage is expressible.
 * pipeline stages → `--pp-size`, the plan's exact layer split in `SGLANG_PP_LAYER_PARTITION`;
 * a replica over several nodes → `--nnodes`, `--node-rank`, `--dist-init-addr` on each node;
+* prefix caching off → `--disable-radix-cache` (on is SGLang's default); speculative decoding →
+  `--speculative-algorithm` STANDALONE (draft) / EAGLE or EAGLE3 (eagle) / NEXTN (mtp) with the draft checkpoint
+  and a chain of k drafts (`--speculative-num-steps k --speculative-eagle-topk 1 --speculative-num-draft-tokens
+  k+1`);
 * P/D replicas → `--disaggregation-mode prefill|decode`; prefill servers get their own bootstrap port.
 """
 
@@ -23,7 +27,7 @@ from planner.emit.artifacts import (
 )
 from planner.emit.commands import Command
 from planner.emit.flag_table import load_table
-from planner.emit.layout import ROUTER_PORT, Layout, ReplicaLayout
+from planner.emit.layout import ROUTER_PORT, Layout, ReplicaLayout, Speculation
 
 ENGINE = "sglang"
 SERVER = "python -m sglang.launch_server"
@@ -71,6 +75,10 @@ def server_options(layout: Layout, replica: ReplicaLayout) -> tuple[list, list, 
     ]
     if not knobs.cuda_graphs:
         opts.append(("--disable-cuda-graph", None))
+    if not knobs.prefix_caching:  # the radix cache is on unless disabled (server_args.py:2438)
+        opts.append(("--disable-radix-cache", None))
+    if knobs.speculation is not None:
+        opts += speculative_options(layout, knobs.speculation, d)
     env: list[tuple[str, str]] = []
     if pp > 1:
         env.append(("SGLANG_PP_LAYER_PARTITION", ",".join(str(s.num_layers) for s in replica.stages)))
@@ -78,6 +86,28 @@ def server_options(layout: Layout, replica: ReplicaLayout) -> tuple[list, list, 
     if warning:
         warnings.append(warning)
     return opts, env, warnings
+
+
+def speculative_options(layout: Layout, spec: Speculation, dp: int) -> list[tuple[str, str | None]]:
+    """SGLang 0.5.3's flags for a chain of `num_tokens` drafts: num_steps k, eagle_topk 1 and num_draft_tokens
+    k + 1 (with topk 1 SGLang requires num_steps + 1, server_args.py:1110-1116)."""
+    if spec.method == "draft" and dp > 1:
+        raise Unexpressible(
+            ENGINE,
+            "SGLang 0.5.3 refuses standalone (draft-model) speculative decoding with dp attention "
+            "(server_args.py:1054)",
+        )
+    algorithm = {"draft": "STANDALONE", "eagle": "EAGLE3" if spec.eagle3 else "EAGLE", "mtp": "NEXTN"}
+    # NEXTN reads the MTP layers from the draft path, which SGLang fills with the model path only for the
+    # DeepSeek-V3 / GLM-4.5 / Bailing architectures (server_args.py:1073-1086): name the target explicitly.
+    draft = layout.model_id if spec.method == "mtp" else spec.draft_model
+    return [
+        ("--speculative-algorithm", algorithm[spec.method]),
+        ("--speculative-draft-model-path", draft),
+        ("--speculative-num-steps", str(spec.num_tokens)),
+        ("--speculative-eagle-topk", "1"),
+        ("--speculative-num-draft-tokens", str(spec.num_tokens + 1)),
+    ]
 
 
 def emit(layout: Layout) -> EngineOutput:

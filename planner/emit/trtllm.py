@@ -10,6 +10,8 @@ How a replica maps onto TensorRT-LLM (planner/emit/flags/trtllm-1.0.0.yaml):
   attention tp = 1); a stage with 1 < attention tp < GPUs exits 2.
 * a replica spanning nodes exits 2: multi-node TensorRT-LLM instances are started under MPI / Slurm
   (trtllm-llmapi-launch), which APEX does not emit.
+* prefix caching → `kv_cache_config.enable_block_reuse` (always explicit); speculative decoding →
+  `speculative_config` (decoding_type DraftTarget / Eagle / MTP);
 * weights are quantized in the checkpoint (ModelOpt), so fp8/int8/int4/fp4 plans carry a warning to pick one.
 """
 
@@ -32,7 +34,7 @@ from planner.emit.artifacts import (
 )
 from planner.emit.commands import Command, render
 from planner.emit.flag_table import load_table
-from planner.emit.layout import ROUTER_PORT, Layout, ReplicaLayout
+from planner.emit.layout import ROUTER_PORT, Layout, ReplicaLayout, Speculation
 
 ENGINE = "trtllm"
 
@@ -83,7 +85,13 @@ def llm_api_options(layout: Layout, replica: ReplicaLayout) -> tuple[list, dict,
             f"the plan keeps the KV cache in {dt.kv_cache}; TensorRT-LLM 1.0 stores it in the model dtype or fp8 "
             "(kv_cache_config.dtype: auto, fp8)",
         )
+    kv["enable_block_reuse"] = knobs.prefix_caching
     extra["kv_cache_config"] = kv
+    if knobs.speculation is not None:
+        extra["speculative_config"] = speculative_config(knobs.speculation, warnings)
+        if knobs.speculation.method == "draft":
+            # the docs' draft/target example runs without the overlap scheduler (features/speculative-decoding.md)
+            extra["disable_overlap_scheduler"] = True
     if replica.role != "colocated":
         extra["cache_transceiver_config"] = {"backend": "DEFAULT"}
     if replica.role == "prefill":
@@ -110,6 +118,24 @@ def llm_api_options(layout: Layout, replica: ReplicaLayout) -> tuple[list, dict,
     if warning:
         warnings.append(warning)
     return opts, extra, warnings
+
+
+def speculative_config(spec: Speculation, warnings: list[str]) -> dict:
+    """TensorRT-LLM 1.0's speculative_config (llm_args.py DecodingBaseConfig.from_dict picks the class by
+    decoding_type): DraftTarget / Eagle with max_draft_len and speculative_model_dir, MTP with
+    num_nextn_predict_layers (MTPDecodingConfig)."""
+    if spec.method == "mtp":
+        return {"decoding_type": "MTP", "num_nextn_predict_layers": spec.num_tokens}
+    if spec.method == "eagle" and not spec.eagle3:
+        warnings.append(
+            f"trtllm: TensorRT-LLM 1.0's PyTorch backend documents EAGLE-3 draft heads; {spec.draft_model} is not "
+            "named as an EAGLE-3 checkpoint"
+        )
+    return {
+        "decoding_type": "DraftTarget" if spec.method == "draft" else "Eagle",
+        "max_draft_len": spec.num_tokens,
+        "speculative_model_dir": spec.draft_model,
+    }
 
 
 def emit(layout: Layout) -> EngineOutput:

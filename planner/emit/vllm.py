@@ -7,6 +7,9 @@ How a replica's parallelism maps onto vLLM's flags (planner/emit/flags/vllm-0.11
 * attention dp > 1 (MoE models only) → `--data-parallel-size`; vLLM's MoE layers then span dp × tp GPUs, as
   expert tensor parallelism (ffn tp = dp × tp) or, with `--enable-expert-parallel`, as experts over all of them
   (ffn ep = dp × tp). A split in between (1 < ep < GPUs) has no vLLM expression: exit 2.
+* prefix caching → `--enable-prefix-caching` / `--no-enable-prefix-caching`, always explicit (the V1 default is
+  on); speculative decoding → `--speculative-config` with method eagle / eagle3 (the head's name decides, as in
+  vLLM's own detection) or mtp and num_speculative_tokens; vLLM 0.11 refuses draft-model speculation: exit 2.
 * P/D replicas get `--kv-transfer-config` with the NIXL connector (kv_role kv_both, as vLLM's NIXL example).
   vLLM 0.11 ships no P/D proxy, so clients reach P/D plans through the Dynamo graph (dynamo/graph.yaml).
 """
@@ -25,7 +28,7 @@ from planner.emit.artifacts import (
 )
 from planner.emit.commands import Command
 from planner.emit.flag_table import load_table
-from planner.emit.layout import Layout, ReplicaLayout
+from planner.emit.layout import Layout, ReplicaLayout, Speculation
 
 ENGINE = "vllm"
 BLOCK_SIZES = (1, 8, 16, 32, 64, 128)
@@ -99,6 +102,11 @@ def engine_options(layout: Layout, replica: ReplicaLayout) -> tuple[list, list, 
         )
     if not knobs.cuda_graphs:
         opts.append(("--enforce-eager", None))
+    opts.append(("--enable-prefix-caching" if knobs.prefix_caching else "--no-enable-prefix-caching", None))
+    if knobs.speculation is not None:
+        opts.append(
+            ("--speculative-config", json.dumps(speculative_config(knobs.speculation), separators=(",", ":")))
+        )
     if not knobs.enable_chunked_prefill and layout.max_model_len > knobs.max_num_batched_tokens:
         warnings.append(
             f"vllm: chunked prefill is off and --max-model-len {layout.max_model_len} exceeds "
@@ -199,6 +207,23 @@ def emit(layout: Layout) -> EngineOutput:
             "(dynamo/graph.yaml) or a P/D-aware router"
         )
     return out
+
+
+def speculative_config(spec: Speculation) -> dict:
+    """vLLM 0.11's --speculative-config for the plan's speculative decoding (config/speculative.py:42-53)."""
+    if spec.method == "draft":
+        raise Unexpressible(
+            ENGINE,
+            "vLLM 0.11's V1 engine refuses draft-model speculative decoding (engine/arg_utils.py:1486: \"Draft model "
+            'speculative decoding is not supported yet"); use method eagle or mtp, or emit SGLang / TensorRT-LLM',
+        )
+    if spec.method == "mtp":  # the target's own MTP layers: vLLM takes the model from the target (:220-233)
+        return {"method": "mtp", "num_speculative_tokens": spec.num_tokens}
+    return {
+        "method": "eagle3" if spec.eagle3 else "eagle",
+        "model": spec.draft_model,
+        "num_speculative_tokens": spec.num_tokens,
+    }
 
 
 def _kv_transfer() -> dict:

@@ -48,7 +48,7 @@ from planner.search.pricing import (
     price_space,
 )
 from planner.search.result import PlanSearchResult, SearchStats, no_plan_error
-from planner.search.settings import scenario_settings
+from planner.search.settings import apply_settings, scenario_settings
 from planner.search.space import PlanSpace
 from planner.search.workload import WorkloadProfile
 from simulator.costmodel.memory import stage_weight_bytes
@@ -56,6 +56,8 @@ from simulator.plan import Stage
 from simulator.scenario import Scenario, engine_setting
 
 log = logging.getLogger("apex.plan")
+
+VALUE_OF_COUNTS = ("min_cost",)  # objectives whose simulated value is a function of the count vector alone
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,60 @@ def prepare(scenario: Scenario, options: SearchOptions, deadline: float) -> Prep
         raise NoPlanError(_why_no_template(scenario))
     t = time.perf_counter()
     need_energy = scenario.spec.goals.objective == "min_energy" or scenario.spec.goals.budget.joules_per_token
-    bounds, _ = bound_space(scenario, priced, profile, deadline, energy=bool(need_energy))
+    variants = feature_profiles(scenario, priced, profile)
+    bounds: dict = {}
+    for feature, members in _by_feature(priced).items():
+        found, _ = bound_space(scenario, members, variants[feature], deadline, energy=bool(need_energy))
+        bounds.update(found)
     phases["bounds"] = time.perf_counter() - t
     max_templates = options.max_templates or max(2, len(scenario.cluster.gpus_by_type()))
-    space = PlanSpace(scenario, profile, {p.template.id: p for p in priced}, bounds, max_templates)
+    space = PlanSpace(
+        scenario,
+        weakest_profile(scenario, profile, variants),
+        {p.template.id: p for p in priced},
+        bounds,
+        max_templates,
+        profiles={p.template.id: variants[_feature(p)] for p in priced},
+    )
     return Prepared(profile, priced, space, phases, priced_space.census, priced_space.baseline_templates)
+
+
+def _feature(p: PricedTemplate) -> tuple:
+    s = p.template.settings
+    return (s.prefix_caching, s.speculative)
+
+
+def _by_feature(priced: list[PricedTemplate]) -> dict[tuple, list[PricedTemplate]]:
+    out: dict[tuple, list[PricedTemplate]] = {}
+    for p in priced:
+        out.setdefault(_feature(p), []).append(p)
+    return out
+
+
+def feature_profiles(
+    scenario: Scenario, priced: list[PricedTemplate], own: WorkloadProfile
+) -> dict[tuple, WorkloadProfile]:
+    """Per feature variant (prefix caching, speculative; None = as the scenario says) the workload profile its
+    templates are bounded with: the prompt tokens a cache could serve only where that variant caches, the
+    decode-step bounds dropped only where it speculates (workload.py)."""
+    out = {(None, None): own}
+    for feature in _by_feature(priced):
+        if feature not in out:
+            settings = replace(scenario_settings(scenario), prefix_caching=feature[0], speculative=feature[1])
+            out[feature] = WorkloadProfile.of(apply_settings(scenario, settings))
+    return out
+
+
+def weakest_profile(scenario: Scenario, own: WorkloadProfile, variants: dict[tuple, WorkloadProfile]):
+    """The profile the plan space's template-independent parts use (the deadline window, request sizes, KV
+    rows): the variant that caches and speculates wherever the scenario lets the planner choose, whose
+    prefill and decode work are the least, so what is built on it holds for every variant."""
+    own_settings = scenario_settings(scenario)
+    key = (
+        True if own_settings.prefix_caching is not None else None,
+        True if own_settings.speculative is not None else None,
+    )
+    return variants.get(key, own)
 
 
 def iteration_limits(scenario: Scenario, priced: PricedTemplate, profile: WorkloadProfile) -> IterationLimits:
@@ -154,7 +205,7 @@ def run_search(
     # without a bound, patience is the only stopping rule, so it gets twice the rounds
     patience = options.patience * (2 if spec.bound == "none" else 1)
     remaining: float | None = None
-    last_remaining: float | None = None
+    settled_bound: float | None = None  # the bound when patience last restarted
     remaining_known = False
     solver_says = ""
     with Simulations(
@@ -208,10 +259,15 @@ def run_search(
             if gap is not None and gap <= options.epsilon:
                 stopped = f"within {100 * options.epsilon:g}% of the bound"
                 break
-            if _tightened(remaining, last_remaining, spec):
-                stale = 0  # the unsimulated plans' bound moved: the search is closing the gap
-            last_remaining = remaining
-            if stale >= patience:
+            if settled_bound is None:
+                settled_bound = bound
+            elif _bound_moved(bound, settled_bound, incumbent, options.epsilon):
+                # the bound closes in on the incumbent: that is progress, patience restarts
+                stale, settled_bound = 0, bound
+            # where a plan's value is known before it is simulated (min_cost: its $/h), every plan the bound
+            # master still allows would, if it met the goals, be the better plan its bound says: simulating
+            # them closes the bound, so patience never stops that search short of it
+            if stale >= patience and objective not in VALUE_OF_COUNTS:
                 why = "no bound is proven" if spec.bound == "none" else "the bound is not closed"
                 stopped = f"{patience} rounds without a better plan ({why})"
                 break
@@ -230,6 +286,8 @@ def run_search(
             after = _best(pool.values(), objective)
             improved = after is not None and (before is None or spec.better(after.objective, before))
             stale = 0 if improved else stale + 1
+            if improved:
+                settled_bound = None
             if sims.timed_out:
                 stopped = "time limit"
                 break
@@ -302,13 +360,11 @@ def _bound_and_gap(
     return bound, max(shortfall, 0.0) / max(abs(inc), 1e-12)
 
 
-def _tightened(remaining: float | None, before: float | None, spec) -> bool:
-    """Whether the unsimulated plans' bound moved towards the incumbent since the last round."""
-    if spec.bound == "none" or remaining is None or before is None:
+def _bound_moved(bound: float | None, settled: float | None, incumbent, epsilon: float) -> bool:
+    """Whether the bound moved by more than ε of the incumbent since patience last restarted."""
+    if bound is None or settled is None or incumbent is None:
         return False
-    if spec.sense == "max":
-        return remaining < before * (1 - 1e-9)
-    return remaining > before * (1 + 1e-9)
+    return abs(bound - settled) > epsilon * abs(incumbent.objective)
 
 
 def within(solver: SolverOptions, deadline: float | None) -> SolverOptions:
@@ -338,7 +394,7 @@ def _remaining(space: PlanSpace, solver: SolverOptions, deadline: float | None, 
 
 def refine_template(space: PlanSpace, tid: str) -> None:
     """Recompute one template's bounds on fine cells and rebuild the bound master's coefficients."""
-    prof = space.profile
+    prof = space.profile_of(tid)
     need_energy = space.bounds[tid].energy is not None
     with_precision(space.bounds[tid], prof.mixes(), prof.deadlines.tpot_s, FINE, energy=need_energy)
     space.refresh(tid)
@@ -396,16 +452,30 @@ def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec
         problem = cut(problem, res.solution.counts)
     if spec.bound == "none":
         return plans
+    for counts in bound_candidates(space, solver, incumbent, spec, options.epsilon, k, deadline):
+        if len(plans) >= k:
+            break
+        add(counts)  # in bound order, skipping the predicted plans (as many as k picks cover them)
+    return plans
+
+
+def bound_candidates(
+    space: PlanSpace, solver, incumbent, spec, epsilon: float, k: int, deadline: float | None
+) -> list[dict[str, int]]:
+    """The bound master's best `k` unsimulated count vectors among those whose proven bound beats the
+    incumbent by more than ε (relative), best bound first; their templates get fine bounds first, so a vector
+    only a coarse bound allows is not returned. Empty when no unsimulated vector could beat the incumbent by
+    that much: then the incumbent is within ε of every plan not simulated."""
     extra = ()
     if incumbent is not None:
-        limit = space.from_sim_units(_beyond(incumbent.objective, options.epsilon, spec))
+        limit = space.from_sim_units(beyond(incumbent.objective, epsilon, spec))
         extra = (ObjectiveBound(space.bound.objective, limit),)
-    taken = 0
-    excluded: list[dict] = []
-    while len(plans) < k and (deadline is None or time.perf_counter() < deadline):
+    out: list[dict[str, int]] = []
+    while len(out) < k and (deadline is None or time.perf_counter() < deadline):
         problem = space.bound.with_(objective_bounds=space.bound.objective_bounds + extra)
-        for counts in excluded:
-            problem = cut(problem, counts)
+        problem = problem.with_(
+            no_good=problem.no_good + tuple({t: c.get(t, 0) for t in space.priced} for c in out)
+        )
         res = solve_master_highspy(problem, solver)
         if not res.has_solution:
             break
@@ -415,12 +485,11 @@ def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec
             for t in coarse:
                 refine_template(space, t)
             continue  # re-solve with the finer bounds
-        excluded.append(counts)
-        taken += add(counts)
-    return plans
+        out.append(counts)
+    return out
 
 
-def _beyond(value: float, epsilon: float, spec) -> float:
+def beyond(value: float, epsilon: float, spec) -> float:
     """The value a plan must beat to improve on `value` by more than ε (relative)."""
     return value * (1 + epsilon) if spec.sense == "max" else value / (1 + epsilon)
 

@@ -225,7 +225,10 @@ class Simulations:
         self.own_settings = scenario_settings(scenario)
         # what changes a result besides the plan and its settings (Proposal.key): the rest of the engine
         # (kind, block size, router, ...), the activation dtype and the calibration
-        rest = spec.engine.model_dump(exclude=set(k for _, k in EngineSettings.SCENARIO_PATHS.values()))
+        paths = EngineSettings.SCENARIO_PATHS
+        rest = spec.engine.model_dump(
+            exclude={k for n, (_, k) in paths.items() if n not in EngineSettings.OPTIONAL}
+        )
         self._scenario_key = f"{rest}{spec.dtype.activations}{spec.calibration}|"
 
     def __enter__(self) -> Simulations:

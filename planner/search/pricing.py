@@ -56,7 +56,7 @@ from formulations.templates import (
     enumerate_layouts,
     layout_kinds,
 )
-from planner.search.settings import candidate_settings, scenario_settings
+from planner.search.settings import candidate_settings, engine_with, scenario_settings, with_features
 from planner.search.workload import WorkloadProfile, WorkloadStats
 from simulator.costmodel import build_replica_cost
 from simulator.costmodel.clock import clock_levels_mhz
@@ -223,7 +223,7 @@ class _Pricer:
         hit = self._costs.get(key)
         if hit is None:
             sc = self.scenario
-            engine = sc.spec.engine.model_copy(update=settings.scenario_updates()["engine"])
+            engine = engine_with(sc.spec.engine, settings)
             dtype = sc.spec.dtype.model_copy(
                 update={"weights": settings.weights_dtype, "kv_cache": settings.kv_cache_dtype}
             )
@@ -393,6 +393,8 @@ def price_space(
                     kept[(stages, role)] = _spread(pricer, ps, role, token_chunks=tc_prefill)
         for ps in kept.values():
             out.extend(ps)
+    out = with_features(out, choices)
+    replaced_core = with_features(replaced_core, choices)
     baseline = [p.template for p in out + replaced_core if is_core(p, own)]
     out = _prune_layouts(out, census)
     if searches_clocks(scenario):

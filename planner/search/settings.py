@@ -9,7 +9,9 @@ settings group.
   the first allowed dtype): the settings of a plan written without any (heuristics, `--plan`).
 * `candidate_settings(scenario)` — the values searched per dimension: a knob the scenario sets is fixed; a knob
   left to the engine's default is searched over `KNOB_GRID` (the default always included); dtypes over the
-  scenario's allowed lists (`dtype: {weights: [bf16, fp8]}`), else the one it names.
+  scenario's allowed lists (`dtype: {weights: [bf16, fp8]}`), else the one it names; prefix caching on and off
+  when the scenario says `engine.prefix_caching: auto`, its stated speculative decoding on and off when it says
+  `engine.speculative.enabled: auto` (`with_features` copies the priced templates per variant).
 * `apply_settings(scenario, settings)` — the scenario a plan with these settings is simulated (and emitted) in.
 
 Which of the candidates a template keeps is decided in `pricing.py` by the dominance rules stated there
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 
 from formulations.templates import EngineSettings
-from simulator.scenario import DTypes, Scenario, engine_setting
+from simulator.scenario import DTypes, Engine, Scenario, engine_setting
 
 # Knob values searched when the scenario leaves a knob to the engine's default (the default is always added).
 # max_num_seqs: caps below the default (TPOT held under load) and above it (vLLM's 256 limits the decode batch of
@@ -48,7 +50,22 @@ def scenario_settings(scenario: Scenario) -> EngineSettings:
         enable_chunked_prefill=bool(engine_setting(spec.engine, "enable_chunked_prefill")),
         weights_dtype=spec.dtype.weights,
         kv_cache_dtype=spec.dtype.kv_cache,
+        prefix_caching=bool(engine_setting(spec.engine, "prefix_caching"))
+        if opens_prefix_caching(scenario)
+        else None,
+        speculative=True if opens_speculative(scenario) else None,
     )
+
+
+def opens_prefix_caching(scenario: Scenario) -> bool:
+    """Whether the planner chooses prefix caching (`engine.prefix_caching: auto`)."""
+    return scenario.spec.engine.prefix_caching == "auto"
+
+
+def opens_speculative(scenario: Scenario) -> bool:
+    """Whether the planner chooses between the stated speculative decoding and none (`enabled: auto`)."""
+    spec = scenario.spec.engine.speculative
+    return spec is not None and spec.enabled == "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +77,8 @@ class SettingChoices:
     enable_chunked_prefill: tuple[bool, ...]
     weights_dtype: tuple[str, ...]
     kv_cache_dtype: tuple[str, ...]
+    prefix_caching: tuple[bool | None, ...] = (None,)
+    speculative: tuple[bool | None, ...] = (None,)
 
     def searched(self) -> dict[str, tuple]:
         """The dimensions with more than one value."""
@@ -71,6 +90,10 @@ class SettingChoices:
 
     def dtypes(self) -> list[tuple[str, str]]:
         return list(itertools.product(self.weights_dtype, self.kv_cache_dtype))
+
+    def features(self) -> list[tuple[bool | None, bool | None]]:
+        """(prefix_caching, speculative) of every feature variant, the scenario's own first."""
+        return list(itertools.product(self.prefix_caching, self.speculative))
 
 
 def candidate_settings(scenario: Scenario, *, knobs: bool = True) -> SettingChoices:
@@ -94,18 +117,65 @@ def candidate_settings(scenario: Scenario, *, knobs: bool = True) -> SettingChoi
         enable_chunked_prefill=values("enable_chunked_prefill", own.enable_chunked_prefill),
         weights_dtype=tuple(spec.dtype.weight_choices),
         kv_cache_dtype=tuple(spec.dtype.kv_cache_choices),
+        prefix_caching=(own.prefix_caching, not own.prefix_caching)
+        if own.prefix_caching is not None
+        else (None,),
+        speculative=(True, False) if own.speculative else (None,),
     )
+
+
+def with_features(priced: list, choices: SettingChoices) -> list:
+    """Every priced template (`pricing.PricedTemplate`) once per feature variant of `choices` (prefix caching
+    on / off, speculative decoding on / off where the scenario opens them). The copies share the template's
+    replica cost and analytic prediction — neither the cost model nor the analytic first pass models these
+    features (they order candidates only); each variant's bounds come from its own workload profile
+    (loop.prepare) and its simulations from its own scenario (`apply_settings`)."""
+    variants = choices.features()
+    if variants == [(None, None)]:
+        return priced
+    out = []
+    for p in priced:
+        for cache, spec in variants:
+            settings = dc_replace(p.template.settings, prefix_caching=cache, speculative=spec)
+            kinds = p.kinds + tuple(  # census kinds of the variants other than the scenario's own
+                f"{label} {'on' if value else 'off'}"
+                for label, value, own in (
+                    ("prefix caching", cache, variants[0][0]),
+                    ("speculative decoding", spec, variants[0][1]),
+                )
+                if value != own
+            )
+            out.append(dc_replace(p, template=dc_replace(p.template, settings=settings), kinds=kinds))
+    return out
+
+
+def engine_with(engine: Engine, settings: EngineSettings) -> Engine:
+    """The scenario's engine with the knobs of `settings` (speculative on / off as `speculative.enabled`)."""
+    updates = dict(settings.scenario_updates().get("engine", {}))
+    enabled = updates.pop("speculative.enabled", None)
+    out = engine.model_copy(update=updates)
+    if enabled is not None and out.speculative is not None:
+        out = out.model_copy(update={"speculative": out.speculative.model_copy(update={"enabled": enabled})})
+    return out
 
 
 def apply_settings(scenario: Scenario, settings: EngineSettings | None) -> Scenario:
     """The scenario with the engine knobs and dtypes of `settings` (the scenario itself for None or its own
-    settings)."""
+    settings; a feature the scenario left to the planner is always written, `auto` becoming on or off)."""
     own = settings is None or settings == scenario_settings(scenario)
-    if own and scenario.spec.dtype.weights_allowed is None and scenario.spec.dtype.kv_cache_allowed is None:
+    opened = settings is not None and (
+        settings.prefix_caching is not None or settings.speculative is not None
+    )
+    if (
+        own
+        and not opened
+        and scenario.spec.dtype.weights_allowed is None
+        and scenario.spec.dtype.kv_cache_allowed is None
+    ):
         return scenario
     spec = scenario.spec
     updates = settings.scenario_updates() if settings is not None else {}
-    engine = spec.engine.model_copy(update=updates.get("engine", {}))
+    engine = engine_with(spec.engine, settings) if settings is not None else spec.engine
     dtype_values = {**spec.dtype.model_dump(), **updates.get("dtype", {})}
     dtype = DTypes(**dtype_values)
     new_spec = spec.model_copy(update={"engine": engine, "dtype": dtype})

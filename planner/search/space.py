@@ -80,6 +80,9 @@ class PlanSpace:
     priced: dict[str, PricedTemplate]
     bounds: dict[str, TemplateBound]
     max_templates: int
+    # per template the profile of its feature variant (loop.feature_profiles); `profile` is the weakest one,
+    # used where the space does not depend on a template (window, sizes, KV rows)
+    profiles: dict[str, WorkloadProfile] = field(default_factory=dict)
     window: Window = field(init=False)
     size: np.ndarray = field(init=False)  # u per request
     requests: dict[str, RequestBounds] = field(init=False)
@@ -87,7 +90,7 @@ class PlanSpace:
     idle_floor_w: float = field(init=False)
     bound: MasterProblem = field(init=False)
     predict: MasterProblem = field(init=False)
-    predicted_ratio: dict[str, float] = field(default_factory=dict)  # template -> simulated / predicted
+    predicted_ratio: dict[str, float] = field(default_factory=dict)  # template -> simulated / analytic
 
     def __post_init__(self):
         sc = self.scenario
@@ -116,6 +119,10 @@ class PlanSpace:
         self.requests = {tid: self._request_bounds(tid) for tid in self.priced}
         self._build_bound()
         self._build_predict()
+
+    def profile_of(self, tid: str) -> WorkloadProfile:
+        """The workload profile template `tid` is bounded with (its feature variant's)."""
+        return self.profiles.get(tid, self.profile)
 
     # ---- plans and count vectors -------------------------------------------------------------------------
     def plan_of(self, counts: dict[str, int]) -> Proposal:
@@ -192,13 +199,14 @@ class PlanSpace:
         own = {}
         for tid, tb in self.bounds.items():
             role = self.role.get(tid, "colocated")
-            pre = tb.prefill_floor(prof.prefill_tokens) if role != "decode" else None
+            mine = self.profile_of(tid)
+            pre = tb.prefill_floor(mine.prefill_tokens) if role != "decode" else None
             dec = None
             if role != "prefill":
                 dec = (
-                    tb.decode_floor(prof.input_tokens)
-                    if not prof.speculative
-                    else np.zeros(prof.num_requests)
+                    tb.decode_floor(mine.input_tokens)
+                    if not mine.speculative
+                    else np.zeros(mine.num_requests)
                 )
             own[tid] = (pre, dec)
         n = prof.num_requests
@@ -273,7 +281,7 @@ class PlanSpace:
         self.size = u
 
     def _request_bounds(self, tid: str) -> RequestBounds:
-        prof, tb, w = self.profile, self.bounds[tid], self.window
+        prof, tb, w = self.profile_of(tid), self.bounds[tid], self.window
         pre, dec, lat = self.floors[tid]
         dl = prof.deadlines
         role = self.role.get(tid, "colocated")
@@ -442,7 +450,7 @@ class PlanSpace:
 
     def _full_work(self, tid: str) -> np.ndarray:
         """Per request the proven busy time of the whole request on the template (its role's part of it)."""
-        prof, tb = self.profile, self.bounds[tid]
+        prof, tb = self.profile_of(tid), self.bounds[tid]
         role = self.role.get(tid, "colocated")
         does_prefill, does_decode = float(role != "decode"), float(role != "prefill")
         out = np.zeros(prof.num_requests)
@@ -500,6 +508,13 @@ class PlanSpace:
 
     # ---- the predictive master -----------------------------------------------------------------------------
     def _build_predict(self) -> None:
+        old = getattr(self, "predict", None)
+        self.predict = self._predict_problem(self.ratio_of)
+        if old is not None:
+            self.predict = self.predict.with_(no_good=old.no_good, capacity_cuts=old.capacity_cuts)
+
+    def _predict_problem(self, ratio_of) -> MasterProblem:
+        """The predictive master with each template's analytic energy and latency scaled by `ratio_of(tid)`."""
         prof = self.profile
         n = max(prof.num_requests, 1)
         classes = []
@@ -509,34 +524,53 @@ class PlanSpace:
             classes.append(
                 WorkloadClass(cid, prof.stats.demand_rps * float(m.sum()) / n, 1.0, kv_per_unit=mean_in)
             )
-        classes = tuple(classes)
         templates = []
         for tid, p in self.priced.items():
             c = p.analytic
-            r = self.predicted_ratio.get(tid, self._typical_ratio())
+            r = ratio_of(tid)
+            # idle_w 0: the simulator charges every GPU of the cluster its idle power whether a plan uses it
+            # or not (a constant, added by `predicted_value`), so a plan's own idle power must not make the
+            # master prefer plans with fewer GPUs
             coeffs = replace(
                 c,
+                idle_w=0.0,
                 energy_per_request_j={k: v * r for k, v in c.energy_per_request_j.items()},
                 latency_score={k: v * r for k, v in c.latency_score.items()},
                 latency_growth_s=c.latency_growth_s * r,
             )
             link = self.link_tokens.get(tid, math.inf) if p.template.role != "colocated" else math.inf
             templates.append(self._column(tid, coeffs, link))
-        old = getattr(self, "predict", None)
-        self.predict = MasterProblem(
+        return MasterProblem(
             templates=tuple(templates),
-            classes=classes,
+            classes=tuple(classes),
             pools=self.domain_pools,
             budgets=self.budgets,
             objective=self.objective,
             max_templates=self.max_templates,
             min_replicas=1,
-            no_good=old.no_good if old is not None else (),
-            capacity_cuts=old.capacity_cuts if old is not None else (),
         )
 
-    def _typical_ratio(self) -> float:
-        return float(np.median(list(self.predicted_ratio.values()))) if self.predicted_ratio else 1.0
+    def ratio_group(self, tid: str) -> tuple:
+        """Templates whose analytic predictions err alike: the same role, pipeline depth, GPU types and clock,
+        and whether a stage spans nodes (the analytic model's batch — and so its energy and latency per token —
+        is furthest off for deep pipelines and cross-node stages, whose slow steps let batches grow)."""
+        p = self.priced[tid]
+        t = p.template
+        return (t.role, len(t.stages), tuple(sorted(t.gpus_by_type)), t.sm_clock_mhz, "cross-node" in p.kinds)
+
+    def ratio_of(self, tid: str) -> float:
+        """The simulated / analytic ratio the predictive master applies to a template: its own, learned from
+        its simulations; else the median of its group's (`ratio_group`); else, for a group never simulated,
+        the least ratio learned so far — optimistic, so that each kind of structure is simulated once before
+        its prediction is trusted at the others' ratio (1 before any simulation)."""
+        own = self.predicted_ratio.get(tid)
+        if own is not None:
+            return own
+        if not self.predicted_ratio:
+            return 1.0
+        group = self.ratio_group(tid)
+        peers = [r for t, r in self.predicted_ratio.items() if self.ratio_group(t) == group]
+        return float(np.median(peers)) if peers else min(self.predicted_ratio.values())
 
     def predicted_value(self, solution) -> float:
         """A predictive-master solution's objective in the simulation's units."""
@@ -544,8 +578,7 @@ class PlanSpace:
         st = self.profile.stats
         m = solution.metrics
         if o == "min_energy":
-            used_idle = sum(n * self.priced[t].analytic.idle_w for t, n in solution.counts.items())
-            watts = 1000.0 * m["min_energy"] + self.idle_floor_w - used_idle
+            watts = 1000.0 * m["min_energy"] + self.idle_floor_w  # the master's power is dynamic only
             return watts / max(st.demand_rps * st.mean_output, 1e-12)
         if o == "max_throughput":
             return m["max_throughput"] * st.mean_output
@@ -554,12 +587,16 @@ class PlanSpace:
     def predicted_solution(self, counts: dict[str, int]):
         """The predictive master's metrics for a count vector, its demand routed in proportion to predicted
         capacity (a prediction, as the master would route it)."""
-        problem = self.predict
+        return self._routed(self.predict, counts)
+
+    def _routed(self, problem: MasterProblem, counts: dict[str, int]) -> MasterSolution:
+        """`problem`'s metrics for a count vector routed by the predictive master's capacities."""
+        routing = self.predict
         by_id = {t.id: t for t in problem.templates}
         rates = {}
-        for c in problem.classes:
+        for c in routing.classes:
             caps = {
-                t: n * problem.capacity(by_id[t], c.id)
+                t: n * routing.capacity(by_id[t], c.id)
                 for t, n in counts.items()
                 if t in by_id and by_id[t].entry
             }
@@ -571,7 +608,7 @@ class PlanSpace:
                     rates[(c.id, t)] = c.demand_rps * cap / total
             handed = sum(r for (c2, t), r in rates.items() if c2 == c.id and by_id[t].role == "prefill")
             decode = {
-                t: n * problem.capacity(by_id[t], c.id)
+                t: n * routing.capacity(by_id[t], c.id)
                 for t, n in counts.items()
                 if t in by_id and by_id[t].role == "decode"
             }
@@ -586,15 +623,11 @@ class PlanSpace:
     ) -> None:
         """Correct the predictive master from one simulation: the objective ratio of its templates, and a
         capacity cut on each template of a plan that missed an SLO (it served less than was routed to it)."""
-        if (
-            math.isfinite(simulated)
-            and predicted
-            and predicted > 0
-            and self.objective in ("min_energy", "min_latency")
-        ):
-            ratio = simulated / predicted
-            for t in counts:
-                self.predicted_ratio[t] = self.predicted_ratio.get(t, 1.0) * ratio
+        if math.isfinite(simulated) and self.objective in ("min_energy", "min_latency"):
+            ratio = self._observed_ratio(counts, simulated)
+            if ratio is not None:
+                for t in counts:
+                    self.predicted_ratio[t] = ratio
         cuts = list(self.predict.capacity_cuts)
         if slo_missed:
             for t, n in counts.items():
@@ -603,6 +636,21 @@ class PlanSpace:
                         cuts.append(CapacityCut(t, c, 0.95 * r / n))
         self._build_predict()
         self.predict = self.predict.with_(capacity_cuts=tuple(cuts))
+
+    def _observed_ratio(self, counts: dict[str, int], simulated: float) -> float | None:
+        """The ratio r that, applied to the analytic energy (latency) of the plan's templates, makes the
+        prediction equal the simulation: the prediction is affine in r (idle power does not scale), so
+        r = (simulated − prediction at r=0) / (prediction at r=1 − prediction at r=0). Floored at 1 %: a
+        simulation below the unscaled part (a shorter makespan than predicted) says the part that scales is
+        small, not negative."""
+        at = {}
+        for r in (0.0, 1.0):
+            problem = self._predict_problem(lambda _t, r=r: r)
+            at[r] = self.predicted_value(self._routed(problem, counts))
+        scale = at[1.0] - at[0.0]
+        if not (math.isfinite(scale) and scale > 0):
+            return None
+        return max((simulated - at[0.0]) / scale, 0.01)
 
     def predict_within(self, ids: set[str]) -> MasterProblem:
         """The predictive master restricted to the templates `ids` (its cuts whose support lies in them)."""

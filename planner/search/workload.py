@@ -152,7 +152,7 @@ class WorkloadProfile:
             dl,
             stats,
             _cacheable(reqs, scenario.spec.engine),
-            scenario.spec.engine.speculative is not None,
+            scenario.spec.engine.speculation is not None,
         )
 
     @property

@@ -2,7 +2,8 @@
 
 Reading guide, in order:
 1. `interface.py` — the contract: `BatchShape` (batch aggregates), `OpCost`, `StageCost`, `ReplicaCost`.
-2. `kernels.py` — GEMM / grouped GEMM / memory-bound kernel prices (launch floor, split-K, FP8 quantization).
+2. `kernels.py` — GEMM / grouped GEMM / memory-bound kernel prices (launch floor, split-K, FP8 quantization),
+   written once over `arrays.py`'s backends: one shape in floats, or many at once in numpy arrays.
 3. `attention.py` — flash-attention prefill and paged decode kernels from batch aggregates.
 4. `nccl.py` (through `comm.py`) — collectives as the fastest NCCL protocol and algorithm.
 5. `ops.py` — operator dataclasses with pure `flops`/`bytes_moved`, and `price_op` / `price_attention`.

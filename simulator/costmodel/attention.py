@@ -16,6 +16,7 @@ and SM, plus `attention_decode_floor_s` per call. MLA decode (absorbed) is the s
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from simulator.costmodel.kernels import KernelTime, streaming_bandwidth
 from simulator.hardware import GPU, REFERENCE_CLOCK_GHZ
@@ -28,6 +29,50 @@ def _label(body: float, fixed: float, compute: bool) -> str:
     if fixed > body:
         return "overhead"
     return "compute" if compute else "memory"
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillAttentionKernel:
+    """Prefill attention of one head layout on one GPU: the numbers that do not depend on the batch, read once
+    (a stage keeps one and prices every prefill chunk mix with it)."""
+
+    sms: int
+    rate: float  # FLOP/s in full waves at full key fill: peak x min(1, attention_max x head-dim factor)
+    fill_tokens: float  # attention_fill_tokens
+    bw: float  # streaming bandwidth, bytes/s
+    floor_s: float  # attention_prefill_floor_s, per call
+    heads: float
+
+    @staticmethod
+    def of(gpu: GPU, heads: float, head_dim: float, compute_dtype: str) -> PrefillAttentionKernel:
+        eff = gpu.efficiency
+        h0 = eff.attention_head_dim_half
+        head = (head_dim / (head_dim + h0)) / (REFERENCE_HEAD_DIM / (REFERENCE_HEAD_DIM + h0))
+        return PrefillAttentionKernel(
+            sms=gpu.num_sms,
+            rate=gpu.peak_flops(compute_dtype) * min(1.0, eff.attention_max * head),
+            fill_tokens=eff.attention_fill_tokens,
+            bw=streaming_bandwidth(gpu),
+            floor_s=eff.attention_prefill_floor_s,
+            heads=heads,
+        )
+
+    def price(
+        self, *, flops: float, nbytes: float, tokens: float, seqs: float, pairs: float, calls: int = 1
+    ) -> KernelTime:
+        """`calls` calls (one per layer), each over `flops`/`nbytes` / calls of the work."""
+        if tokens <= 0 or calls <= 0:
+            return KernelTime(0.0, 0.0, 0.0, "compute", 0.0)
+        ctas = max(1.0, self.heads * (tokens / QUERY_BLOCK + seqs / 2.0))
+        waves = math.ceil(ctas / self.sms)
+        util = ctas / (waves * self.sms)
+        kv = pairs / tokens
+        fill = kv / (kv + self.fill_tokens)
+        t_compute = flops / (self.rate * util * fill)
+        t_memory = nbytes / self.bw
+        fixed = calls * self.floor_s
+        body = max(t_compute, t_memory)
+        return KernelTime(fixed + body, flops, nbytes, _label(body, fixed, t_compute >= t_memory), fixed)
 
 
 def prefill_attention(
@@ -44,22 +89,41 @@ def prefill_attention(
     calls: int = 1,
 ) -> KernelTime:
     """`calls` prefill attention calls (one per layer), each over `flops`/`nbytes` / calls of the work."""
-    if tokens <= 0 or calls <= 0:
-        return KernelTime(0.0, 0.0, 0.0, "compute", 0.0)
-    eff = gpu.efficiency
-    ctas = max(1.0, heads * (tokens / QUERY_BLOCK + seqs / 2.0))
-    waves = math.ceil(ctas / gpu.num_sms)
-    util = ctas / (waves * gpu.num_sms)
-    kv = pairs / tokens
-    fill = kv / (kv + eff.attention_fill_tokens)
-    h0 = eff.attention_head_dim_half
-    head = (head_dim / (head_dim + h0)) / (REFERENCE_HEAD_DIM / (REFERENCE_HEAD_DIM + h0))
-    rate = gpu.peak_flops(compute_dtype) * min(1.0, eff.attention_max * head) * util * fill
-    t_compute = flops / rate
-    t_memory = nbytes / streaming_bandwidth(gpu)
-    fixed = calls * eff.attention_prefill_floor_s
-    body = max(t_compute, t_memory)
-    return KernelTime(fixed + body, flops, nbytes, _label(body, fixed, t_compute >= t_memory), fixed)
+    kernel = PrefillAttentionKernel.of(gpu, heads, head_dim, compute_dtype)
+    return kernel.price(flops=flops, nbytes=nbytes, tokens=tokens, seqs=seqs, pairs=pairs, calls=calls)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeAttentionKernel:
+    """Decode attention of a fixed number of sequences on one GPU: every part that does not depend on the KV
+    they read, read once per batch size."""
+
+    bw: float  # streaming bandwidth, bytes/s
+    rate: float  # FLOP/s: bf16 peak x attention_max
+    latency_s: float  # one CTA latency per wave of (sequence x KV head) CTAs, per call
+    rows_s: float  # attention_decode_row_s per query row and SM, per call
+    fixed_s: float  # attention_decode_floor_s per call
+
+    @staticmethod
+    def of(gpu: GPU, *, seqs: float, heads: float, kv_heads: float, calls: int = 1) -> DecodeAttentionKernel:
+        eff = gpu.efficiency
+        sms = gpu.num_sms
+        cycles = REFERENCE_CLOCK_GHZ / gpu.clock_ghz  # the dependent page-load chain runs in SM cycles
+        return DecodeAttentionKernel(
+            bw=streaming_bandwidth(gpu),
+            rate=gpu.peak_flops("bf16") * eff.attention_max,
+            latency_s=calls * math.ceil(seqs * kv_heads / sms) * eff.attention_decode_cta_s * cycles,
+            rows_s=calls * seqs * heads / sms * eff.attention_decode_row_s * cycles,
+            fixed_s=calls * eff.attention_decode_floor_s * cycles,
+        )
+
+    def price(self, *, flops: float, nbytes: float) -> KernelTime:
+        """The calls over `flops` FLOPs and `nbytes` bytes (summed over the calls)."""
+        t_memory = nbytes / self.bw
+        t_compute = flops / self.rate
+        body = max(t_memory, t_compute, self.latency_s) + self.rows_s
+        fixed = self.fixed_s
+        return KernelTime(fixed + body, flops, nbytes, _label(body, fixed, t_compute > t_memory), fixed)
 
 
 def decode_attention(
@@ -75,13 +139,5 @@ def decode_attention(
     """`calls` decode attention calls (one per layer) over `seqs` sequences; flops/nbytes summed over calls."""
     if seqs <= 0 or calls <= 0:
         return KernelTime(0.0, 0.0, 0.0, "memory", 0.0)
-    eff = gpu.efficiency
-    sms = gpu.num_sms
-    t_memory = nbytes / streaming_bandwidth(gpu)
-    t_compute = flops / (gpu.peak_flops("bf16") * eff.attention_max)
-    cycles = REFERENCE_CLOCK_GHZ / gpu.clock_ghz  # the dependent page-load chain runs in SM cycles
-    t_latency = calls * math.ceil(seqs * kv_heads / sms) * eff.attention_decode_cta_s * cycles
-    rows = calls * seqs * heads / sms * eff.attention_decode_row_s * cycles
-    fixed = calls * eff.attention_decode_floor_s * cycles
-    body = max(t_memory, t_compute, t_latency) + rows
-    return KernelTime(fixed + body, flops, nbytes, _label(body, fixed, t_compute > t_memory), fixed)
+    kernel = DecodeAttentionKernel.of(gpu, seqs=seqs, heads=heads, kv_heads=kv_heads, calls=calls)
+    return kernel.price(flops=flops, nbytes=nbytes)

@@ -9,13 +9,17 @@ from __future__ import annotations
 from simulator.costmodel.nccl import (
     all_gather_seconds,
     all_reduce_seconds,
+    all_reduce_times,
     all_to_all_seconds,
+    all_to_all_times,
     reduce_scatter_seconds,
     send_seconds,
 )
 
 __all__ = [
     "all_reduce_seconds",
+    "all_reduce_times",
+    "all_to_all_times",
     "all_gather_seconds",
     "reduce_scatter_seconds",
     "all_to_all_seconds",

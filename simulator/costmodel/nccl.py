@@ -16,10 +16,14 @@ all-gather or reduce-scatter, so latency grows with the number of ranks. NCCL's 
 (`ramp_p(s) = s / (s + half_p)`: NCCL runs fewer channels and a partly filled pipeline on small messages;
 Simple's half size is the fitted `collective_half_bytes`, LL and LL128 saturate sooner, at
 `LL_HALF_BYTES` / `LL128_HALF_BYTES`). NVLS reaches `NVLS_BUS_GAIN` times the ring's bus bandwidth.
+`*_seconds` price one size in floats, `*_times` an array of sizes (one formula on two backends, arrays.py).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from simulator.costmodel.arrays import FLOATS, floats
 from simulator.hardware import REFERENCE_CLOCK_GHZ, Fabric, GPUEfficiency
 
 PROTOCOLS = ("LL", "LL128", "Simple")
@@ -90,13 +94,21 @@ def _ring_protocols(fabric: Fabric, eff: GPUEfficiency, steps: int, clock_ghz) -
     return protos
 
 
-def _ring(fabric, eff, steps: int, wire: float, nbytes: float, clock_ghz) -> float:
+def _ring(xp, fabric, eff, steps: int, wire, nbytes, clock_ghz):
     best = float("inf")
     for lat, bus, half in _ring_protocols(fabric, eff, steps, clock_ghz):
-        t = lat + wire * (nbytes + half) / (bus * nbytes)
-        if t < best:
-            best = t
+        best = xp.minimum(best, lat + wire * (nbytes + half) / (bus * nbytes))
     return best
+
+
+def _all_reduce(xp, fabric: Fabric, eff: GPUEfficiency, n: int, nbytes, clock_ghz):
+    """The all-reduce formula on backend xp (arrays.py), for n > 1 and positive sizes."""
+    wire = 2.0 * (n - 1) / n * nbytes
+    t = _ring(xp, fabric, eff, 2 * (n - 1), wire, nbytes, clock_ghz)
+    if fabric.nvls and n >= NVLS_MIN_GPUS:
+        bus = _bus(fabric, eff) * NVLS_BUS_GAIN * _ramp("Simple", eff, nbytes)
+        t = xp.minimum(t, _latency(eff, NVLS_LATENCY_US, clock_ghz) + wire / bus)
+    return t
 
 
 def all_reduce_seconds(
@@ -105,12 +117,22 @@ def all_reduce_seconds(
     """All-reduce of an `nbytes` buffer over `n` GPUs (0 for n <= 1)."""
     if n <= 1 or nbytes <= 0:
         return 0.0
-    wire = 2.0 * (n - 1) / n * nbytes
-    t = _ring(fabric, eff, 2 * (n - 1), wire, nbytes, clock_ghz)
-    if fabric.nvls and n >= NVLS_MIN_GPUS:
-        bus = _bus(fabric, eff) * NVLS_BUS_GAIN * _ramp("Simple", eff, nbytes)
-        t = min(t, _latency(eff, NVLS_LATENCY_US, clock_ghz) + wire / bus)
-    return t
+    return _all_reduce(FLOATS, fabric, eff, n, float(nbytes), clock_ghz)
+
+
+def all_reduce_times(fabric: Fabric, eff: GPUEfficiency, n: int, nbytes, clock_ghz: float | None = None):
+    """`all_reduce_seconds` of every size of an array."""
+    return _on_array(_all_reduce, fabric, eff, n, nbytes, clock_ghz)
+
+
+def _on_array(formula, fabric, eff, n: int, nbytes, clock_ghz) -> np.ndarray:
+    """`formula` (a collective on backend xp) on every size of an array: 0 where n <= 1 or the size is not
+    positive."""
+    size = floats(nbytes)
+    live = size > 0
+    if n <= 1 or not live.any():
+        return np.zeros(size.shape)
+    return np.where(live, formula(np, fabric, eff, n, np.where(live, size, 1.0), clock_ghz), 0.0)
 
 
 def all_gather_seconds(
@@ -119,10 +141,18 @@ def all_gather_seconds(
     """All-gather (or reduce-scatter) whose full buffer is `nbytes`: n-1 ring steps of nbytes/n each."""
     if n <= 1 or nbytes <= 0:
         return 0.0
-    return _ring(fabric, eff, n - 1, (n - 1) / n * nbytes, nbytes, clock_ghz)
+    return _ring(FLOATS, fabric, eff, n - 1, (n - 1) / n * nbytes, nbytes, clock_ghz)
 
 
 reduce_scatter_seconds = all_gather_seconds
+
+
+def _all_to_all(xp, fabric: Fabric, eff: GPUEfficiency, n: int, nbytes_per_gpu, clock_ghz):
+    """The all-to-all formula on backend xp, for n > 1 and positive sizes."""
+    wire = (n - 1) / n * nbytes_per_gpu
+    hop = HOP_US[LINK_CLASS[fabric.kind]]["Simple"]
+    bus = _bus(fabric, eff) * _ramp("Simple", eff, nbytes_per_gpu)
+    return _latency(eff, BASE_US["Simple"] + hop, clock_ghz) + wire / bus
 
 
 def all_to_all_seconds(
@@ -132,10 +162,14 @@ def all_to_all_seconds(
     as concurrent send/recv pairs, one step of Simple-protocol latency."""
     if n <= 1 or nbytes_per_gpu <= 0:
         return 0.0
-    wire = (n - 1) / n * nbytes_per_gpu
-    hop = HOP_US[LINK_CLASS[fabric.kind]]["Simple"]
-    bus = _bus(fabric, eff) * _ramp("Simple", eff, nbytes_per_gpu)
-    return _latency(eff, BASE_US["Simple"] + hop, clock_ghz) + wire / bus
+    return _all_to_all(FLOATS, fabric, eff, n, float(nbytes_per_gpu), clock_ghz)
+
+
+def all_to_all_times(
+    fabric: Fabric, eff: GPUEfficiency, n: int, nbytes_per_gpu, clock_ghz: float | None = None
+):
+    """`all_to_all_seconds` of every size of an array."""
+    return _on_array(_all_to_all, fabric, eff, n, nbytes_per_gpu, clock_ghz)
 
 
 def send_seconds(fabric: Fabric, eff: GPUEfficiency, nbytes: float, streams: int = 1) -> float:

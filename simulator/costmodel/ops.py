@@ -9,12 +9,14 @@ Where an op runs is a field (`where`), and the builder (`build.py`) keeps only t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from simulator.costmodel import attention, comm
+from simulator.costmodel.arrays import FLOATS, backend, full_like
 from simulator.costmodel.interface import BatchShape, OpCost
-from simulator.costmodel.kernels import KernelTime, gemm_kernel, memory_kernel
+from simulator.costmodel.kernels import MEMORY, NETWORK, KernelTime, KernelTimes, gemm_times, memory_times
 from simulator.hardware import GPU, Fabric
 
 Where = str  # "all", "first_stage" or "last_stage"
@@ -37,7 +39,7 @@ class Split:
 class Load:
     """Per-GPU rows of one iteration on the busiest GPU of the stage (attention dp groups: the slowest)."""
 
-    tokens: float  # all tokens of the iteration
+    tokens: float  # all tokens of the iteration (each field: a number, or an array of them)
     seqs: float  # all sequences (LM head / sampling rows: one last token each)
     attn_tokens: float  # tokens of the busiest attention-dp group
     attn_seqs: float
@@ -49,30 +51,47 @@ class Load:
     dp_fraction: float  # share of the batch the busiest attention-dp group holds
 
     @staticmethod
-    def of(num_tokens: int, num_seqs: int, split: Split) -> Load:
-        t, s = float(num_tokens), float(num_seqs)
-        frac = math.ceil(s / split.attn_dp) / s if s > 0 and split.attn_dp > 1 else 1.0
-        attn_tokens = math.ceil(t * frac)
+    def of(num_tokens, num_seqs, split: Split) -> Load:
+        """The rows of `num_tokens` tokens of `num_seqs` sequences: numbers, or arrays of them (one load per
+        element; the fields are then arrays)."""
+        xp = backend(num_tokens, num_seqs)
+        t, s = (
+            (np.asarray(x, dtype=float) for x in (num_tokens, num_seqs))
+            if xp is np
+            else (float(num_tokens), float(num_seqs))
+        )
+        frac = 1.0
+        if split.attn_dp > 1:
+            frac = xp.where(s > 0, xp.ceil(s / split.attn_dp) / xp.where(s > 0, s, 1.0), 1.0)
+        attn_tokens = xp.ceil(t * frac)
         ep = split.ffn_ep
-        moe_tokens = moe_rows = touched = 0.0
+        moe_tokens = moe_rows = touched = full_like(t, 0.0)
         if split.num_experts:
             e, k = split.num_experts, split.top_k
             local = e / ep
-            moe_tokens = min(t * k / ep * split.moe_imbalance, t * min(k, local))
+            moe_tokens = xp.minimum(t * k / ep * split.moe_imbalance, t * min(k, local))
             moe_rows = moe_tokens / local
-            touched = local * (1.0 - (1.0 - k / e) ** t) if t > 0 else 0.0
+            touched = xp.where(t > 0, local * (1.0 - _power(1.0 - k / e, t)), 0.0)
         return Load(
             tokens=t,
             seqs=s,
             attn_tokens=attn_tokens,
-            attn_seqs=math.ceil(s * frac),
-            ffn_tokens=math.ceil(t / ep),
+            attn_seqs=xp.ceil(s * frac),
+            ffn_tokens=xp.ceil(t / ep),
             a2a_tokens=attn_tokens / split.attn_tp,
             moe_tokens=moe_tokens,
             moe_rows=moe_rows,
             moe_touched=touched,
             dp_fraction=frac,
         )
+
+
+def _power(base: float, exponent):
+    """base ** exponent, elementwise for an array, with Python's float power (libm's pow): numpy's vectorised
+    power can differ from it in the last bit, and a count must price the same alone and in a table."""
+    if isinstance(exponent, np.ndarray):
+        return np.array([base**x for x in exponent.ravel().tolist()]).reshape(exponent.shape)
+    return base**exponent
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,84 +239,86 @@ def _cost(name: str, k: KernelTime) -> OpCost:
     return OpCost(name, k.seconds, k.flops, k.bytes, k.bound, k.fixed_s)
 
 
-# Prices of a GEMM op at one row count, and the latency floor of a collective op, keyed by the ids of the op
-# and the GPU (checked by identity; both are immutable): the simulator prices many shapes that share a row
-# count (a decode batch of the same size, the LM head at the same number of sequences).
-_PRICES: dict[tuple, tuple] = {}
-PRICE_CACHE_SIZE = 1 << 16
+# (one size, an array of sizes) pricers of each collective kind
+_COLLECTIVES = {
+    "all_reduce": (comm.all_reduce_seconds, comm.all_reduce_times),
+    "all_to_all": (comm.all_to_all_seconds, comm.all_to_all_times),
+}
 
 
-def _memo(op, gpu: GPU, m: float):
-    hit = _PRICES.get((id(op), id(gpu), m))
-    if hit is not None and hit[0] is op and hit[1] is gpu:
-        return hit[2]
-    return None
-
-
-def _remember(op, gpu: GPU, m: float, cost):
-    if len(_PRICES) >= PRICE_CACHE_SIZE:
-        _PRICES.clear()
-    _PRICES[(id(op), id(gpu), m)] = (op, gpu, cost)
-    return cost
-
-
-def _price_collective(op: Collective, load: Load, gpu: GPU) -> OpCost:
+def _collective_times(op: Collective, load: Load, gpu: GPU) -> KernelTimes:
     msg = op.message_bytes(load)
-    if msg <= 0:
-        return OpCost(op.name, 0.0, 0.0, 0.0, "network")
+    one, many = _COLLECTIVES[op.kind]
+    seconds = one if backend(msg) is FLOATS else many
     eff = gpu.efficiency
-    seconds = comm.all_reduce_seconds if op.kind == "all_reduce" else comm.all_to_all_seconds
-    t = seconds(op.fabric, eff, op.group, msg, gpu.clock_ghz)
-    floor = _memo(op, gpu, -1.0)
-    if floor is None:
-        floor = _remember(op, gpu, -1.0, seconds(op.fabric, eff, op.group, 1.0, gpu.clock_ghz))
-    return OpCost(op.name, t * op.count, 0.0, msg * op.count, "network", min(floor, t) * op.count)
+    t = seconds(op.fabric, eff, op.group, msg, gpu.clock_ghz) * op.count
+    floor = one(op.fabric, eff, op.group, 1.0, gpu.clock_ghz) * op.count  # a 1-byte message
+    xp = backend(t)
+    return KernelTimes(t, full_like(t, 0.0), msg * op.count, full_like(t, NETWORK), xp.minimum(floor, t))
 
 
-def _price_gemm(op: Gemm, load: Load, gpu: GPU) -> OpCost:
-    m = op.m(load)
-    if m <= 0:
-        return OpCost(op.name, 0.0, 0.0, 0.0, "memory")
-    hit = _memo(op, gpu, m)
-    if hit is not None:
-        return hit
-    k = gemm_kernel(gpu, m, op.n, op.k, op.weight_bytes, op.act_bytes, op.compute_dtype)
-    c = op.count
-    return _remember(
-        op, gpu, m, OpCost(op.name, k.seconds * c, k.flops * c, k.bytes * c, k.bound, k.fixed_s * c)
-    )
+def _gemm_times(op: Gemm, load: Load, gpu: GPU) -> KernelTimes:
+    k = gemm_times(gpu, op.m(load), op.n, op.k, op.weight_bytes, op.act_bytes, op.compute_dtype)
+    return k.times(op.count)
 
 
-def _price_memory(op: Memory, load: Load, gpu: GPU) -> OpCost:
+def _memory_times(op: Memory, load: Load, gpu: GPU) -> KernelTimes:
     nbytes = op.bytes_moved(load)
-    if nbytes <= 0:
-        return OpCost(op.name, 0.0, 0.0, 0.0, "memory")
-    return _cost(op.name, memory_kernel(gpu, nbytes, op.kernels * op.count))
+    xp = backend(nbytes)
+    k = memory_times(gpu, nbytes, op.kernels * op.count)
+    return KernelTimes(*(xp.where(nbytes > 0, a, 0) for a in k))  # no rows: no kernel
 
 
-def _price_moe(op: MoEExperts, load: Load, gpu: GPU) -> OpCost:
-    return _cost(op.name, moe_experts_kernel(op, load, gpu))
+def _moe_times(op: MoEExperts, load: Load, gpu: GPU) -> KernelTimes:
+    """Grouped up-projection, activation and grouped down-projection over the touched local experts."""
+    tokens, groups = load.moe_tokens, load.moe_touched
+    xp = backend(tokens, groups)
+    live = (tokens > 0) & (groups > 0)
+    if not xp.any(live):
+        return KernelTimes(*(full_like(tokens, x) for x in (0.0, 0.0, 0.0, MEMORY, 0.0)))
+    groups = xp.where(live, groups, 1.0)
+    rows = tokens / groups  # token copies per touched expert (>= 1)
+    wb, ab, cd = op.weight_bytes, op.act_bytes, op.compute_dtype
+    up = gemm_times(gpu, rows, op.up * op.ffn, op.hidden, wb, ab, cd, groups=groups)
+    act = memory_times(gpu, tokens * op.act_passes * op.ffn * ab)
+    down = gemm_times(gpu, rows, op.hidden, op.ffn, wb, ab, cd, groups=groups)
+    k = (up + act + down).times(op.count)
+    return KernelTimes(*(xp.where(live, a, 0) for a in k))
 
 
-_PRICERS = {Gemm: _price_gemm, Memory: _price_memory, Collective: _price_collective, MoEExperts: _price_moe}
+_TIMES = {Gemm: _gemm_times, Memory: _memory_times, Collective: _collective_times, MoEExperts: _moe_times}
+
+
+def op_times(op, load: Load, gpu: GPU) -> KernelTimes:
+    """The price of a static op (GEMM, MoE, memory-bound, collective) under `load`, summed over the layers it
+    repeats on: of one iteration when the load's rows are numbers, of every element when they are arrays."""
+    return _TIMES[type(op)](op, load, gpu)
 
 
 def price_op(op, load: Load, gpu: GPU) -> OpCost:
-    """Seconds of a static op (GEMM, MoE, memory-bound, collective) under `load`."""
-    return _PRICERS[type(op)](op, load, gpu)
+    """Seconds of a static op under the load of one iteration."""
+    return _cost(op.name, op_times(op, load, gpu).kernel_time())
 
 
-def moe_experts_kernel(op: MoEExperts, load: Load, gpu: GPU) -> KernelTime:
-    """Grouped up-projection, activation and grouped down-projection over the touched local experts."""
-    if load.moe_tokens <= 0 or load.moe_touched <= 0:
-        return KernelTime(0.0, 0.0, 0.0, "memory", 0.0)
-    groups = load.moe_touched
-    rows = load.moe_tokens / groups  # token copies per touched expert (>= 1)
-    wb, ab, cd = op.weight_bytes, op.act_bytes, op.compute_dtype
-    up = gemm_kernel(gpu, rows, op.up * op.ffn, op.hidden, wb, ab, cd, groups=groups)
-    act = memory_kernel(gpu, load.moe_tokens * op.act_passes * op.ffn * ab)
-    down = gemm_kernel(gpu, rows, op.hidden, op.ffn, wb, ab, cd, groups=groups)
-    return (up + act + down).times(op.count)
+def prefill_attention_kernel(op: AttentionPrefill, gpu: GPU) -> attention.PrefillAttentionKernel:
+    """The batch-independent part of `op`'s kernel on `gpu` (a stage keeps it: `prefill_attention_price`)."""
+    return attention.PrefillAttentionKernel.of(gpu, op.heads, op.qk_dim, op.compute_dtype)
+
+
+def prefill_attention_price(
+    op: AttentionPrefill, kernel: attention.PrefillAttentionKernel, shape: BatchShape, dp_fraction: float
+) -> KernelTime:
+    """Attention of `shape`'s prefill chunks on the busiest attention-dp group (`kernel`: of op, on the GPU)."""
+    tokens = shape.num_prefill_tokens * dp_fraction
+    pairs = shape.prefill_attention_pairs * dp_fraction
+    return kernel.price(
+        flops=op.flops_of(pairs),
+        nbytes=op.bytes_of(tokens, shape.prefill_context_tokens * dp_fraction),
+        tokens=tokens,
+        seqs=max(1.0, shape.num_prefill_seqs * dp_fraction),
+        pairs=pairs,
+        calls=op.count,
+    )
 
 
 def price_attention(
@@ -310,20 +331,7 @@ def price_attention(
     """Prefill and decode attention of `shape` on the busiest attention-dp group."""
     out = []
     if prefill is not None and shape.num_prefill_tokens:
-        tokens = shape.num_prefill_tokens * dp_fraction
-        pairs = shape.prefill_attention_pairs * dp_fraction
-        k = attention.prefill_attention(
-            gpu,
-            flops=prefill.flops_of(pairs),
-            nbytes=prefill.bytes_of(tokens, shape.prefill_context_tokens * dp_fraction),
-            tokens=tokens,
-            seqs=max(1.0, shape.num_prefill_seqs * dp_fraction),
-            pairs=pairs,
-            heads=prefill.heads,
-            head_dim=prefill.qk_dim,
-            compute_dtype=prefill.compute_dtype,
-            calls=prefill.count,
-        )
+        k = prefill_attention_price(prefill, prefill_attention_kernel(prefill, gpu), shape, dp_fraction)
         out.append(_cost("attention_prefill", k))
     if decode is not None and shape.num_decode:
         ctx = shape.decode_context_tokens * dp_fraction

@@ -6,31 +6,46 @@ bound computed from `iteration_time` is a bound on the breakdown too; there is n
 * each static op (GEMMs, elementwise, collectives) reads one row count of the `Load`: ops on token rows are cached
   by `num_tokens`, ops on sequence rows by `num_seqs`, and (only with attention dp > 1, where the busiest dp
   group's rows mix both) the attention-side ops by the pair. Every key is the exact count, so a cached value is
-  the value; at most max_num_batched_tokens + max_num_seqs entries per stage;
+  the value; at most max_num_batched_tokens + max_num_seqs entries per stage. A miss reads a price table
+  (`_RowPrices`) that prices many counts at once over numpy arrays, after its first few counts priced alone;
 * decode attention of n sequences is, in their context tokens, `base + max(mem·ctx + mem0, comp·ctx, lat)`
   (`attention.decode_attention`: streaming bytes, FLOPs, a latency floor, per-row and per-call fixed costs).
   The coefficients per n are read off the kernel function itself and checked on probe points when first
   needed; if the check fails the decode attention is priced op by op (same value, slower);
-* prefill attention (a few per-request chunks) is priced by `ops.price_attention` directly;
+* prefill attention (a few per-request chunks) is memoized by its exact aggregates, priced with the
+  batch-independent part of its kernel read once per stage (`ops.prefill_attention_price`);
 * energy is `energy.gpu_energy`'s rule on the summed FLOPs and bytes of the busiest GPU; FLOPs are linear in the
   aggregates; the per-iteration overhead (per-layer launch + the engine's host figures) is cached by sequences.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from simulator.costmodel import attention, comm, host
+from simulator.costmodel.arrays import full_like
 from simulator.costmodel.build import StageOps, build_stage_ops
 from simulator.costmodel.calibration import Calibration, apply_calibration, load_calibration
 from simulator.costmodel.calibration import host_overhead as calibrated_host
 from simulator.costmodel.energy import energy_coefficients, gpu_energy, usd_per_hour
 from simulator.costmodel.interface import BatchShape, OpCost
 from simulator.costmodel.memory import StageMemory, stage_memory
-from simulator.costmodel.ops import Load, MoEExperts, price_attention, price_op
+from simulator.costmodel.ops import (
+    Collective,
+    Load,
+    MoEExperts,
+    op_times,
+    prefill_attention_kernel,
+    prefill_attention_price,
+    price_attention,
+    price_op,
+)
 from simulator.dtypes import bytes_per_element, compute_dtype
 from simulator.errors import InputError
 from simulator.hardware import GPU, Cluster, Fabric, NodeGroup
@@ -38,38 +53,78 @@ from simulator.model import Model
 from simulator.plan import ReplicaGroup, Stage
 from simulator.scenario import DTypes, Engine
 
-# Which count of the iteration each static op's rows follow (ops.Load): tokens, sequences, or — the rows of the
-# busiest attention-dp group, ceil(tokens * ceil(seqs/dp)/seqs) — both when attention dp > 1.
+# Which count of the iteration each static op's rows follow (ops.Load): the tokens or the sequences, or (only with
+# attention dp > 1) the rows of the busiest attention-dp group, ceil(tokens * ceil(seqs/dp)/seqs) tokens and
+# ceil(seqs * ceil(seqs/dp)/seqs) sequences.
 _TOKEN_ROWS = frozenset({"tokens", "ffn_tokens", "moe_tokens", "moe_rows", "moe_touched"})
 _ATTN_TOKEN_ROWS = frozenset({"attn_tokens", "a2a_tokens"})
 _SEQ_ROWS = frozenset({"seqs"})
 _ATTN_SEQ_ROWS = frozenset({"attn_seqs"})
+_AXES = ("tokens", "seqs", "attn_tokens", "attn_seqs")
 _PROBE_RTOL = 1e-10  # how closely the decode-attention form must reproduce the kernel function
+_PROBES = (1.0, 1e3, 3.3e4, 2.9e7)  # context tokens the form is checked at: latency-, row- and memory-bound
 _PREFILL_MEMO = 1 << 16  # prefill-attention prices kept per stage (exact keys; a bound on memory only)
+_TABLE_AFTER = 16  # row counts a price table prices one by one before it prices whole ranges at once
+_TABLE_STEP = 512  # price tables grow by whole steps of row counts (~0.4 ms + ~0.7 us per count)
+_TABLE_MAX = 1 << 15  # row counts at or above it are priced one at a time, not tabled
 
 
 def _rows_follow(op, attn_dp: int) -> str:
-    """The iteration counts ("tokens", "seqs" or "both") an op's Load rows depend on."""
+    """The count of the iteration (one of _AXES) an op's Load rows follow."""
     if isinstance(op, MoEExperts):  # moe_tokens, moe_rows, moe_touched: functions of the tokens only
         return "tokens"
-    rows = getattr(op, "rows", None)
+    rows = op.rows
     if rows in _TOKEN_ROWS or (attn_dp == 1 and rows in _ATTN_TOKEN_ROWS):
         return "tokens"
     if rows in _SEQ_ROWS or (attn_dp == 1 and rows in _ATTN_SEQ_ROWS):
         return "seqs"
-    return "both"
+    return "attn_tokens" if rows in _ATTN_TOKEN_ROWS else "attn_seqs"
 
 
-def _price_ops(ops: tuple, load: Load, gpu: GPU) -> tuple[float, float, float]:
-    """(seconds, FLOPs, HBM bytes) of `ops` under `load` on the busiest GPU."""
-    t = f = b = 0.0
-    for op in ops:
-        c = price_op(op, load, gpu)
-        t += c.time_s
-        f += c.flops
-        if c.bound != "network":
-            b += c.bytes
-    return t, f, b
+class _RowPrices:
+    """(seconds, FLOPs, HBM bytes, dp fraction) of a tuple of static ops on the busiest GPU as a function of one
+    row count x (the tokens, or the sequences, of an iteration); `load_of(x)` gives the load of x (a number or
+    an array), the dp fraction is the load's (the busiest attention-dp group's share of the batch).
+
+    The first _TABLE_AFTER counts are priced one at a time, in floats (a stage priced at a few shapes, as the
+    planner's bounds and the calibration fits do, pays for those alone). After them every count below a size
+    is priced at once with numpy, extended by whole _TABLE_STEPs to hold the counts asked for (up to
+    _TABLE_MAX; larger ones are priced alone): the simulator asks for hundreds of counts. The columns are lists
+    of floats, so a read is a Python float and a table adds no objects for the garbage collector to walk."""
+
+    def __init__(self, ops: tuple, gpu: GPU, load_of):
+        self._ops = ops
+        self._gpu = gpu
+        self._load_of = load_of
+        self._singles = 0
+        self._columns: tuple[list[float], ...] = ([], [], [], [])
+
+    def __getitem__(self, x: int) -> tuple[float, float, float, float]:
+        columns = self._columns
+        if x >= len(columns[0]):
+            if self._singles < _TABLE_AFTER or x >= _TABLE_MAX:
+                self._singles += 1
+                return self._price(float(x))
+            if not columns[0]:  # no rows, no kernels: the float path prices that without the arrays' masks
+                for column, priced in zip(columns, self._price(0.0), strict=True):
+                    column.append(priced)
+            size = (x // _TABLE_STEP + 1) * _TABLE_STEP
+            more = self._price(np.arange(len(columns[0]), size, dtype=float))
+            for column, priced in zip(columns, more, strict=True):
+                column += priced.tolist()
+        return columns[0][x], columns[1][x], columns[2][x], columns[3][x]
+
+    def _price(self, counts) -> tuple:
+        """(seconds, FLOPs, bytes, dp fraction) of `counts` (a number, or an array of them)."""
+        load = self._load_of(counts)
+        t = f = b = 0.0
+        for op in self._ops:
+            k = op_times(op, load, self._gpu)
+            t = t + k.seconds
+            f = f + k.flops
+            if not isinstance(op, Collective):  # network bytes are not HBM traffic
+                b = b + k.bytes
+        return tuple(full_like(counts, 0.0) + x for x in (t, f, b, load.dp_fraction))
 
 
 _SHARED_STAGES = 64  # stages whose caches a process keeps (least recently built dropped first)
@@ -80,7 +135,9 @@ def _shared_caches(key: str) -> dict[str, dict]:
     """The price caches of the stage whose pricing fields have this repr (new, empty ones the first time)."""
     caches = _shared.get(key)
     if caches is None:
-        caches = {name: {} for name in ("tokens", "seqs", "both", "prefill", "decode_lines", "decode")}
+        caches = {
+            name: {} for name in ("tokens", "seqs", "both", "prefill", "decode_lines", "decode", "tables")
+        }
         _shared[key] = caches
         if len(_shared) > _SHARED_STAGES:
             _shared.popitem(last=False)
@@ -117,42 +174,27 @@ class _DecodeAttention:
 
     @staticmethod
     def of(ops: StageOps, gpu: GPU, seqs: float) -> _DecodeAttention | None:
-        """The form of `attention.decode_attention` for `seqs` sequences, read off the function and checked on
-        probe points; None when the function is not of that form."""
+        """The form of `attention.decode_attention` for `seqs` sequences, read off its kernel's numbers and checked
+        on probe points against the kernel; None when the kernel is not of that form."""
         dec = ops.decode
-
-        def kernel(flops: float, nbytes: float) -> float:
-            return attention.decode_attention(
-                gpu,
-                flops=flops,
-                nbytes=nbytes,
-                seqs=seqs,
-                heads=dec.heads,
-                kv_heads=dec.kv_heads,
-                calls=dec.count,
-            ).seconds
-
-        big_b = gpu.memory_bandwidth_bytes_per_s  # about a second of streaming: dwarfs every fixed part
-        big_f = gpu.peak_flops("bf16")
-        t0, t1, t2 = kernel(0.0, 0.0), kernel(0.0, big_b), kernel(0.0, 2 * big_b)
-        mem = (t2 - t1) / big_b
-        base = t1 - mem * big_b
-        comp = (kernel(big_f, 0.0) - base) / big_f
-        lat = t0 - base
+        kernel = attention.DecodeAttentionKernel.of(
+            gpu, seqs=seqs, heads=dec.heads, kv_heads=dec.kv_heads, calls=dec.count
+        )
         nbytes0 = dec.bytes_of(0.0, seqs)
         nbytes = dec.bytes_of(1.0, seqs) - nbytes0
+        flops = dec.flops_of(1.0)
         line = _DecodeAttention(
-            base,
-            mem * nbytes,
-            mem * nbytes0,
-            comp * dec.flops_of(1.0),
-            lat,
-            dec.flops_of(1.0),
+            kernel.fixed_s + kernel.rows_s,
+            nbytes / kernel.bw,
+            nbytes0 / kernel.bw,
+            flops / kernel.rate,
+            kernel.latency_s,
+            flops,
             nbytes,
             nbytes0,
         )
-        for ctx in (1.0, 37.0, 1e3, 3.3e4, 1e6, 2.9e7):
-            exact = kernel(dec.flops_of(ctx), dec.bytes_of(ctx, seqs))
+        for ctx in _PROBES:
+            exact = kernel.price(flops=dec.flops_of(ctx), nbytes=dec.bytes_of(ctx, seqs)).seconds
             if not math.isclose(line.seconds(ctx), exact, rel_tol=_PROBE_RTOL):
                 return None
             if not math.isclose(dec.bytes_of(ctx, seqs), nbytes * ctx + nbytes0, rel_tol=_PROBE_RTOL):
@@ -190,39 +232,54 @@ class StageCostModel:
         self._by_prefill = caches["prefill"]  # prefill aggregates -> attention price
         self._decode_lines = caches["decode_lines"]  # num_decode -> decode attention form
         self._by_decode = caches["decode"]  # num_decode -> price_decode's coefficients
-        dp = self.ops.split.attn_dp
-        follow = [_rows_follow(op, dp) for op in self.ops.static]
-        self._token_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "tokens")
-        self._seq_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "seqs")
-        self._both_ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == "both")
+        self._tables = self._row_tables(caches["tables"])
+        self._prefill_kernel = prefill_attention_kernel(self.ops.prefill, self.gpu)
         self._e_flop, self._e_byte = energy_coefficients(self.gpu, self.compute_dtype)
 
-    # ---- static part: exact caches by the count each op's rows follow --------------------------------------
+    # ---- static part: exact caches by the count each op's rows follow, filled from price tables -------------
+    def _row_tables(self, tables: dict) -> dict[str, _RowPrices]:
+        """The price tables of the static ops by the count their rows follow (shared like the caches)."""
+        if not tables:
+            split = self.ops.split
+            whole = dataclasses.replace(split, attn_dp=1)  # a table's count is the busiest group's rows
+            loads = {
+                "tokens": lambda x: Load.of(x, 1.0, split),
+                "seqs": lambda x: Load.of(1.0, x, split),
+                "attn_tokens": lambda x: Load.of(x, 1.0, whole),
+                "attn_seqs": lambda x: Load.of(1.0, x, whole),
+            }
+            follow = [_rows_follow(op, split.attn_dp) for op in self.ops.static]
+            for axis in _AXES:
+                ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == axis)
+                tables[axis] = _RowPrices(ops, self.gpu, loads[axis])
+        return tables
+
     def _seq_part(self, num_seqs: int) -> tuple:
         """(seconds, FLOPs, bytes, dp fraction, overhead without prefill, overhead with) for num_seqs."""
-        load = Load.of(1, num_seqs, self.ops.split)
-        t, f, b = _price_ops(self._seq_ops, load, self.gpu)
+        t, f, b, frac = self._tables["seqs"][num_seqs]
         decode_only = BatchShape(num_decode=num_seqs)
         mixed = BatchShape(num_prefill_tokens=1, num_prefill_seqs=1, num_decode=num_seqs - 1)
-        part = (t, f, b, load.dp_fraction, self._overhead(decode_only), self._overhead(mixed))
+        part = (t, f, b, frac, self._overhead(decode_only), self._overhead(mixed))
         self._by_seqs[num_seqs] = part
         return part
+
+    def _attention_rows(self, num_tokens: int, num_seqs: int) -> tuple[float, float, float]:
+        """(seconds, FLOPs, bytes) of the ops on the busiest attention-dp group's rows (attention dp > 1)."""
+        load = Load.of(num_tokens, num_seqs, self.ops.split)
+        tok = self._tables["attn_tokens"][int(load.attn_tokens)]
+        seq = self._tables["attn_seqs"][int(load.attn_seqs)]
+        both = self._by_both[(num_tokens, num_seqs)] = (tok[0] + seq[0], tok[1] + seq[1], tok[2] + seq[2])
+        return both
 
     def _static(self, num_tokens: int, num_seqs: int) -> tuple[float, float, float, tuple]:
         """(seconds, FLOPs, HBM bytes) of the static ops on the busiest GPU, and the sequence part."""
         tok = self._by_tokens.get(num_tokens)
         if tok is None:
-            tok = self._by_tokens[num_tokens] = _price_ops(
-                self._token_ops, Load.of(num_tokens, max(num_seqs, 1), self.ops.split), self.gpu
-            )
+            tok = self._by_tokens[num_tokens] = self._tables["tokens"][num_tokens][:3]
         seq = self._by_seqs.get(num_seqs) or self._seq_part(num_seqs)
         t, f, b = tok[0] + seq[0], tok[1] + seq[1], tok[2] + seq[2]
-        if self._both_ops:
-            key = (num_tokens, num_seqs)
-            both = self._by_both.get(key)
-            if both is None:
-                load = Load.of(num_tokens, num_seqs, self.ops.split)
-                both = self._by_both[key] = _price_ops(self._both_ops, load, self.gpu)
+        if self.ops.split.attn_dp > 1:
+            both = self._by_both.get((num_tokens, num_seqs)) or self._attention_rows(num_tokens, num_seqs)
             t, f, b = t + both[0], f + both[1], b + both[2]
         return t, f, b, seq
 
@@ -259,12 +316,8 @@ class StageCostModel:
         )
         hit = self._by_prefill.get(key)
         if hit is None:
-            t = f = b = 0.0
-            for c in price_attention(self.ops.prefill, None, shape, frac, self.gpu):
-                t += c.time_s
-                f += c.flops
-                b += c.bytes
-            hit = (t, f, b)
+            k = prefill_attention_price(self.ops.prefill, self._prefill_kernel, shape, frac)
+            hit = (k.seconds, k.flops, k.bytes)
             if len(self._by_prefill) < _PREFILL_MEMO:
                 self._by_prefill[key] = hit
         return hit
@@ -361,7 +414,8 @@ class StageCostModel:
             return []
         load = Load.of(shape.num_tokens, shape.num_seqs, self.ops.split)
         out = [price_op(op, load, self.gpu) for op in self.ops.static]
-        out += price_attention(self.ops.prefill, self.ops.decode, shape, load.dp_fraction, self.gpu)
+        frac = float(load.dp_fraction)
+        out += price_attention(self.ops.prefill, self.ops.decode, shape, frac, self.gpu)
         out.append(OpCost("fixed_overhead", self._overhead(shape), 0.0, 0.0, "overhead"))
         return out
 

@@ -76,7 +76,7 @@ def simulate_requests(
     table = RequestTable(arrival, requests.input_tokens, requests.output_tokens)
     streams = np.random.SeedSequence(seed).spawn(6)
     router_ss = streams[3]  # (4 is the workload's prefix model, simulator/workload.py)
-    speculative = engine.speculative
+    speculative = engine.speculation
     if speculative is not None:
         share = speculative.draft_cost if speculative.draft_cost is not None else draft_cost
         if share is None:
