@@ -14,12 +14,15 @@ default and the dtypes it allows (`settings.py`). What is kept is decided by rul
 
 * **knobs, token budget and chunked prefill** (per layout, dtype and role that reads them — colocated and
   prefill): a (budget, chunking) pair is dropped when another pair predicts at least its capacity and at most
-  its TTFT (the whole-workload estimate), both within 1 %; ties go to the scenario's own value, then to the one nearest it. Chunked prefill
-  off with a budget below the longest prompt cannot run every request and is dropped.
+  its TTFT (the whole-workload estimate), both within KNOB_TIE (5 %: one layout's knob variants priced a few
+  per cent apart are one candidate, each extra one being another plan of the same cost to simulate); ties go to
+  the scenario's own value, then to the one nearest it. Chunked prefill off with a budget below the longest
+  prompt cannot run every request and is dropped.
 * **max_num_seqs** (colocated and decode), with B* the analytic model's TPOT- and KV-limited decode batch
-  (the cap lifted to the grid's top): below the default, the scenario's value and the largest grid value at or
-  below B* are kept — a cap below that value only loses capacity, a cap between it and the default behaves like
-  the default whenever the plan keeps its load within capacity; above the default (colocated only), the largest
+  (the cap lifted to the grid's top): below the default, where TPOT limits B*, the scenario's value and the
+  largest grid value at or below B* are kept — a cap below that value only loses capacity, a cap between it and
+  the default behaves like the default whenever the plan keeps its load within capacity (where the KV cache
+  limits B*, the model sees nothing a lower cap gains, and only the default is kept); above the default (colocated only), the largest
   grid value ≤ B* replaces the scenario's value when it predicts more than TIE more capacity — the default cap
   is then what limits the replica, and the raised one admits at least as much while its full batch meets TPOT
   (the replaced templates stay in `baseline_templates` for the heuristic baselines). Decode templates keep the
