@@ -4,7 +4,12 @@ For each case prints wall time, templates, simulations (every one the command ra
 the bound and the gap the search proves, why it stopped, and the phases (templates, bounds, loop) — the figures
 in the README's Performance table. Each case runs under `--time-limit` (default 120 s) like the CLI.
 
-Run: `python bench/bench_planner.py [--workers N] [--only NAME ...] [--time-limit S] [--verbose]`.
+`--space core` runs the search alone (`run_search`, no placement) on the core space — colocated templates with
+the scenario's own knobs, plain layouts of up to four stages, the space searched before disaggregation, engine
+knobs and extended layouts — the reference the full space's planning time is compared with on the same load.
+
+Run: `python bench/bench_planner.py [--workers N] [--only NAME ...] [--time-limit S] [--space full|core]
+[--verbose]`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import time
 
 from planner.errors import NoPlanError
 from planner.plan_api import plan
+from planner.search.loop import SearchOptions, run_search
+from planner.search.pricing import SpaceOptions
+from simulator.scenario import load_scenario
 
 CHAT = {
     "input_tokens": {"dist": "lognormal", "mean": 1024, "std": 600, "max": 8192},
@@ -64,19 +72,27 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--only", nargs="*", choices=sorted(CASES), default=None)
     parser.add_argument("--time-limit", type=float, default=120.0)
+    parser.add_argument("--space", choices=("full", "core"), default="full")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     print("| case | GPUs | wall s | templates | simulations | rounds | bound | gap | stopped | phases s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    workers = {} if args.workers is None else {"workers": args.workers}
     for key, scenario in CASES.items():
         if args.only and key not in args.only:
             continue
         gpus = scenario["cluster"]["nodes"] * scenario["cluster"]["gpus_per_node"]
         t0 = time.perf_counter()
         try:
-            result = plan(scenario, workers=args.workers, time_limit_s=args.time_limit)
+            if args.space == "core":
+                options = SearchOptions(
+                    time_limit_s=args.time_limit, space=SpaceOptions.basic(), started_at=t0, **workers
+                )
+                result = run_search(load_scenario(scenario), options)
+            else:
+                result = plan(scenario, workers=args.workers, time_limit_s=args.time_limit)
         except NoPlanError as exc:
             print(f"| {scenario['name']} | {gpus} | {time.perf_counter() - t0:.1f} | no plan: {exc} |||||||")
             continue

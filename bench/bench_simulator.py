@@ -2,7 +2,7 @@
 
 Prints the wall and CPU time of `simulate` (scenario loading excluded), the engine steps (iterations summed
 over replicas), the µs of CPU per step and the simulated requests per wall second, the best of `--repeat N`
-runs (the machine is shared, so the best is the least disturbed), twice:
+runs (the machine is shared, so the best is the least disturbed; cold and warm runs alternate), twice:
 * cold — every run starts with empty cost-model caches (`clear_price_caches`), as a fresh process does;
 * warm — the caches hold the prices an earlier simulation of the same stages computed, as in a planner search
   or a study, which simulate the same stages many times.
@@ -72,11 +72,11 @@ def main() -> None:
     scenario = load_scenario(spec)
     profiler = cProfile.Profile() if args.profile else None
     repeat = max(args.repeat, 1)
-    cold = []
-    for _ in range(repeat):
+    cold, warm = [], []
+    for _ in range(repeat):  # interleaved, so a burst of load on the shared machine hits both alike
         clear_price_caches()
         cold.append(run_once(scenario, profiler))
-    warm = [run_once(scenario) for _ in range(repeat)]
+        warm.append(run_once(scenario))
     for label, runs in (("cold", cold), ("warm", warm)):
         wall, cpu, out, steps = min(runs, key=lambda r: r[1])
         print(

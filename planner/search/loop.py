@@ -57,6 +57,8 @@ from simulator.scenario import Scenario, engine_setting
 
 log = logging.getLogger("apex.plan")
 
+VALUE_OF_COUNTS = ("min_cost",)  # objectives whose simulated value is a function of the count vector alone
+
 
 @dataclass(frozen=True)
 class SearchOptions:
@@ -203,6 +205,7 @@ def run_search(
     # without a bound, patience is the only stopping rule, so it gets twice the rounds
     patience = options.patience * (2 if spec.bound == "none" else 1)
     remaining: float | None = None
+    settled_bound: float | None = None  # the bound when patience last restarted
     remaining_known = False
     solver_says = ""
     with Simulations(
@@ -256,7 +259,15 @@ def run_search(
             if gap is not None and gap <= options.epsilon:
                 stopped = f"within {100 * options.epsilon:g}% of the bound"
                 break
-            if stale >= patience:
+            if settled_bound is None:
+                settled_bound = bound
+            elif _bound_moved(bound, settled_bound, incumbent, options.epsilon):
+                # the bound closes in on the incumbent: that is progress, patience restarts
+                stale, settled_bound = 0, bound
+            # where a plan's value is known before it is simulated (min_cost: its $/h), every plan the bound
+            # master still allows would, if it met the goals, be the better plan its bound says: simulating
+            # them closes the bound, so patience never stops that search short of it
+            if stale >= patience and objective not in VALUE_OF_COUNTS:
                 why = "no bound is proven" if spec.bound == "none" else "the bound is not closed"
                 stopped = f"{patience} rounds without a better plan ({why})"
                 break
@@ -275,6 +286,8 @@ def run_search(
             after = _best(pool.values(), objective)
             improved = after is not None and (before is None or spec.better(after.objective, before))
             stale = 0 if improved else stale + 1
+            if improved:
+                settled_bound = None
             if sims.timed_out:
                 stopped = "time limit"
                 break
@@ -345,6 +358,13 @@ def _bound_and_gap(
         return bound, None
     shortfall = bound - inc if spec.sense == "max" else inc - bound
     return bound, max(shortfall, 0.0) / max(abs(inc), 1e-12)
+
+
+def _bound_moved(bound: float | None, settled: float | None, incumbent, epsilon: float) -> bool:
+    """Whether the bound moved by more than ε of the incumbent since patience last restarted."""
+    if bound is None or settled is None or incumbent is None:
+        return False
+    return abs(bound - settled) > epsilon * abs(incumbent.objective)
 
 
 def within(solver: SolverOptions, deadline: float | None) -> SolverOptions:
@@ -432,16 +452,30 @@ def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec
         problem = cut(problem, res.solution.counts)
     if spec.bound == "none":
         return plans
+    for counts in bound_candidates(space, solver, incumbent, spec, options.epsilon, k, deadline):
+        if len(plans) >= k:
+            break
+        add(counts)  # in bound order, skipping the predicted plans (as many as k picks cover them)
+    return plans
+
+
+def bound_candidates(
+    space: PlanSpace, solver, incumbent, spec, epsilon: float, k: int, deadline: float | None
+) -> list[dict[str, int]]:
+    """The bound master's best `k` unsimulated count vectors among those whose proven bound beats the
+    incumbent by more than ε (relative), best bound first; their templates get fine bounds first, so a vector
+    only a coarse bound allows is not returned. Empty when no unsimulated vector could beat the incumbent by
+    that much: then the incumbent is within ε of every plan not simulated."""
     extra = ()
     if incumbent is not None:
-        limit = space.from_sim_units(_beyond(incumbent.objective, options.epsilon, spec))
+        limit = space.from_sim_units(beyond(incumbent.objective, epsilon, spec))
         extra = (ObjectiveBound(space.bound.objective, limit),)
-    taken = 0
-    excluded: list[dict] = []
-    while len(plans) < k and (deadline is None or time.perf_counter() < deadline):
+    out: list[dict[str, int]] = []
+    while len(out) < k and (deadline is None or time.perf_counter() < deadline):
         problem = space.bound.with_(objective_bounds=space.bound.objective_bounds + extra)
-        for counts in excluded:
-            problem = cut(problem, counts)
+        problem = problem.with_(
+            no_good=problem.no_good + tuple({t: c.get(t, 0) for t in space.priced} for c in out)
+        )
         res = solve_master_highspy(problem, solver)
         if not res.has_solution:
             break
@@ -451,12 +485,11 @@ def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec
             for t in coarse:
                 refine_template(space, t)
             continue  # re-solve with the finer bounds
-        excluded.append(counts)
-        taken += add(counts)
-    return plans
+        out.append(counts)
+    return out
 
 
-def _beyond(value: float, epsilon: float, spec) -> float:
+def beyond(value: float, epsilon: float, spec) -> float:
     """The value a plan must beat to improve on `value` by more than ε (relative)."""
     return value * (1 + epsilon) if spec.sense == "max" else value / (1 + epsilon)
 

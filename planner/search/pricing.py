@@ -62,6 +62,7 @@ from simulator.scenario import Scenario, engine_setting
 
 ROLES = ("colocated", "prefill", "decode")
 TIE = 0.01  # relative difference under which two predictions are a tie (dominance rules)
+KNOB_TIE = 0.05  # the same for knob variants of one layout (token budget, chunking)
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,6 +488,8 @@ def _knob_candidates(pricer, census, stages, role, base, budgets, chunkings, seq
         batch = _open_batch(pricer, stages, role, p, widest)
         below = [v for v in seqs_grid if v <= min(batch, widest)] if batch > 0 else []
         cap = max(below) if below else default_seqs
+        if cap < default_seqs and _kv_limited(pricer, p, batch):
+            cap = default_seqs  # the KV cache, not TPOT, limits B*: the model sees nothing a lower cap gains
         variant = _with_seqs(pricer, stages, role, p, cap, own) if cap != default_seqs else None
         if variant is None:
             kept.append(p)
@@ -500,6 +503,14 @@ def _knob_candidates(pricer, census, stages, role, base, budgets, chunkings, seq
         n_kept = 2 if variant is not None and cap < default_seqs else 1
         census.prune(p.kinds, "knob dominance (max_num_seqs)", len(seqs_grid) - n_kept)
     return kept, replaced
+
+
+def _kv_limited(pricer, p: PricedTemplate, batch: int) -> bool:
+    """Whether the KV cache is what limits the analytic batch `batch` (it holds no more requests of the
+    workload's mean size)."""
+    st = pricer.profile.stats
+    per_request = st.mean_input + st.mean_output / 2.0
+    return per_request > 0 and batch >= int(p.cost.kv_capacity_tokens // per_request)
 
 
 def _with_seqs(pricer, stages, role, p: PricedTemplate, seqs: int, own) -> PricedTemplate | None:
@@ -555,8 +566,8 @@ def _pareto_budgets(priced: list[PricedTemplate], own: EngineSettings) -> list[P
             if q is p:
                 continue
             qc, qt = figures(q)
-            no_worse = qc >= cap * (1 - TIE) and qt <= ttft * (1 + TIE)
-            better = qc > cap * (1 + TIE) or qt < ttft * (1 - TIE)
+            no_worse = qc >= cap * (1 - KNOB_TIE) and qt <= ttft * (1 + KNOB_TIE)
+            better = qc > cap * (1 + KNOB_TIE) or qt < ttft * (1 - KNOB_TIE)
             if no_worse and (better or (q in kept)):
                 dominated = True
                 break

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from planner import objective as obj
-from planner.baselines import heuristic_plans
+from planner.baselines import BY_BOUND, exhaustive, heuristic_plans
 from planner.errors import NoPlanError
 from planner.plan_api import plan
 from planner.search import SearchOptions, Simulations, plan_key, price_templates, run_search, workload_stats
@@ -101,38 +101,29 @@ def test_gain_and_gap_follow_the_objective_sense():
     assert math.isclose(obj.relative_gap(10.0, 11.0, "max_goodput"), 0.1)
 
 
-# Known misses on the larger plan space (disaggregation, knobs, cross-node and deeper layouts), kept failing
-# on purpose (strict: they fail the tier once fixed, so the mark comes off): measured 2026-12-02.
-KNOWN_MISSES = {
-    "hetero-h100-a100-cost (shipped)": "the space now exceeds the 3,000-plan exhaustive limit (subset simulated)",
-}
-
-
 @pytest.mark.slow
 @pytest.mark.solver
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[n]))
-        if n in KNOWN_MISSES
-        else n
-        for n in sorted(SCENARIOS)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_search_finds_the_exhaustive_optimum_with_a_quarter_of_its_simulations_under_a_true_bound(name):
     """Over the same plan space: the loop's best equals --exhaustive's (within 1 % for max objectives) with at
-    most 25 % of its simulations (every simulation counted, baselines included), and no plan --exhaustive
-    simulated beats the bound the loop reports."""
+    most 25 % of the simulations a simulate-everything run needs (every simulation counted, baselines
+    included), and no plan --exhaustive simulated beats the bound the loop reports. --exhaustive covers the
+    whole space: it simulates every plan, or (above its limit: the hetero example's 21,715 plans) simulates in
+    order of proven bound until no plan left could beat its best, with gap 0."""
     c = compare(name)
     exh, found = c.exhaustive, c.search
     spec = obj.spec(exh.objective)
-    assert exh.search.stopped == "every plan simulated" and exh.search.space_plans is not None
-    assert exh.search.simulations >= exh.search.space_plans
+    assert exh.search.space_plans is not None and exh.search.gap in (0.0, None)
+    if exh.search.stopped == "every plan simulated":
+        assert exh.search.simulations >= exh.search.space_plans
+    else:
+        assert exh.search.stopped == BY_BOUND and exh.search.space_plans > SearchOptions().exhaustive_limit
+        assert exh.search.bound == exh.best.objective
     if spec.sense == "max":
         assert found.best.objective >= 0.99 * exh.best.objective
     else:
         assert found.best.objective <= exh.best.objective * (1 + 1e-9)
-    assert found.search.simulations <= 0.25 * exh.search.simulations
+    assert found.search.simulations <= 0.25 * exh.search.space_plans
     bound = found.search.bound
     if spec.bound == "none":
         assert bound is None and found.search.gap is None
@@ -371,3 +362,27 @@ def test_the_time_limit_covers_the_whole_command():
         assert result.search.stopped == "time limit"
         assert result.search.gap is None or result.search.gap >= 0
     assert time.perf_counter() - t0 <= 10.0 + 6.0  # process start-up and tear-down on a loaded machine
+
+
+@pytest.mark.slow
+@pytest.mark.solver
+@pytest.mark.parametrize("objective", ["min_cost", "min_energy"])
+def test_exhaustive_in_bound_order_finds_the_optimum_of_simulating_every_plan(objective):
+    """Above its limit --exhaustive simulates best proven bound first and stops when no plan left could beat its
+    best: on a space small enough to simulate whole, that gives the same optimum, states the whole space's
+    size, proves gap 0, and simulates no more plans than the whole run."""
+    # 80 plans on 4 GPUs; the TPOT target rules the tp1 plans out, so the cheapest plans must be simulated
+    slo = {"ttft_s": {"p99": 0.5}, "tpot_s": {"p99": 0.012}}
+    sc = load_scenario(
+        make_scenario("llama-3.1-8b", objective=objective, rate=30, requests=80, slo=slo, gpus_per_node=4)
+    )
+    whole = exhaustive(sc, SearchOptions(workers=2, max_templates=1))
+    assert any(not c.feasible for c in whole.candidates)
+    by_bound = exhaustive(sc, SearchOptions(workers=2, max_templates=1, exhaustive_limit=3))
+    assert whole.search.stopped == "every plan simulated"
+    assert by_bound.search.stopped == BY_BOUND and by_bound.search.gap == 0.0
+    assert by_bound.search.space_plans == whole.search.space_plans > 3
+    assert math.isclose(by_bound.best.objective, whole.best.objective, rel_tol=1e-9)
+    assert by_bound.search.simulations <= whole.search.simulations
+    if objective == "min_cost":  # the exact $/h rules most plans out without simulating them
+        assert by_bound.search.simulations < whole.search.simulations
