@@ -7,8 +7,8 @@ runs (the machine is shared, so the best is the least disturbed; cold and warm r
 * warm — the caches hold the prices an earlier simulation of the same stages computed, as in a planner search
   or a study, which simulate the same stages many times.
 `--profile` prints the top of cProfile (of a cold run). BLAS runs on one thread: CPU time counts every thread
-of the process, and OpenBLAS's idle workers spin for a while after a call (one dot product per metric
-distribution, simulator/results.py), which adds tens of ms of CPU that is not the simulator's work.
+of the process, and OpenBLAS's idle workers spin for a while after any BLAS call (the simulator makes none
+since simulator/results.py stopped using np.dot), which would add tens of ms of CPU that is not the simulator's.
 
     python bench/bench_simulator.py                     # the 10k-request README figure
     python bench/bench_simulator.py --requests 100000 --repeat 1
