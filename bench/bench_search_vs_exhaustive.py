@@ -35,7 +35,7 @@ def main(names: list[str]) -> None:
         bound = "none" if found.search.bound is None else f"{found.search.bound:.4g}"
         print(
             f"| {name} | {exh.objective} | {plans}, {exh.search.stopped} | {exh.search.simulations}, "
-            f"{exh.best.objective:.4g} {spec.unit} ({exh.best.name}) | {found.search.simulations} ({share:.1%}), "
+            f"{exh.best.objective:.4g} {spec.unit} ({exh.best.name.replace('|', chr(92) + '|')}) | {found.search.simulations} ({share:.1%}), "
             f"{found.best.objective:.4g} | {bound} | {found.search.stopped} | {time.perf_counter() - t0:.0f} |",
             flush=True,
         )
