@@ -11,7 +11,8 @@ loop:
               its templates (fine cells) until they are all refined
   bound     ← the better of the best simulated plan and `remaining` (min objectives: the lower one)
   stop when the best simulated plan is within ε of the bound, when nothing remains, after `patience` rounds
-       without a better plan (twice that where no bound is proven), or at the time limit
+       without progress (a better plan, or the bound moving by more than ε; twice the rounds where no bound is
+       proven; never for min_cost, whose bound closes by simulating what it allows), or at the time limit
   candidates ← the next best count vectors of the bound master (objectives with a proven bound, restricted
                to those that could beat the best plan by more than ε) and of the predictive master (min_energy,
                min_latency); simulate them; every simulated vector is excluded from both masters
