@@ -237,13 +237,33 @@ def gemm_kernel(
     ).kernel_time()
 
 
+# One-shape GEMM prices keyed by the GPU's id (checked by identity: a GPU is immutable) and the shape: the
+# planner prices the same projections at the same row counts across many templates and bound corners, and the
+# float formula (~15 us) costs far more than a lookup.
+_SINGLE: dict[tuple, tuple[GPU, KernelTimes]] = {}
+SINGLE_CACHE_SIZE = 1 << 17
+
+
+def clear_gemm_cache() -> None:
+    """Forget the one-shape GEMM prices (`clear_price_caches` calls it for a cold start)."""
+    _SINGLE.clear()
+
+
 def gemm_times(gpu: GPU, m, n, k, weight_bytes: float, act_bytes: float, compute_dtype: str, groups=1.0):
     """`gemm_kernel` as `KernelTimes`: of one shape when m, n, k and groups are floats, of every shape when
     any is an array (they broadcast together). Nothing where a size is not positive."""
     if backend(m, n, k, groups) is FLOATS:
         if m <= 0 or n <= 0 or k <= 0 or groups <= 0:
             return _NONE
-        return _gemm(FLOATS, gpu, m, n, k, weight_bytes, act_bytes, compute_dtype, groups)
+        key = (id(gpu), m, n, k, weight_bytes, act_bytes, compute_dtype, groups)
+        hit = _SINGLE.get(key)
+        if hit is not None and hit[0] is gpu:
+            return hit[1]
+        if len(_SINGLE) >= SINGLE_CACHE_SIZE:
+            _SINGLE.clear()
+        priced = _gemm(FLOATS, gpu, m, n, k, weight_bytes, act_bytes, compute_dtype, groups)
+        _SINGLE[key] = (gpu, priced)
+        return priced
     m, n, k, groups = floats(m), floats(n), floats(k), floats(groups)  # broadcast where the formulas meet
     live = (m > 0) & (n > 0) & (k > 0) & (groups > 0)
     if live.all():

@@ -35,6 +35,7 @@ from simulator.costmodel.calibration import Calibration, apply_calibration, load
 from simulator.costmodel.calibration import host_overhead as calibrated_host
 from simulator.costmodel.energy import energy_coefficients, gpu_energy, usd_per_hour
 from simulator.costmodel.interface import BatchShape, OpCost
+from simulator.costmodel.kernels import clear_gemm_cache
 from simulator.costmodel.memory import StageMemory, stage_memory
 from simulator.costmodel.ops import (
     Collective,
@@ -149,6 +150,7 @@ def _shared_caches(key: str) -> dict[str, dict]:
 def clear_price_caches() -> None:
     """Forget every cached price (benchmarks time a cold start with it)."""
     _shared.clear()
+    clear_gemm_cache()
 
 
 @dataclass(frozen=True, slots=True)
