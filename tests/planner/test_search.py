@@ -101,12 +101,10 @@ def test_gain_and_gap_follow_the_objective_sense():
     assert math.isclose(obj.relative_gap(10.0, 11.0, "max_goodput"), 0.1)
 
 
-# Known misses, kept failing on purpose (strict: they fail the tier once fixed, so the mark comes off), measured
-# 2026-12-02 after merging the max_num_seqs knob variants above the engine default.
-KNOWN_MISSES = {
-    "llama-8b H100+A100 min_energy": "the loop stops at 0.4514 J/token; --exhaustive finds 1x[tp1]@h100 "
-    "{seqs512} at 0.429 (the knob variants' space: not yet diagnosed)",
-}
+# Known misses, kept failing on purpose (strict: they fail the tier once fixed, so the mark comes off). None at
+# present: llama-8b H100+A100 min_energy missed (0.4514 vs 0.429 J/token) between the merge of the max_num_seqs
+# variants above the default and that of the knob tie / KV-limited cap rules; on the merged state it is found.
+KNOWN_MISSES: dict[str, str] = {}
 
 
 @pytest.mark.slow
