@@ -183,7 +183,8 @@ def plan_tables(result, max_rows: int = 8) -> list[Table]:
             else escape("no: " + "; ".join(v.describe() for v in c.violations) + (c.error or "")),
         )
     best_cache = (result.best.metrics or {}).get("prefix_cache")
-    if best_cache and best_cache["enabled"]:
+    # silent when nothing hit (a workload without shared prefixes would print 0.0%; 0; 0)
+    if best_cache and best_cache["enabled"] and best_cache.get("saved_prefill_tokens"):
         t.caption = "prefix cache of the best plan (hit rate; saved prefill tokens; evicted blocks): " + (
             prefix_cache_cell(result.best.metrics)
         )
