@@ -30,8 +30,7 @@ class KVCache:
         if need > self.num_free_blocks:
             return None
         self.blocks_held[req] += need
-        self.num_free_blocks -= need
-        self._note_peak()
+        self._take(need)
         return need
 
     def allocate_many(self, reqs: np.ndarray, num_total_tokens: np.ndarray) -> bool:
@@ -42,8 +41,7 @@ class KVCache:
             return False
         if total:
             self.blocks_held[reqs] += need
-            self.num_free_blocks -= total
-            self._note_peak()
+            self._take(total)
         return True
 
     def free(self, req) -> None:
@@ -57,6 +55,11 @@ class KVCache:
             self.num_free_blocks + int(self.blocks_held.sum()) == self.num_blocks
             and self.num_free_blocks >= 0
         )
+
+    def _take(self, n: int) -> None:
+        """Hand out n free blocks (the prefix cache evicts cached blocks to make room)."""
+        self.num_free_blocks -= n
+        self._note_peak()
 
     def _note_peak(self) -> None:
         used = self.num_blocks - self.num_free_blocks

@@ -94,26 +94,6 @@ class PrefixKVCache(KVCache):
     def register_chunk(self, req: int, upto: int) -> None:
         self.register(req, min(upto, self.own_from[req]))
 
-    def allocate_slots(self, req, num_new_tokens, *, num_computed_tokens):
-        need = int(self.blocks_for(num_computed_tokens + num_new_tokens)) - int(self.blocks_held[req])
-        if need <= 0:
-            return 0
-        if need > self.num_free_blocks:
-            return None
-        self.blocks_held[req] += need
-        self._take(need)
-        return need
-
-    def allocate_many(self, reqs, num_total_tokens) -> bool:
-        need = np.maximum(self.blocks_for(num_total_tokens) - self.blocks_held[reqs], 0)
-        total = int(need.sum())
-        if total > self.num_free_blocks:
-            return False
-        if total:
-            self.blocks_held[reqs] += need
-            self._take(total)
-        return True
-
     def free(self, req, now_s: float = 0.0, finished: bool = True) -> None:
         for r in np.atleast_1d(req).tolist():
             self._release(r, now_s, finished)
