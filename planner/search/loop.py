@@ -154,7 +154,7 @@ def feature_profiles(
     templates are bounded with: the prompt tokens a cache could serve only where that variant caches, the
     decode-step bounds dropped only where it speculates (workload.py)."""
     out = {(None, None): own}
-    for feature in _by_feature(priced):
+    for feature in {_feature(p) for p in priced}:
         if feature not in out:
             settings = replace(scenario_settings(scenario), prefix_caching=feature[0], speculative=feature[1])
             out[feature] = WorkloadProfile.of(apply_settings(scenario, settings))
@@ -441,16 +441,13 @@ def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec
         plans.append(space.plan_of(counts))
         return True
 
-    def cut(problem, counts):
-        return problem.with_(no_good=problem.no_good + ({t: counts.get(t, 0) for t in space.priced},))
-
     problem = space.predict
     while len(plans) < from_predict:
         res = solve_master_highspy(problem, solver)
         if not res.has_solution:
             break
         add(res.solution.counts)
-        problem = cut(problem, res.solution.counts)
+        problem = exclude(problem, space, res.solution.counts)
     if spec.bound == "none":
         return plans
     for counts in bound_candidates(space, solver, incumbent, spec, options.epsilon, k, deadline):
@@ -474,9 +471,8 @@ def bound_candidates(
     out: list[dict[str, int]] = []
     while len(out) < k and (deadline is None or time.perf_counter() < deadline):
         problem = space.bound.with_(objective_bounds=space.bound.objective_bounds + extra)
-        problem = problem.with_(
-            no_good=problem.no_good + tuple({t: c.get(t, 0) for t in space.priced} for c in out)
-        )
+        for counts in out:
+            problem = exclude(problem, space, counts)
         res = solve_master_highspy(problem, solver)
         if not res.has_solution:
             break
@@ -488,6 +484,11 @@ def bound_candidates(
             continue  # re-solve with the finer bounds
         out.append(counts)
     return out
+
+
+def exclude(problem, space: PlanSpace, counts: dict[str, int]):
+    """The master problem without this count vector (a no-good cut over every template of the space)."""
+    return problem.with_(no_good=problem.no_good + ({t: counts.get(t, 0) for t in space.priced},))
 
 
 def beyond(value: float, epsilon: float, spec) -> float:
