@@ -61,7 +61,8 @@ def exhaustive(
     by_bound = False
     try:
         vectors = enumerate_count_vectors(space.bound, options.exhaustive_limit)
-        note = f"the whole space: {len(vectors)} plans ({space_note(space)})"
+        size = len(vectors)
+        note = f"the whole space: {size} plans ({space_note(space)})"
         whole = True
     except SpaceTooLarge:
         size = _space_size(space)
@@ -101,7 +102,6 @@ def exhaustive(
                 space.exclude(counts)
         if by_bound:
             results = _in_bound_order(space, sims, solver, spec, list(baselines.values()), deadline)
-            size = len(results)
         else:
             plans = [space.plan_of(v) for v in vectors]
             out = sims.run(plans, deadline=deadline, source="exhaustive")
@@ -109,7 +109,6 @@ def exhaustive(
                 if c is not None:
                     space.exclude(v)
             results = [c for c in out if c is not None]
-            size = len(vectors)
         timed_out = sims.timed_out
         count = sims.count
     pool = {c.key: c for c in list(baselines.values()) + results}
@@ -148,7 +147,7 @@ def exhaustive(
         templates=len(prep.priced),
         bound_kind=spec.bound,
         bound_note=spec.bound_note,
-        space_plans=_space_size(space) if by_bound else (size if whole else None),
+        space_plans=size if whole else None,
         space_note=note,
         phases_s=prep.phases_s,
         census=prep.census.to_json() if prep.census is not None else {},
