@@ -137,6 +137,10 @@ def test_speculative_scenario_fields_are_checked():
         ({"method": "draft", "num_tokens": 3}, "draft_cost"),
         ({"method": "eagle", "num_tokens": 3, "acceptance": 1.5}, "acceptance"),
         ({"method": "medusa", "num_tokens": 3}, "method"),
+        ({"method": "eagle", "num_tokens": 3, "enabled": float("nan")}, "enabled"),
+        ({"method": "eagle", "num_tokens": 3, "enabled": "sometimes"}, "enabled"),
+        ({"method": "eagle", "num_tokens": 3, "draft_model": ""}, "draft_model"),
+        ({"method": "mtp", "num_tokens": 1e30}, "num_tokens"),
     ]
     for speculative, needle in bad:
         with pytest.raises(InputError, match=needle) as err:
@@ -144,6 +148,10 @@ def test_speculative_scenario_fields_are_checked():
         assert err.value.field.startswith("engine")
     with pytest.raises(InputError, match="speculative"):
         load_scenario({**base, "engine": {"kind": "orca", "speculative": {"method": "mtp", "num_tokens": 1}}})
+    for hostile in ("maybe", float("nan"), 3, ""):
+        with pytest.raises(InputError, match="prefix_caching") as err:
+            load_scenario({**base, "engine": {"prefix_caching": hostile}})
+        assert err.value.field.startswith("engine.prefix_caching")
 
 
 def test_eagle_on_the_cost_model_speeds_up_memory_bound_decode():
