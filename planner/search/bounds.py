@@ -166,10 +166,11 @@ class StageProbe:
         return e
 
     def time_without_decode_attention(self, p: int, d: int, chunks: int = 1) -> float:
-        """Iteration time at zero decode context less its decode-attention kernel (`breakdown`): what every
-        op but decode attention costs; those ops do not read the decode context (A). Without attention data
-        parallelism the decode kernel sees the d decodes alone, so its time is that of the pure decode batch
-        (priced once per d); with it, the kernel's share depends on all sequences and is read off the shape."""
+        """Iteration time at zero decode context less its decode-attention kernel (`breakdown`'s op, as
+        `StageCost.decode_attention_time` prices it): what every op but decode attention costs; those ops do
+        not read the decode context (A). Without attention data parallelism the decode kernel sees the d
+        decodes alone, so its time is that of the pure decode batch (priced once per d); with it, the kernel's
+        share depends on all sequences and is read off the shape."""
         key = (p, d, -1, chunks)
         t = self._time.get(key)
         if t is None:
@@ -177,8 +178,7 @@ class StageProbe:
                 t = self.time(p, d, 0, chunks) - self._decode_attention_alone(d)
             else:
                 shape = prefill_shape(p, d, 0, chunks)
-                t = sum(c.time_s for c in self.stage.breakdown(shape) if c.name != DECODE_ATTENTION)
-                self.evaluations += 1
+                t = self.time(p, d, 0, chunks) - self.stage.decode_attention_time(shape)
             self._time[key] = t
         return t
 
@@ -193,8 +193,7 @@ class StageProbe:
 
     def decode_attention(self, d: int, x: int) -> float:
         """The decode-attention kernel's time for d decodes over x context tokens."""
-        shape = BatchShape(num_decode=d, decode_context_tokens=x)
-        return sum(c.time_s for c in self.stage.breakdown(shape) if c.name == DECODE_ATTENTION)
+        return self.stage.decode_attention_time(BatchShape(num_decode=d, decode_context_tokens=x))
 
     def _chunkings(self, p: int, d: int) -> list[int]:
         out = [1]

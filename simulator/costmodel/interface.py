@@ -94,6 +94,10 @@ class StageCost(Protocol):
         """`price` of the decode-only shape (num_decode sequences reading context_tokens cached tokens), without
         building a BatchShape: the simulator's steady decode steps."""
 
+    def decode_attention_time(self, shape: BatchShape) -> float:
+        """Seconds of the decode-attention operator ("attention_decode") of `breakdown(shape)`, 0 without
+        decodes: the one operator that reads the decode context (the planner's bounds take it apart)."""
+
 
 class ReplicaCost(Protocol):
     """One replica: its stages in pipeline order, its memory plan and its transfer times."""

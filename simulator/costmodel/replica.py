@@ -65,8 +65,11 @@ _AXES = ("tokens", "seqs", "attn_tokens", "attn_seqs")
 _PROBE_RTOL = 1e-10  # how closely the decode-attention form must reproduce the kernel function
 _PROBES = (1.0, 1e3, 3.3e4, 2.9e7)  # context tokens the form is checked at: latency-, row- and memory-bound
 _PREFILL_MEMO = 1 << 16  # prefill-attention prices kept per stage (exact keys; a bound on memory only)
-_TABLE_AFTER = 16  # row counts a price table prices one by one before it prices whole ranges at once
-_TABLE_STEP = 512  # price tables grow by whole steps of row counts (~0.4 ms + ~0.7 us per count)
+# A count priced alone costs about as much as SINGLE_COUNTS counts of a table (measured 2026-12-02 while the
+# planner priced the kimi-k2 / llama-3.1-70b / llama-3.1-8b bench spaces: 62 / 65 / 90 us a count alone,
+# 1.85 / 1.20 / 1.31 us a count in a table; the smallest ratio, 33, rounded down).
+SINGLE_COUNTS = 32
+_TABLE_STEP = 512  # price tables grow by whole steps of row counts
 _TABLE_MAX = 1 << 15  # row counts at or above it are priced one at a time, not tabled
 
 
@@ -87,11 +90,14 @@ class _RowPrices:
     row count x (the tokens, or the sequences, of an iteration); `load_of(x)` gives the load of x (a number or
     an array), the dp fraction is the load's (the busiest attention-dp group's share of the batch).
 
-    The first _TABLE_AFTER counts are priced one at a time, in floats (a stage priced at a few shapes, as the
-    planner's bounds and the calibration fits do, pays for those alone). After them every count below a size
-    is priced at once with numpy, extended by whole _TABLE_STEPs to hold the counts asked for (up to
-    _TABLE_MAX; larger ones are priced alone): the simulator asks for hundreds of counts. The columns are lists
-    of floats, so a read is a Python float and a table adds no objects for the garbage collector to walk."""
+    A count the table does not hold is priced alone, in floats, until the counts priced alone since the table
+    last grew have cost what growing it to hold the count would (SINGLE_COUNTS table counts each): then every
+    count below a size is priced at once with numpy, the table extended by whole _TABLE_STEPs (up to
+    _TABLE_MAX; larger counts are always priced alone). The simulator asks for hundreds of nearby counts and
+    gets a table soon; the planner's bounds and capacity searches ask for a few dozen scattered ones, up to
+    the token budget, and mostly pay for those alone — never more than twice what the cheaper way would have
+    cost. The columns are lists of floats, so a read is a Python float and a table adds no objects for the
+    garbage collector to walk."""
 
     def __init__(self, ops: tuple, gpu: GPU, load_of):
         self._ops = ops
@@ -103,13 +109,14 @@ class _RowPrices:
     def __getitem__(self, x: int) -> tuple[float, float, float, float]:
         columns = self._columns
         if x >= len(columns[0]):
-            if self._singles < _TABLE_AFTER or x >= _TABLE_MAX:
+            size = (x // _TABLE_STEP + 1) * _TABLE_STEP
+            if x >= _TABLE_MAX or size - len(columns[0]) > self._singles * SINGLE_COUNTS:
                 self._singles += 1
                 return self._price(float(x))
+            self._singles = 0
             if not columns[0]:  # no rows, no kernels: the float path prices that without the arrays' masks
                 for column, priced in zip(columns, self._price(0.0), strict=True):
                     column.append(priced)
-            size = (x // _TABLE_STEP + 1) * _TABLE_STEP
             more = self._price(np.arange(len(columns[0]), size, dtype=float))
             for column, priced in zip(columns, more, strict=True):
                 column += priced.tolist()
@@ -224,10 +231,11 @@ class StageCostModel:
     fused_decode: bool = True  # False: price decode attention op by op (the fallback; tests)
 
     def __post_init__(self):
-        # Every cached price is a pure function of the fields above (their repr), so stage cost models built
-        # for the same stage share one set of caches in a process (a planner or a study simulates the same
-        # stages again and again); a new stage gets new caches.
-        caches = _shared_caches(repr(self))
+        # Every cached price is a pure function of the fields above but the memory plan (their repr), so stage
+        # cost models built for the same stage share one set of caches in a process (a planner or a study
+        # simulates the same stages again and again, and prices one layout under many engine knobs, which move
+        # the memory plan only); a new stage gets new caches.
+        caches = _shared_caches(self._pricing_key())
         self._by_tokens = caches["tokens"]
         self._by_seqs = caches["seqs"]
         self._by_both = caches["both"]
@@ -237,6 +245,10 @@ class StageCostModel:
         self._tables = self._row_tables(caches["tables"])
         self._prefill_kernel = prefill_attention_kernel(self.ops.prefill, self.gpu)
         self._e_flop, self._e_byte = energy_coefficients(self.gpu, self.compute_dtype)
+
+    def _pricing_key(self) -> str:
+        """The repr of the fields prices depend on (all but `memory`: what fits, not what an iteration costs)."""
+        return repr([(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "memory"])
 
     # ---- static part: exact caches by the count each op's rows follow, filled from price tables -------------
     def _row_tables(self, tables: dict) -> dict[str, _RowPrices]:
@@ -377,6 +389,17 @@ class StageCostModel:
         t += base_s
         flops = flops0 + self.attn_flops_per_pair * context_tokens
         return t, self._energy(t, f0 + line.flops * ctx, b0 + line.nbytes * ctx), flops
+
+    def decode_attention_time(self, shape: BatchShape) -> float:
+        """Seconds of the decode-attention operator of `breakdown(shape)`, from the fused form `price` adds
+        (cached by the decodes of the busiest dp group; op by op where the kernel is not of that form)."""
+        if not shape.num_decode:
+            return 0.0
+        frac = self._static(shape.num_tokens, shape.num_seqs)[3][3]
+        line = self._decode_attention(shape.num_decode, frac)
+        if line is None:
+            return sum(c.time_s for c in price_attention(None, self.ops.decode, shape, frac, self.gpu))
+        return line.seconds(shape.decode_context_tokens * frac)
 
     def _decode_coefficients(self, n: int) -> tuple:
         """(attention form, seconds without attention's ctx part, dp fraction, FLOPs, bytes, useful FLOPs)."""

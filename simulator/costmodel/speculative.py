@@ -49,6 +49,15 @@ class SpeculativeStage:
     def iteration_time(self, shape: BatchShape) -> float:
         return self.price(shape)[0]
 
+    def decode_attention_time(self, shape: BatchShape) -> float:
+        """The verify step's decodes are prefill chunks: their attention is prefill attention; the draft's
+        decode attention, at its share."""
+        if not shape.num_decode:
+            return 0.0
+        return self.draft_share * self.stage.decode_attention_time(
+            BatchShape(num_decode=shape.num_decode, decode_context_tokens=shape.decode_context_tokens)
+        )
+
 
 class SpeculativeReplicaCost:
     """A replica cost whose stages price decodes speculatively; everything else is the replica's."""

@@ -89,6 +89,20 @@ def test_price_decode_equals_price_of_decode_shape(case, n, context):
     assert stage.price_decode(n, context) == pytest.approx(_by_operator(stage, shape), rel=1e-9)
 
 
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes)
+def test_decode_attention_time_is_the_breakdowns_decode_operator(case, shape):
+    """`decode_attention_time` (what the planner's bounds subtract) is the breakdown's decode-attention op,
+    fused form and op-by-op fallback alike (with attention dp, at the busiest group's share)."""
+    stage = _stage(case)
+    op = sum(c.time_s for c in stage.breakdown(shape) if c.name == "attention_decode")
+    assert stage.decode_attention_time(shape) == pytest.approx(op, rel=1e-9, abs=1e-15)
+    slow = dataclasses.replace(stage, fused_decode=False)
+    assert slow.decode_attention_time(shape) == pytest.approx(op, rel=1e-9, abs=1e-15)
+    assert (op > 0) == (shape.num_decode > 0)
+
+
 def test_fused_price_without_decode_form_prices_op_by_op():
     """When decode attention is not of the fused form the price falls back to the operators, same value."""
     stage = _stage(CASES[0])

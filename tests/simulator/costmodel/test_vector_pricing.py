@@ -11,7 +11,7 @@ from simulator import catalog
 from simulator.costmodel import build_stage_cost, comm
 from simulator.costmodel.kernels import BOUNDS, gemm_kernel, gemm_times, memory_kernel, memory_times
 from simulator.costmodel.ops import Load, op_times, price_op
-from simulator.costmodel.replica import _TABLE_AFTER, clear_price_caches
+from simulator.costmodel.replica import SINGLE_COUNTS, clear_price_caches
 from simulator.hardware import Cluster, NodeGroup
 from simulator.plan import Stage
 from simulator.scenario import DTypes, Engine
@@ -109,18 +109,31 @@ def test_every_static_op_priced_over_arrays_equals_the_op_priced_alone(case):
 
 @pytest.mark.parametrize("case", CASES, ids=["70b-fp8", "mixtral-ep2", "dsv3-attn-dp", "8b-locked"])
 def test_price_tables_read_what_counts_priced_alone_give(case):
-    """The first counts a stage prices are priced alone, later ones read from a table priced over arrays: a
-    count read from the table has the price a cold stage gives it alone."""
+    """Counts are priced alone until they have paid for a table (SINGLE_COUNTS table counts each), later ones
+    read from a table priced over arrays: a count read from the table has the price a cold stage gives it
+    alone."""
     clear_price_caches()
     warm = _stage(case)
     table = warm._tables["tokens"]
-    for x in range(1, _TABLE_AFTER + 1):
+    alone = 3072 // SINGLE_COUNTS  # the counts that pay for a table of 3,072 rows
+    for x in range(2900, 2900 + alone):  # counts near 3,000: each alone is cheaper than a table up to it
         table[x]
     assert not table._columns[0]  # priced one at a time so far
-    counts = [_TABLE_AFTER + 1, 1, 511, 512, 513, 3000]
+    counts = [3000, 1, 511, 512, 513, 3071]
     tabled = [table[x] for x in counts]
     assert len(table._columns[0]) == 3072  # whole steps of 512 counts
+    assert table[4000] and len(table._columns[0]) == 3072  # one count alone does not pay for 1,024 rows
     clear_price_caches()
     cold = _stage(case)._tables["tokens"]
     assert tabled == [cold[x] for x in counts]
     assert not cold._columns[0]
+
+
+def test_scattered_large_counts_are_priced_alone():
+    """A few counts far apart (the planner's capacity search up to the token budget) never build a table of
+    every count below them: the table grows only when the counts priced alone have paid for the growth."""
+    clear_price_caches()
+    table = _stage(CASES[0])._tables["tokens"]
+    for x in (1014, 129, 193, 256, 647, 951, 1443, 8192, 16384):
+        table[x]
+    assert not table._columns[0]
