@@ -20,7 +20,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import highspy
 import numpy as np
+
+from formulations.highs_util import silence_highs_banner
+from formulations.result import SolverOptions
 
 MAX_RATE = 1e6  # per-token rates above this mean "cannot be done" (the LP would be unbounded)
 
@@ -45,18 +49,13 @@ def solve_work_rates(
 
     `cells`: an (n, 5) array of p_lo, p_hi, d_lo, d_hi, cost_lo. `tpot_s`: the limit on each decode token's
     mean wait (None: no TPOT row, μ = 0; use it only for costs in seconds)."""
-    from scipy.optimize import linprog
-
     p_lo, p_hi, d_lo, d_hi, cost = (cells[:, k] for k in range(5))
     del p_lo
     use_mu = tpot_s is not None and math.isfinite(tpot_s) and decode_tokens > 0
     cols = [p_hi, d_hi] + ([tpot_s * d_hi - d_lo * cost] if use_mu else [])
     a_ub = np.column_stack(cols)
-    c = -np.array([prefill_tokens, decode_tokens] + ([0.0] if use_mu else []), dtype=float)
-    bounds = [(0, MAX_RATE), (0, MAX_RATE)] + ([(0, None)] if use_mu else [])
-    res = linprog(c, A_ub=a_ub, b_ub=cost, bounds=bounds, method="highs")
-    # (0, 0, 0) is always feasible, so the LP cannot be infeasible; on a solver failure keep that trivial bound
-    x = np.maximum(res.x, 0.0) if res.status == 0 else np.zeros(len(cols))
+    objective = [prefill_tokens, decode_tokens] + ([0.0] if use_mu else [])
+    x = _maximise(a_ub, cost, objective, [MAX_RATE, MAX_RATE] + ([highspy.kHighsInf] if use_mu else []))
     lhs = a_ub @ x
     # the solver's tolerance may leave a row violated by ~1e-9 relative: scale the rates down until every
     # row holds exactly (rows with lhs ≤ 0 stay satisfied under scaling)
@@ -68,3 +67,34 @@ def solve_work_rates(
     alpha, beta = float(x[0]), float(x[1])
     mu = float(x[2]) if use_mu else 0.0
     return WorkRates(alpha, beta, mu, alpha * prefill_tokens + beta * decode_tokens), slack
+
+
+def _maximise(a_ub: np.ndarray, b_ub: np.ndarray, objective: list[float], upper: list[float]) -> np.ndarray:
+    """max objective·x subject to a_ub·x ≤ b_ub and 0 ≤ x ≤ upper, with HiGHS (built directly: the planner
+    solves hundreds of these small LPs, and a generic wrapper's option checks cost more than the solve).
+    x = 0 is always feasible, so on a solver failure the trivial bound x = 0 is returned."""
+    rows, n = a_ub.shape
+    silence_highs_banner()
+    options = SolverOptions()  # HiGHS shares one thread pool per process: every solve asks for the same threads
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", options.threads)
+    h.setOptionValue("random_seed", options.seed)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, rows
+    lp.col_cost_ = -np.asarray(objective, dtype=float)
+    lp.col_lower_ = np.zeros(n)
+    lp.col_upper_ = np.asarray(upper, dtype=float)
+    lp.row_lower_ = np.full(rows, -highspy.kHighsInf)
+    lp.row_upper_ = np.asarray(b_ub, dtype=float)
+    # column-wise sparse matrix of the non-zero entries (explicit zeros would draw HiGHS warnings)
+    live = a_ub.T != 0.0
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(live.sum(axis=1)))).astype(np.int32)
+    lp.a_matrix_.index_ = np.nonzero(live)[1].astype(np.int32)
+    lp.a_matrix_.value_ = a_ub.T[live]
+    h.passModel(lp)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return np.zeros(n)
+    return np.maximum(np.asarray(h.getSolution().col_value, dtype=float), 0.0)

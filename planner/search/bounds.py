@@ -138,6 +138,7 @@ class StageProbe:
     def __init__(self, stage: StageCost):
         self.stage = stage
         self.dp = _attention_dp(stage)
+        self.signature = stage_signature(stage)
         self._time: dict[tuple[int, int, int, int], float] = {}
         self._energy: dict[tuple[int, int, int, int], float] = {}
         self.evaluations = 0
@@ -202,6 +203,20 @@ class StageProbe:
             if 0 < extra < p:
                 out.append(1 + extra)
         return out
+
+    def prime(self, corners) -> None:
+        """Price the shapes of these (p, d) corners' cells together (`StageCost.prime`): the cell partition's
+        corners are hundreds of scattered token counts, each priced alone otherwise."""
+        tokens, seqs = [], []
+        for p, d in corners:
+            if d:
+                tokens.append(d)
+                seqs.append(d)  # the pure decode batch (decode attention alone, p = 0 corners)
+            if p:
+                for c in self._chunkings(p, d):
+                    tokens.append(p + d)
+                    seqs.append(max(1, min(c, p)) + d)
+        self.stage.prime(np.array(tokens, dtype=np.int64), np.array(seqs, dtype=np.int64))
 
     def corner_time(self, p: int, d: int) -> float:
         """The least time of an iteration with ≥ p prefill tokens and ≥ d decodes, its decode attention left
@@ -283,6 +298,7 @@ class CellPartition:
     cost: object  # (p, d) -> float, non-decreasing
     precision: GridPrecision = COARSE
     cells: list[tuple[int, int, int, int]] = field(default_factory=list)
+    prime: object = None  # list of (p, d) corners -> None: prices them together before `cost` reads each
 
     def __post_init__(self):
         if not self.cells:
@@ -308,6 +324,8 @@ class CellPartition:
         return (p_lo, p_hi, d_lo, d_hi)
 
     def array(self) -> np.ndarray:
+        if self.prime is not None:
+            self.prime([(a, c) for a, _, c, _ in self.cells])
         return np.array([(a, b, c, d, self.cost(a, c)) for a, b, c, d in self.cells], dtype=float)
 
     def split(self, index: int) -> bool:
@@ -447,6 +465,8 @@ def bound_template(
     ]
     neck = int(np.argmax(weight))
     p_pts = geometric_points(limits.max_tokens, 1.25)
+    for pr in {pr.signature: pr for pr in probes}.values():  # one request's prefill, each length at once
+        pr.stage.prime(p_pts, np.ones_like(p_pts))
     p_vals = (1 - TIME_SLACK) * np.array(
         [_over_stages(probes, lambda pr, n=int(n): pr.time(n, 0)) for n in p_pts]
     )
@@ -470,7 +490,7 @@ def with_precision(
     probe = bound.probes[bound.bottleneck]
     mixes = role_mixes(bound.role, mixes)
     tpot = None if bound.role == "prefill" else tpot_s
-    part = CellPartition(bound.limits, probe.corner_time, precision)
+    part = CellPartition(bound.limits, probe.corner_time, precision, prime=probe.prime)
     bound.time = rates(part, mixes, tpot)
     if bound.role == "prefill":
         bound.gamma = 0.0
@@ -496,7 +516,7 @@ def _over_stages(probes, fn) -> float:
     seen: dict = {}
     total = 0.0
     for pr in probes:
-        key = stage_signature(pr.stage)
+        key = pr.signature
         if key not in seen:
             seen[key] = fn(pr)
         total += seen[key]
@@ -508,9 +528,11 @@ def _energy_rates(probes, limits, mixes, precision) -> list[WorkRates]:
     per_stage = []
     done: dict = {}
     for pr in probes:
-        key = stage_signature(pr.stage)
+        key = pr.signature
         if key not in done:  # identical stages (the middle of a deep pipeline) have identical rates
-            part = CellPartition(limits, lambda p, d, pr=pr: pr.corner_energy(p, d, 0), precision)
+            part = CellPartition(
+                limits, lambda p, d, pr=pr: pr.corner_energy(p, d, 0), precision, prime=pr.prime
+            )
             done[key] = rates(part, mixes, None)
         per_stage.append(done[key])
     out = []

@@ -217,6 +217,7 @@ class _Pricer:
         self.means = _class_means(profile)
         self.longest_prompt = int(profile.input_tokens.max()) if profile.num_requests else 0
         self._costs: dict = {}
+        self._estimates: dict = {}  # (stages, settings, clock, role, mean in, mean out) -> CapacityEstimate
 
     def cost(self, stages, settings: EngineSettings, clock: int | None = None):
         key = (stages, settings, clock)
@@ -245,12 +246,9 @@ class _Pricer:
     def estimate(self, stages, settings: EngineSettings, role: str, kinds) -> PricedTemplate:
         """The template with its whole-workload capacity estimate only (no per-class coefficients): what the
         knob dominance rule compares."""
-        cost = self.cost(stages, settings)
         st = self.profile.stats
-        step = step_time_fn(cost, settings.max_num_batched_tokens)
-        seqs = _decode_cap(self.scenario, settings)
-        est = self._estimate(role, step, cost, st.mean_input, st.mean_output, seqs, settings)
-        return PricedTemplate(Template(stages, settings, role), None, est, cost, kinds)
+        est = self._estimate(stages, settings, None, role, st.mean_input, st.mean_output)
+        return PricedTemplate(Template(stages, settings, role), None, est, self.cost(stages, settings), kinds)
 
     def price(
         self, stages, settings: EngineSettings, role: str, kinds, clock: int | None = None
@@ -258,13 +256,12 @@ class _Pricer:
         cost = self.cost(stages, settings, clock)
         st = self.profile.stats
         step = step_time_fn(cost, settings.max_num_batched_tokens)
-        seqs = _decode_cap(self.scenario, settings)
-        est_all = self._estimate(role, step, cost, st.mean_input, st.mean_output, seqs, settings)
+        est_all = self._estimate(stages, settings, clock, role, st.mean_input, st.mean_output)
         demand = st.demand_rps
         replicas = max(1, math.ceil(demand / est_all.requests_per_s)) if est_all.requests_per_s > 0 else 1
         caps, energy, latency = {}, {}, {}
         for cid, (mean_in, mean_out) in self.means.items():
-            est = self._estimate(role, step, cost, mean_in, mean_out, seqs, settings)
+            est = self._estimate(stages, settings, clock, role, mean_in, mean_out)
             if est.requests_per_s > 0:
                 caps[cid] = est.requests_per_s
             # latency on an idle replica: the prompt's prefill, then decoding alone
@@ -299,12 +296,24 @@ class _Pricer:
             Template(stages, settings, role, sm_clock_mhz=clock), coeffs, est_all, cost, kinds
         )
 
-    def _estimate(self, role, step, cost, mean_in, mean_out, seqs, settings) -> CapacityEstimate:
-        if role == "prefill":
-            return analytic_prefill_capacity(step, mean_in, self.ttft, settings.max_num_batched_tokens)
-        if role == "decode":
-            return analytic_decode_capacity(step, cost.kv_capacity_tokens, mean_in, mean_out, self.tpot, seqs)
-        return analytic_capacity(step, cost.kv_capacity_tokens, mean_in, mean_out, self.ttft, self.tpot, seqs)
+    def _estimate(self, stages, settings, clock, role, mean_in, mean_out) -> CapacityEstimate:
+        """The analytic capacity of one replica in `role` for requests of these mean sizes (remembered: the
+        knob rules and the per-class coefficients ask for the same ones)."""
+        key = (stages, settings, clock, role, mean_in, mean_out)
+        hit = self._estimates.get(key)
+        if hit is None:
+            cost = self.cost(stages, settings, clock)
+            step = step_time_fn(cost, settings.max_num_batched_tokens)
+            seqs = _decode_cap(self.scenario, settings)
+            kv = cost.kv_capacity_tokens
+            if role == "prefill":
+                hit = analytic_prefill_capacity(step, mean_in, self.ttft, settings.max_num_batched_tokens)
+            elif role == "decode":
+                hit = analytic_decode_capacity(step, kv, mean_in, mean_out, self.tpot, seqs)
+            else:
+                hit = analytic_capacity(step, kv, mean_in, mean_out, self.ttft, self.tpot, seqs)
+            self._estimates[key] = hit
+        return hit
 
 
 def _decode_cap(scenario: Scenario, settings: EngineSettings) -> int:

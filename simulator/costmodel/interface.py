@@ -94,6 +94,10 @@ class StageCost(Protocol):
         """`price` of the decode-only shape (num_decode sequences reading context_tokens cached tokens), without
         building a BatchShape: the simulator's steady decode steps."""
 
+    def prime(self, num_tokens, num_seqs) -> None:
+        """A hint, changing no price: iterations with these token and sequence counts (arrays) are about to be
+        priced, so price what they share together now (the planner's bounds)."""
+
     def decode_attention_time(self, shape: BatchShape) -> float:
         """Seconds of the decode-attention operator ("attention_decode") of `breakdown(shape)`, 0 without
         decodes: the one operator that reads the decode context (the planner's bounds take it apart)."""

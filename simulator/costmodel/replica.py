@@ -105,10 +105,14 @@ class _RowPrices:
         self._load_of = load_of
         self._singles = 0
         self._columns: tuple[list[float], ...] = ([], [], [], [])
+        self._primed: dict[int, tuple[float, float, float, float]] = {}  # counts above the table, priced together
 
     def __getitem__(self, x: int) -> tuple[float, float, float, float]:
         columns = self._columns
         if x >= len(columns[0]):
+            primed = self._primed.get(x)
+            if primed is not None:
+                return primed
             size = (x // _TABLE_STEP + 1) * _TABLE_STEP
             if x >= _TABLE_MAX or size - len(columns[0]) > self._singles * SINGLE_COUNTS:
                 self._singles += 1
@@ -121,6 +125,17 @@ class _RowPrices:
             for column, priced in zip(columns, more, strict=True):
                 column += priced.tolist()
         return columns[0][x], columns[1][x], columns[2][x], columns[3][x]
+
+    def prime(self, counts) -> None:
+        """Price these counts (positive integers, any order) together over numpy arrays, for reads that would
+        otherwise price each alone: the same values (elementwise the same formulas), one pass."""
+        held = len(self._columns[0])
+        todo = sorted({int(x) for x in counts if x > 0 and x >= held and int(x) not in self._primed})
+        if len(todo) < 2:
+            return
+        columns = [c.tolist() for c in self._price(np.array(todo, dtype=float))]
+        for i, x in enumerate(todo):
+            self._primed[x] = (columns[0][i], columns[1][i], columns[2][i], columns[3][i])
 
     def _price(self, counts) -> tuple:
         """(seconds, FLOPs, bytes, dp fraction) of `counts` (a number, or an array of them)."""
@@ -267,6 +282,21 @@ class StageCostModel:
                 ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == axis)
                 tables[axis] = _RowPrices(ops, self.gpu, loads[axis])
         return tables
+
+    def prime(self, num_tokens, num_seqs) -> None:
+        """Price the static ops of many iterations (their token and sequence counts, arrays) together, so that
+        pricing shapes with those counts reads caches: what the planner's bounds call before pricing hundreds
+        of scattered corner shapes. Changes no price."""
+        tokens = np.asarray(num_tokens, dtype=float)
+        seqs = np.asarray(num_seqs, dtype=float)
+        live = (tokens > 0) & (seqs > 0)
+        tokens, seqs = tokens[live], seqs[live]
+        self._tables["tokens"].prime(tokens)
+        self._tables["seqs"].prime(seqs)
+        if self.ops.split.attn_dp > 1 and len(tokens):
+            load = Load.of(tokens, seqs, self.ops.split)
+            self._tables["attn_tokens"].prime(load.attn_tokens)
+            self._tables["attn_seqs"].prime(load.attn_seqs)
 
     def _seq_part(self, num_seqs: int) -> tuple:
         """(seconds, FLOPs, bytes, dp fraction, overhead without prefill, overhead with) for num_seqs."""

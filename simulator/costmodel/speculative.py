@@ -49,6 +49,9 @@ class SpeculativeStage:
     def iteration_time(self, shape: BatchShape) -> float:
         return self.price(shape)[0]
 
+    def prime(self, num_tokens, num_seqs) -> None:
+        """Nothing to price ahead: a speculative stage's shapes are not those counts."""
+
     def decode_attention_time(self, shape: BatchShape) -> float:
         """The verify step's decodes are prefill chunks: their attention is prefill attention; the draft's
         decode attention, at its share."""

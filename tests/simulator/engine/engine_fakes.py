@@ -33,6 +33,9 @@ class FakeStage:
     def breakdown(self, shape: BatchShape) -> list[OpCost]:
         return [OpCost("all", self.iteration_time(shape), self.flops(shape), 0.0, "compute")]
 
+    def prime(self, num_tokens, num_seqs) -> None:
+        pass  # nothing cached
+
     def decode_attention_time(self, shape: BatchShape) -> float:
         return 0.0  # no decode-attention operator in the breakdown
 
