@@ -75,7 +75,8 @@ def _maximise(a_ub: np.ndarray, b_ub: np.ndarray, objective: list[float], upper:
     x = 0 is always feasible, so on a solver failure the trivial bound x = 0 is returned."""
     rows, n = a_ub.shape
     silence_highs_banner()
-    options = SolverOptions()  # HiGHS shares one thread pool per process: every solve asks for the same threads
+    # HiGHS shares one thread pool per process: every solve asks for the same threads
+    options = SolverOptions()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", options.threads)

@@ -105,7 +105,8 @@ class _RowPrices:
         self._load_of = load_of
         self._singles = 0
         self._columns: tuple[list[float], ...] = ([], [], [], [])
-        self._primed: dict[int, tuple[float, float, float, float]] = {}  # counts above the table, priced together
+        # counts above the table, priced together (`prime`)
+        self._primed: dict[int, tuple[float, float, float, float]] = {}
 
     def __getitem__(self, x: int) -> tuple[float, float, float, float]:
         columns = self._columns
