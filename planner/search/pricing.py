@@ -32,7 +32,11 @@ default and the dtypes it allows (`settings.py`). What is kept is decided by rul
   plan;
 * **layouts**: among templates of one role and settings with the same GPUs per type and NVLink-domain need, one
   is dropped when another predicts at least its capacity and at most its energy and latency for every class
-  (ties kept).
+  (ties kept). A colocated template is also dropped when k ≥ 2 copies of a smaller colocated one of the same
+  settings — k times fewer GPUs of each type, no larger domain need, so the copies fit wherever it fits —
+  predict together at least its capacity, each at most its energy per request and idle latency (and, for
+  min_latency, its latency growth under load), at no more idle power and price (prefill and decode templates
+  are left out of this rule: their KV links depend on their partners).
 
 The scenario's own settings are kept unless a rule above finds them dominated (a token budget pair, or a cap
 the raised max_num_seqs replaces).
@@ -43,7 +47,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from formulations.templates import (
     CapacityEstimate,
@@ -218,6 +222,7 @@ class _Pricer:
         self.longest_prompt = int(profile.input_tokens.max()) if profile.num_requests else 0
         self._costs: dict = {}
         self._estimates: dict = {}  # (stages, settings, clock, role, mean in, mean out) -> CapacityEstimate
+        self._steps: dict = {}  # (stages, clock, settings but the knobs) -> `step_time_fn`'s memo
 
     def cost(self, stages, settings: EngineSettings, clock: int | None = None):
         key = (stages, settings, clock)
@@ -255,7 +260,7 @@ class _Pricer:
     ) -> PricedTemplate:
         cost = self.cost(stages, settings, clock)
         st = self.profile.stats
-        step = step_time_fn(cost, settings.max_num_batched_tokens)
+        step = self.step(stages, settings, clock)
         est_all = self._estimate(stages, settings, clock, role, st.mean_input, st.mean_output)
         demand = st.demand_rps
         replicas = max(1, math.ceil(demand / est_all.requests_per_s)) if est_all.requests_per_s > 0 else 1
@@ -296,6 +301,14 @@ class _Pricer:
             Template(stages, settings, role, sm_clock_mhz=clock), coeffs, est_all, cost, kinds
         )
 
+    def step(self, stages, settings: EngineSettings, clock: int | None = None):
+        """The analytic step of the layout's replica under `settings`, kept per layout, clock, dtypes and
+        features: the knobs (max_num_seqs, token budget, chunking) move the memory plan, not a stage's price
+        (the step reads the budget itself)."""
+        prices = replace(settings, max_num_seqs=0, max_num_batched_tokens=0, enable_chunked_prefill=True)
+        memo = self._steps.setdefault((stages, clock, prices), {})
+        return step_time_fn(self.cost(stages, settings, clock), settings.max_num_batched_tokens, memo)
+
     def _estimate(self, stages, settings, clock, role, mean_in, mean_out) -> CapacityEstimate:
         """The analytic capacity of one replica in `role` for requests of these mean sizes (remembered: the
         knob rules and the per-class coefficients ask for the same ones)."""
@@ -303,7 +316,7 @@ class _Pricer:
         hit = self._estimates.get(key)
         if hit is None:
             cost = self.cost(stages, settings, clock)
-            step = step_time_fn(cost, settings.max_num_batched_tokens)
+            step = self.step(stages, settings, clock)
             seqs = _decode_cap(self.scenario, settings)
             kv = cost.kv_capacity_tokens
             if role == "prefill":
@@ -405,7 +418,7 @@ def price_space(
     out = with_features(out, choices)
     replaced_core = with_features(replaced_core, choices)
     baseline = [p.template for p in out + replaced_core if is_core(p, own)]
-    out = _prune_layouts(out, census)
+    out = _prune_layouts(out, census, loaded_latency=scenario.spec.goals.objective == "min_latency")
     if searches_clocks(scenario):
         out += [c for p in out for c in _clocked(pricer, p, scenario)]
     for p in out:
@@ -623,9 +636,14 @@ def _spread(
     return out
 
 
-def _prune_layouts(priced: list[PricedTemplate], census: Census) -> list[PricedTemplate]:
+def _prune_layouts(
+    priced: list[PricedTemplate], census: Census, *, loaded_latency: bool
+) -> list[PricedTemplate]:
     """Drop a template when another of the same role, settings, GPUs per type and domain need predicts at
-    least its capacity and at most its energy and latency for every class (ties kept)."""
+    least its capacity and at most its energy and latency for every class (ties kept); then drop a colocated
+    template when k ≥ 2 copies of a smaller one (k times fewer GPUs of each type, no larger domain need) do
+    the same at no more idle power and price (`_copies_dominate`; `loaded_latency`: the objective reads
+    latency growth under load too, min_latency)."""
     groups: dict[tuple, list[PricedTemplate]] = {}
     for p in priced:
         t = p.template
@@ -638,19 +656,58 @@ def _prune_layouts(priced: list[PricedTemplate], census: Census) -> list[PricedT
                 census.prune(p.kinds, "layout dominance")
             else:
                 out.append(p)
-    return out
+    by_settings: dict[EngineSettings, list[PricedTemplate]] = {}
+    for p in out:
+        if p.template.role == "colocated":
+            by_settings.setdefault(p.template.settings, []).append(p)
+    dropped = set()
+    for members in by_settings.values():
+        for p in members:
+            if any(_copies_dominate(q, p, loaded_latency) for q in members if q is not p):
+                census.prune(p.kinds, "layout dominance (copies of a smaller replica)")
+                dropped.add(id(p))
+    return [p for p in out if id(p) not in dropped]
+
+
+def _copies(q: PricedTemplate, p: PricedTemplate) -> int:
+    """k when p has exactly k ≥ 2 times q's GPUs of every type, else 0."""
+    a, b = q.template.gpus_by_type, p.template.gpus_by_type
+    if set(a) != set(b) or any(b[g] % a[g] for g in a):
+        return 0
+    ks = {b[g] // a[g] for g in a}
+    return ks.pop() if len(ks) == 1 and min(ks) >= 2 else 0
+
+
+def _copies_dominate(q: PricedTemplate, p: PricedTemplate, loaded_latency: bool) -> bool:
+    """Whether k copies of colocated template q stand in for colocated template p in every plan: the same
+    GPUs in all (k times q's of each type), each copy needing no larger NVLink domain, k times q's predicted
+    capacity at least p's for every class, energy per request and idle latency no higher (and, with
+    `loaded_latency`, the latency growth to full load: only min_latency reads it), idle power and price no
+    higher, and better by TIE somewhere. (Only colocated: a prefill or decode replica's KV link
+    depends on its partner, which copies would change.)"""
+    k = _copies(q, p)
+    if not k or any(n > _need(p).get(g, 0) for g, n in _need(q).items()):
+        return False
+    a, b = q.analytic, p.analytic
+    if k * a.idle_w > b.idle_w * (1 + 1e-9) or k * a.usd_per_hour > b.usd_per_hour * (1 + 1e-9):
+        return False
+    if loaded_latency and a.latency_growth_s > b.latency_growth_s * (1 + 1e-9) + 1e-12:
+        return False
+    return _dominates(q, p, k)
 
 
 def _need(p: PricedTemplate) -> dict[str, int]:
     return {s.gpu: max(s.num_gpus, 1) for s in p.template.stages}
 
 
-def _dominates(q: PricedTemplate, p: PricedTemplate) -> bool:
+def _dominates(q: PricedTemplate, p: PricedTemplate, copies: int = 1) -> bool:
+    """Whether `copies` replicas of q predict at least p's capacity and at most its energy per request and
+    latency for every class, better by TIE in one of them."""
     a, b = q.analytic, p.analytic
     classes = set(a.capacity_rps) | set(b.capacity_rps)
     no_worse, better = True, False
     for c in classes:
-        qa, pa = a.capacity_rps.get(c, 0.0), b.capacity_rps.get(c, 0.0)
+        qa, pa = copies * a.capacity_rps.get(c, 0.0), b.capacity_rps.get(c, 0.0)
         if qa < pa * (1 - 1e-9):
             return False
         better |= qa > pa * (1 + TIE)
@@ -676,25 +733,34 @@ def _shape(prefill: int, decode: int, context: int) -> BatchShape:
     return BatchShape(num_decode=decode, decode_context_tokens=context)
 
 
-def step_time_fn(cost, max_tokens: int):
+def step_time_fn(cost, max_tokens: int, memo: dict | None = None):
     """(prefill tokens, decodes, decode context) -> seconds: one iteration of a replica priced on its stages, the
-    analytic model's step (also used by planner.capacity's prediction)."""
+    analytic model's step (also used by planner.capacity's prediction). `memo`: a dict the steps are kept in,
+    shared by replica costs whose stages price alike (one layout under several engine knobs: the knobs move
+    the memory plan, not the stages' prices)."""
     stages = cost.stages
     pp = len(stages)
+    memo = {} if memo is None else memo
 
     def step_time(prefill: int, decode: int, context: int) -> float:
+        key = (prefill, decode, context, max_tokens if prefill else 0)
+        hit = memo.get(key)
+        if hit is not None:
+            return hit
         if prefill:  # one request's prefill runs through every stage in turn
             shape = _shape(min(prefill, max_tokens), 0, 0)
             chunks = math.ceil(prefill / max_tokens)
-            return chunks * sum(s.iteration_time(shape) for s in stages) + sum(
+            hit = chunks * sum(s.iteration_time(shape) for s in stages) + sum(
                 cost.send_time(i, prefill) for i in range(pp - 1)
             )
-        # pp micro-batches in flight: a request's next token comes after pp rounds of the slowest stage
-        micro = max(1, math.ceil(decode / pp))
-        shape = _shape(0, micro, int(context * micro / max(decode, 1)))
-        return max(
-            pp * max(s.iteration_time(shape) for s in stages), sum(s.iteration_time(shape) for s in stages)
-        )
+        else:
+            # pp micro-batches in flight: a request's next token comes after pp rounds of the slowest stage
+            micro = max(1, math.ceil(decode / pp))
+            shape = _shape(0, micro, int(context * micro / max(decode, 1)))
+            times = [s.iteration_time(shape) for s in stages]
+            hit = max(pp * max(times), sum(times))
+        memo[key] = hit
+        return hit
 
     return step_time
 
