@@ -26,6 +26,8 @@ import numpy as np
 from formulations.highs_util import silence_highs_banner
 from formulations.result import SolverOptions
 
+# HiGHS shares one thread pool per process: every solve asks for the threads every other solve does
+_OPTIONS = SolverOptions()
 MAX_RATE = 1e6  # per-token rates above this mean "cannot be done" (the LP would be unbounded)
 
 
@@ -75,12 +77,10 @@ def _maximise(a_ub: np.ndarray, b_ub: np.ndarray, objective: list[float], upper:
     x = 0 is always feasible, so on a solver failure the trivial bound x = 0 is returned."""
     rows, n = a_ub.shape
     silence_highs_banner()
-    # HiGHS shares one thread pool per process: every solve asks for the same threads
-    options = SolverOptions()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", options.threads)
-    h.setOptionValue("random_seed", options.seed)
+    h.setOptionValue("threads", _OPTIONS.threads)
+    h.setOptionValue("random_seed", _OPTIONS.seed)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n, rows
     lp.col_cost_ = -np.asarray(objective, dtype=float)

@@ -168,29 +168,15 @@ class StageProbe:
 
     def time_without_decode_attention(self, p: int, d: int, chunks: int = 1) -> float:
         """Iteration time at zero decode context less its decode-attention kernel (`breakdown`'s op, as
-        `StageCost.decode_attention_time` prices it): what every op but decode attention costs; those ops do
-        not read the decode context (A). Without attention data parallelism the decode kernel sees the d
-        decodes alone, so its time is that of the pure decode batch (priced once per d); with it, the kernel's
-        share depends on all sequences and is read off the shape."""
+        `StageCost.decode_attention_time` prices it, with attention dp at the busiest group's share of all
+        the shape's sequences): what every op but decode attention costs; those ops do not read the decode
+        context (A)."""
         key = (p, d, -1, chunks)
         t = self._time.get(key)
         if t is None:
-            if self.dp == 1 or d == 0:
-                t = self.time(p, d, 0, chunks) - self._decode_attention_alone(d)
-            else:
-                shape = prefill_shape(p, d, 0, chunks)
-                t = self.time(p, d, 0, chunks) - self.stage.decode_attention_time(shape)
-            self._time[key] = t
+            shape = prefill_shape(p, d, 0, chunks)
+            t = self._time[key] = self.time(p, d, 0, chunks) - self.stage.decode_attention_time(shape)
         return t
-
-    def _decode_attention_alone(self, d: int) -> float:
-        if d == 0:
-            return 0.0
-        key = (0, d, -2, 0)
-        a = self._time.get(key)
-        if a is None:
-            a = self._time[key] = self.decode_attention(d, 0)
-        return a
 
     def decode_attention(self, d: int, x: int) -> float:
         """The decode-attention kernel's time for d decodes over x context tokens."""
@@ -209,13 +195,13 @@ class StageProbe:
         corners are hundreds of scattered token counts, each priced alone otherwise."""
         tokens, seqs = [], []
         for p, d in corners:
-            if d:
+            if not p:  # a decode-only corner
                 tokens.append(d)
-                seqs.append(d)  # the pure decode batch (decode attention alone, p = 0 corners)
-            if p:
-                for c in self._chunkings(p, d):
-                    tokens.append(p + d)
-                    seqs.append(max(1, min(c, p)) + d)
+                seqs.append(d)
+                continue
+            for c in self._chunkings(p, d):
+                tokens.append(p + d)
+                seqs.append(max(1, min(c, p)) + d)
         self.stage.prime(np.array(tokens, dtype=np.int64), np.array(seqs, dtype=np.int64))
 
     def corner_time(self, p: int, d: int) -> float:

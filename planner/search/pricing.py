@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from formulations.templates import (
     CapacityEstimate,
@@ -222,7 +222,6 @@ class _Pricer:
         self.longest_prompt = int(profile.input_tokens.max()) if profile.num_requests else 0
         self._costs: dict = {}
         self._estimates: dict = {}  # (stages, settings, clock, role, mean in, mean out) -> CapacityEstimate
-        self._steps: dict = {}  # (stages, clock, settings but the knobs) -> `step_time_fn`'s memo
 
     def cost(self, stages, settings: EngineSettings, clock: int | None = None):
         key = (stages, settings, clock)
@@ -260,7 +259,7 @@ class _Pricer:
     ) -> PricedTemplate:
         cost = self.cost(stages, settings, clock)
         st = self.profile.stats
-        step = self.step(stages, settings, clock)
+        step = step_time_fn(cost, settings.max_num_batched_tokens)
         est_all = self._estimate(stages, settings, clock, role, st.mean_input, st.mean_output)
         demand = st.demand_rps
         replicas = max(1, math.ceil(demand / est_all.requests_per_s)) if est_all.requests_per_s > 0 else 1
@@ -301,14 +300,6 @@ class _Pricer:
             Template(stages, settings, role, sm_clock_mhz=clock), coeffs, est_all, cost, kinds
         )
 
-    def step(self, stages, settings: EngineSettings, clock: int | None = None):
-        """The analytic step of the layout's replica under `settings`, kept per layout, clock, dtypes and
-        features: the knobs (max_num_seqs, token budget, chunking) move the memory plan, not a stage's price
-        (the step reads the budget itself)."""
-        prices = replace(settings, max_num_seqs=0, max_num_batched_tokens=0, enable_chunked_prefill=True)
-        memo = self._steps.setdefault((stages, clock, prices), {})
-        return step_time_fn(self.cost(stages, settings, clock), settings.max_num_batched_tokens, memo)
-
     def _estimate(self, stages, settings, clock, role, mean_in, mean_out) -> CapacityEstimate:
         """The analytic capacity of one replica in `role` for requests of these mean sizes (remembered: the
         knob rules and the per-class coefficients ask for the same ones)."""
@@ -316,7 +307,7 @@ class _Pricer:
         hit = self._estimates.get(key)
         if hit is None:
             cost = self.cost(stages, settings, clock)
-            step = self.step(stages, settings, clock)
+            step = step_time_fn(cost, settings.max_num_batched_tokens)
             seqs = _decode_cap(self.scenario, settings)
             kv = cost.kv_capacity_tokens
             if role == "prefill":
@@ -733,34 +724,24 @@ def _shape(prefill: int, decode: int, context: int) -> BatchShape:
     return BatchShape(num_decode=decode, decode_context_tokens=context)
 
 
-def step_time_fn(cost, max_tokens: int, memo: dict | None = None):
+def step_time_fn(cost, max_tokens: int):
     """(prefill tokens, decodes, decode context) -> seconds: one iteration of a replica priced on its stages, the
-    analytic model's step (also used by planner.capacity's prediction). `memo`: a dict the steps are kept in,
-    shared by replica costs whose stages price alike (one layout under several engine knobs: the knobs move
-    the memory plan, not the stages' prices)."""
+    analytic model's step (also used by planner.capacity's prediction)."""
     stages = cost.stages
     pp = len(stages)
-    memo = {} if memo is None else memo
 
     def step_time(prefill: int, decode: int, context: int) -> float:
-        key = (prefill, decode, context, max_tokens if prefill else 0)
-        hit = memo.get(key)
-        if hit is not None:
-            return hit
         if prefill:  # one request's prefill runs through every stage in turn
             shape = _shape(min(prefill, max_tokens), 0, 0)
             chunks = math.ceil(prefill / max_tokens)
-            hit = chunks * sum(s.iteration_time(shape) for s in stages) + sum(
+            return chunks * sum(s.iteration_time(shape) for s in stages) + sum(
                 cost.send_time(i, prefill) for i in range(pp - 1)
             )
-        else:
-            # pp micro-batches in flight: a request's next token comes after pp rounds of the slowest stage
-            micro = max(1, math.ceil(decode / pp))
-            shape = _shape(0, micro, int(context * micro / max(decode, 1)))
-            times = [s.iteration_time(shape) for s in stages]
-            hit = max(pp * max(times), sum(times))
-        memo[key] = hit
-        return hit
+        # pp micro-batches in flight: a request's next token comes after pp rounds of the slowest stage
+        micro = max(1, math.ceil(decode / pp))
+        shape = _shape(0, micro, int(context * micro / max(decode, 1)))
+        times = [s.iteration_time(shape) for s in stages]  # each stage priced once
+        return max(pp * max(times), sum(times))
 
     return step_time
 

@@ -170,18 +170,6 @@ def _shared_caches(key: str) -> dict[str, dict]:
     return caches
 
 
-_GPU_REPRS: dict[int, tuple[GPU, str]] = {}  # id -> (the GPU, its repr): a GPU is frozen, its repr is slow
-
-
-def _gpu_repr(gpu: GPU) -> str:
-    hit = _GPU_REPRS.get(id(gpu))
-    if hit is None or hit[0] is not gpu:
-        if len(_GPU_REPRS) >= _SHARED_STAGES:
-            _GPU_REPRS.clear()
-        hit = _GPU_REPRS[id(gpu)] = (gpu, repr(gpu))
-    return hit[1]
-
-
 def clear_price_caches() -> None:
     """Forget every cached price (benchmarks time a cold start with it)."""
     _shared.clear()
@@ -276,13 +264,7 @@ class StageCostModel:
 
     def _pricing_key(self) -> str:
         """The repr of the fields prices depend on (all but `memory`: what fits, not what an iteration costs)."""
-        return repr(
-            [
-                (f.name, _gpu_repr(self.gpu) if f.name == "gpu" else getattr(self, f.name))
-                for f in dataclasses.fields(self)
-                if f.name != "memory"
-            ]
-        )
+        return repr([(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "memory"])
 
     # ---- static part: exact caches by the count each op's rows follow, filled from price tables -------------
     def _row_tables(self, tables: dict) -> dict[str, _RowPrices]:
