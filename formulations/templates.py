@@ -572,6 +572,19 @@ class CapacityEstimate:
     limited_by: str  # "tpot", "kv", "max_num_seqs", "ttft" or "infeasible: ..."
 
 
+def largest_batch(step: Callable[[int], float], upper: int, target: float) -> int:
+    """The largest batch B in [1, upper] whose step time meets `target`, for a step time non-decreasing in B with
+    step(1) meeting it. B is built bit by bit from the highest power of two down, so the batches it prices
+    depend on `upper` only where they pass it: searches of one step function under different caps (knob
+    variants of one layout) price the same batches, which the cost model has cached."""
+    batch, bit = 0, 1 << (upper.bit_length() - 1)
+    while bit:
+        if batch + bit <= upper and step(batch + bit) <= target:
+            batch += bit
+        bit >>= 1
+    return max(batch, 1)
+
+
 def analytic_capacity(
     step_time_fn: Callable[[int, int, int], float],
     kv_capacity_tokens: float,
@@ -587,7 +600,7 @@ def analytic_capacity(
 
     1. Decode batch B: the largest B ≤ max_num_seqs whose step time meets the TPOT target and whose KV fits:
        step_time_fn(0, B, B·(in + out/2)) ≤ tpot and B·(in + out/2) ≤ kv_capacity_tokens (a request holds
-       in + out/2 tokens on average over its life). Step time is assumed non-decreasing in B (binary search).
+       in + out/2 tokens on average over its life). Step time is assumed non-decreasing in B (`largest_batch`).
     2. Prefill time per request p = step_time_fn(in, 0, 0).
     3. A batch of B requests takes out decode steps plus B prefills (which stall decoding), so
        rate = B / (out · t_step(B) + B · p).
@@ -612,14 +625,7 @@ def analytic_capacity(
         return CapacityEstimate(
             0.0, 0, step(1), prefill, prefill, "infeasible: one prefill exceeds the TTFT target"
         )
-    lo, hi = 1, upper  # invariant: step(lo) meets the target
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if step(mid) <= tpot_target_s:
-            lo = mid
-        else:
-            hi = mid - 1
-    batch = lo
+    batch = largest_batch(step, upper, tpot_target_s)
     limited = "tpot" if batch < upper else "kv" if kv_limit < max_num_seqs else "max_num_seqs"
     t_step = step(batch)
     rate = batch / (mean_output * t_step + batch * prefill)
@@ -677,13 +683,7 @@ def analytic_decode_capacity(
         return CapacityEstimate(0.0, 0, 0.0, 0.0, 0.0, "infeasible: one request's KV does not fit")
     if step(1) > tpot_target_s:
         return CapacityEstimate(0.0, 0, step(1), 0.0, 0.0, "infeasible: TPOT target missed at batch 1")
-    lo, hi = 1, upper
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if step(mid) <= tpot_target_s:
-            lo = mid
-        else:
-            hi = mid - 1
+    lo = largest_batch(step, upper, tpot_target_s)
     limited = "tpot" if lo < upper else "kv" if kv_limit < max_num_seqs else "max_num_seqs"
     t_step = step(lo)
     return CapacityEstimate(lo / (max(mean_output, 1.0) * t_step), lo, t_step, 0.0, 0.0, limited)

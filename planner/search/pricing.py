@@ -62,7 +62,7 @@ from formulations.templates import (
 )
 from planner.search.settings import candidate_settings, engine_with, scenario_settings, with_features
 from planner.search.workload import WorkloadProfile, WorkloadStats
-from simulator.costmodel import build_replica_cost
+from simulator.costmodel import build_replica_cost, with_engine
 from simulator.costmodel.clock import clock_levels_mhz
 from simulator.costmodel.interface import BatchShape
 from simulator.scenario import Scenario, engine_setting
@@ -221,6 +221,7 @@ class _Pricer:
         self.means = _class_means(profile)
         self.longest_prompt = int(profile.input_tokens.max()) if profile.num_requests else 0
         self._costs: dict = {}
+        self._layouts: dict = {}  # (stages, dtypes, clock) -> the first replica cost built for them
         self._estimates: dict = {}  # (stages, settings, clock, role, mean in, mean out) -> CapacityEstimate
 
     def cost(self, stages, settings: EngineSettings, clock: int | None = None):
@@ -233,9 +234,14 @@ class _Pricer:
                 update={"weights": settings.weights_dtype, "kv_cache": settings.kv_cache_dtype}
             )
             group = Template(stages, settings, sm_clock_mhz=clock).replica_group(1)
-            hit = build_replica_cost(
-                sc.model, group, sc.gpus, sc.cluster, dtype, engine, calibration=sc.spec.calibration
-            )
+            layout = (stages, settings.weights_dtype, settings.kv_cache_dtype, clock)
+            priced = self._layouts.get(layout)
+            if priced is None:  # the layout's first settings: priced in full
+                hit = self._layouts[layout] = build_replica_cost(
+                    sc.model, group, sc.gpus, sc.cluster, dtype, engine, calibration=sc.spec.calibration
+                )
+            else:  # other knobs move the memory plan only
+                hit = with_engine(priced, sc.model, group, sc.cluster, dtype, engine)
             self._costs[key] = hit
         return hit
 

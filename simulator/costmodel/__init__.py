@@ -11,7 +11,7 @@ Reading guide, in order:
 7. `host.py` — engine host overheads per step and per running sequence.
 8. `memory.py` — weights, workspace, reserve and the KV capacity under each engine's rule.
 9. `energy.py` — `P_idle·t + e_flop·FLOPs + e_byte·bytes`, MFU, MBU, $/h.
-10. `replica.py` — `build_replica_cost(...)`, the concrete StageCost / ReplicaCost with the cached fast path.
+10. `replica.py` — `build_replica_cost(...)` (and `with_engine`, the same replica under other engine knobs), the concrete StageCost / ReplicaCost with the cached fast path.
 11. `kernel_fit.py` — fit kernel coefficients on one GPU, error on the others; `calibration.py` — step fits and
     calibration files (`load_calibration` / `write_calibration`).
 Coefficients live on `simulator.hardware.GPUEfficiency` (each with its public source or the fit that made it).
@@ -27,7 +27,13 @@ from simulator.costmodel.calibration import (
 )
 from simulator.costmodel.interface import BatchShape, OpCost, ReplicaCost, StageCost
 from simulator.costmodel.memory import StageMemory, stage_memory
-from simulator.costmodel.replica import ReplicaCostModel, StageCostModel, build_replica_cost, build_stage_cost
+from simulator.costmodel.replica import (
+    ReplicaCostModel,
+    StageCostModel,
+    build_replica_cost,
+    build_stage_cost,
+    with_engine,
+)
 
 __all__ = [
     "BatchShape",
@@ -36,6 +42,7 @@ __all__ = [
     "ReplicaCost",
     "build_replica_cost",
     "build_stage_cost",
+    "with_engine",
     "StageCostModel",
     "ReplicaCostModel",
     "stage_memory",

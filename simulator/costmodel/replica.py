@@ -20,6 +20,7 @@ bound computed from `iteration_time` is a bound on the breakdown too; there is n
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections import OrderedDict
@@ -638,6 +639,44 @@ def build_replica_cost(
             model, stage, gpu, cluster, dtypes, engine, first=i == 0, last=i == n - 1, host_overhead=figures
         )
         stages.append(stage_cost)
+    return _replica(stages, model, group, cluster, dtypes)
+
+
+def with_engine(
+    cost: ReplicaCostModel,
+    model: Model,
+    group: ReplicaGroup,
+    cluster: Cluster,
+    dtypes: DTypes,
+    engine: Engine,
+) -> ReplicaCostModel:
+    """`build_replica_cost` of the model, group, cluster and dtypes `cost` was built for, under `engine`: another
+    setting of its knobs (max_num_seqs, the token budget, chunked prefill, memory fraction) moves the memory plan
+    only, so the stage cost models are copied with a new one and keep their prices. The engine's kind, block
+    size and CUDA graphs must be those `cost` was priced under (they change prices: ValueError otherwise)."""
+    n = len(group.stages)
+    if n != len(cost.stages):
+        raise ValueError(f"a replica of {len(cost.stages)} stages cannot be re-planned as one of {n}")
+    stages = []
+    for i, (stage, priced) in enumerate(zip(group.stages, cost.stages, strict=True)):
+        if (engine.kind, engine.cuda_graphs, engine.block_size) != (
+            priced.engine_kind,
+            priced.cuda_graphs,
+            priced.ops.decode.block_size,
+        ):
+            raise ValueError(
+                "with_engine changes engine knobs only, not the engine kind, block size or graphs"
+            )
+        again = copy.copy(priced)  # the same prices and price caches (a shallow copy: no __post_init__)
+        again.memory = stage_memory(model, stage, priced.gpu, dtypes, engine, first=i == 0, last=i == n - 1)
+        stages.append(again)
+    return _replica(stages, model, group, cluster, dtypes)
+
+
+def _replica(
+    stages: list[StageCostModel], model: Model, group: ReplicaGroup, cluster: Cluster, dtypes: DTypes
+) -> ReplicaCostModel:
+    """The replica of these priced stages: memory, price, power and links."""
     first_gpu = stages[0].gpu
     node = _group_of(cluster, first_gpu.name)
     intra, inter = _fabrics(cluster, node, first_gpu)

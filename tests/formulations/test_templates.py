@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from formulations.layer_partition import evaluate_split
 from formulations.templates import (
     analytic_capacity,
     cell_options,
     enumerate_structures,
+    largest_batch,
     partition_problem_for,
     stage_weight_bytes_per_gpu,
 )
@@ -196,3 +199,45 @@ def test_dense_first_layers_get_a_balanced_uneven_split_from_the_partition_model
     even = evaluate_split(problem, [tuple(b) for b in even_layer_split(model.num_layers, len(t.stages))])
     assert balanced.bottleneck_s <= 0.97 * even.bottleneck_s
     assert t.stages[0].num_layers > t.stages[-1].num_layers  # the cheap dense layers share the first stage
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 1e-3, allow_nan=False), min_size=1, max_size=300),
+    st.integers(1, 300),
+    st.floats(0.0, 0.2, allow_nan=False),
+)
+def test_largest_batch_is_the_largest_batch_meeting_the_target(steps, upper, slack):
+    """For a non-decreasing step time met at batch 1, the largest batch up to the cap that meets the target."""
+    times = [0.0]
+    for dt in steps:
+        times.append(times[-1] + dt)
+    upper = min(upper, len(times) - 1)
+    target = times[1] + slack * (times[-1] - times[1])
+
+    def step(b):
+        return times[b]
+
+    want = max(b for b in range(1, upper + 1) if times[b] <= target)
+    assert largest_batch(step, upper, target) == want
+
+
+def test_largest_batch_prices_the_same_batches_under_different_caps():
+    """Searches of one step function under caps above its answer price the same batches (the cost model's
+    caches serve knob variants of one layout) but for the larger cap's higher powers of two, and no more of
+    them than a binary search would."""
+
+    def search(upper):
+        asked = []
+
+        def step(b):
+            asked.append(b)
+            return 1e-3 * b
+
+        return largest_batch(step, upper, 0.3), set(asked)
+
+    (a, seen_a), (b, seen_b), (c, seen_c) = search(700), search(1000), search(1500)
+    assert a == b == c == 300
+    assert seen_a == seen_b
+    assert seen_c - seen_a == {1024}
+    assert len(seen_c) <= (1500).bit_length()

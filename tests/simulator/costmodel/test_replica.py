@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simulator import catalog
-from simulator.costmodel import BatchShape, build_replica_cost
+from simulator.costmodel import BatchShape, build_replica_cost, with_engine
 from simulator.hardware import Cluster, NodeGroup
 from simulator.plan import ReplicaGroup, Stage
 from simulator.scenario import DTypes, Engine
@@ -85,3 +85,33 @@ def test_build_replica_cost_moe_expert_parallel_runs(h100, node):
     names = {c.name: c for c in rep.stages[0].breakdown(shape)}
     assert names["ep_all_to_all"].time_s > 0 and names["moe_experts"].time_s > 0
     assert rep.fits
+
+
+def test_with_engine_equals_a_fresh_build_under_other_knobs(replica, h100, node):
+    """Other knobs (token budget, max_num_seqs, memory fraction) re-plan the memory only: the copy has the
+    memory plan and KV cache of a fresh build under them and prices every iteration as the original does."""
+    model = catalog.get_model("llama-3.1-70b")
+    group = ReplicaGroup(stages=[Stage(layers=(0, 40), tp=4), Stage(layers=(40, 80), tp=4)])
+    other = Engine(max_num_seqs=512, max_num_batched_tokens=16384, gpu_memory_fraction=0.8)
+    fresh = build_replica_cost(model, group, {"h100-sxm": h100}, node, DTypes(), other)
+    again = with_engine(replica, model, group, node, DTypes(), other)
+    assert fresh.kv_capacity_tokens != replica.kv_capacity_tokens  # the knobs do move the memory plan
+    assert again.kv_capacity_tokens == fresh.kv_capacity_tokens
+    assert [s.memory for s in again.stages] == [s.memory for s in fresh.stages]
+    assert (again.fits, again.over_bytes, again.usd_per_hour) == (
+        fresh.fits,
+        fresh.over_bytes,
+        fresh.usd_per_hour,
+    )
+    assert replica.kv_capacity_tokens == min(s.memory.kv_capacity_tokens for s in replica.stages)  # untouched
+    shape = BatchShape.from_requests([256], [1024], [300, 2000, 50])
+    for a, b in zip(again.stages, fresh.stages, strict=True):
+        assert a.price(shape) == b.price(shape)
+
+
+def test_with_engine_refuses_a_change_of_engine_kind(replica, node):
+    """The engine kind changes host overheads, not only memory: with_engine says so instead of reusing prices."""
+    model = catalog.get_model("llama-3.1-70b")
+    group = ReplicaGroup(stages=[Stage(layers=(0, 40), tp=4), Stage(layers=(40, 80), tp=4)])
+    with pytest.raises(ValueError, match="engine knobs only"):
+        with_engine(replica, model, group, node, DTypes(), Engine(kind="sglang"))
