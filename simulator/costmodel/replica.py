@@ -66,10 +66,13 @@ _AXES = ("tokens", "seqs", "attn_tokens", "attn_seqs")
 _PROBE_RTOL = 1e-10  # how closely the decode-attention form must reproduce the kernel function
 _PROBES = (1.0, 1e3, 3.3e4, 2.9e7)  # context tokens the form is checked at: latency-, row- and memory-bound
 _PREFILL_MEMO = 1 << 16  # prefill-attention prices kept per stage (exact keys; a bound on memory only)
-# A count priced alone costs about as much as SINGLE_COUNTS counts of a table (measured 2026-12-02 while the
-# planner priced the kimi-k2 / llama-3.1-70b / llama-3.1-8b bench spaces: 62 / 65 / 90 us a count alone,
-# 1.85 / 1.20 / 1.31 us a count in a table; the smallest ratio, 33, rounded down).
-SINGLE_COUNTS = 32
+# A count priced alone costs about as much as SINGLE_COUNTS counts of a table, measured while the planner priced
+# the kimi-k2 / llama-3.1-70b / llama-3.1-8b bench spaces (`price_space`, each count's pricing timed): on
+# 2026-12-02 (first machine) 62 / 65 / 90 us a count alone against 1.85 / 1.20 / 1.31 us in a table (ratios 33 /
+# 54 / 69); after knob variants came to share their layout's stages (second machine) 32 / 30 / 30 us alone
+# against 1.79 / 1.50 / 1.25 us (ratios 18 / 20 / 24): alone counts hit the one-shape GEMM cache that tables do
+# not read. The smallest ratio, 18, rounded down.
+SINGLE_COUNTS = 16
 _TABLE_STEP = 512  # price tables grow by whole steps of row counts
 _TABLE_MAX = 1 << 15  # row counts at or above it are priced one at a time, not tabled
 
