@@ -274,7 +274,10 @@ def run_search(
                 break
             plans = _proposals(space, within(solver, deadline), options, incumbent, spec, deadline)
             if rounds == 1:  # also the predicted best of the core space (see core_templates)
-                plans = _core_proposal(space, prep.priced, within(solver, deadline)) + plans
+                core = _core_proposal(
+                    space, prep.priced, within(solver, deadline), incumbent, spec, options.epsilon
+                )
+                plans = core + plans
             plans = list({sims.key(p): p for p in plans if sims.key(p) not in pool}.values())
             if not plans:
                 stopped = "no new candidate"
@@ -407,14 +410,14 @@ def core_templates(scenario: Scenario, priced: list[PricedTemplate]) -> set[str]
     return {p.template.id for p in priced if is_core(p, own)}
 
 
-def _core_proposal(space: PlanSpace, priced: list[PricedTemplate], solver) -> list:
+def _core_proposal(space: PlanSpace, priced: list[PricedTemplate], solver, incumbent, spec, epsilon) -> list:
     """The predictive master's best plan over the core space: in the first round, so that the larger space's
     extra dimensions (whose predictions may be optimistic) never keep the search from the plan a search of the
     core space would simulate first. It is one more candidate, not a bound."""
     ids = core_templates(space.scenario, priced)
     if not ids or len(ids) == len(priced):
         return []
-    res = solve_master_highspy(space.predict_within(ids), solver)
+    res = solve_master_highspy(_improving(space.predict_within(ids), space, incumbent, spec, epsilon), solver)
     return [space.plan_of(res.solution.counts)] if res.has_solution else []
 
 
@@ -441,7 +444,7 @@ def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec
         plans.append(space.plan_of(counts))
         return True
 
-    problem = space.predict
+    problem = _improving(space.predict, space, incumbent, spec, options.epsilon)
     while len(plans) < from_predict:
         res = solve_master_highspy(problem, solver)
         if not res.has_solution:
@@ -455,6 +458,19 @@ def _proposals(space: PlanSpace, solver, options: SearchOptions, incumbent, spec
             break
         add(counts)  # in bound order, skipping the predicted plans (as many as k picks cover them)
     return plans
+
+
+def _improving(problem, space: PlanSpace, incumbent, spec, epsilon: float):
+    """`problem` limited to plans better than the incumbent by more than ε, where a plan's value is known from
+    its counts (VALUE_OF_COUNTS: min_cost's $/h): a plan that costs no less cannot improve on the incumbent
+    whatever its simulation says, so simulating it is wasted. Unchanged for the other objectives, whose
+    predictions are estimates."""
+    if incumbent is None or space.objective not in VALUE_OF_COUNTS:
+        return problem
+    limit = space.from_sim_units(beyond(incumbent.objective, epsilon, spec))
+    return problem.with_(
+        objective_bounds=problem.objective_bounds + (ObjectiveBound(problem.objective, limit),)
+    )
 
 
 def bound_candidates(

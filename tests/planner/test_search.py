@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
+from formulations.objectives import objective_spec
+from formulations.result import SolverOptions
 from planner import objective as obj
 from planner.baselines import BY_BOUND, exhaustive, heuristic_plans
 from planner.errors import NoPlanError
 from planner.plan_api import plan
 from planner.search import SearchOptions, Simulations, plan_key, price_templates, run_search, workload_stats
+from planner.search.loop import _proposals, deadline_of, prepare, within
+from planner.search.pool import Candidate
 from planner.search.pricing import SpaceOptions
 from simulator.scenario import Goals, load_scenario
 from tests.conftest import EXAMPLES
@@ -400,3 +405,28 @@ def test_exhaustive_in_bound_order_finds_the_optimum_of_simulating_every_plan(ob
     assert by_bound.search.simulations <= whole.search.simulations
     if objective == "min_cost":  # the exact $/h rules most plans out without simulating them
         assert by_bound.search.simulations < whole.search.simulations
+
+
+@pytest.mark.solver
+def test_min_cost_proposes_only_plans_cheaper_than_the_incumbent():
+    """A min_cost plan's $/h is known before it is simulated, so once a plan meets the goals the loop proposes
+    only plans cheaper than it by more than ε: not the predictive master's best again when it is the incumbent,
+    and still the cheaper plans when a dearer one is."""
+    scenario = load_scenario(make_scenario("llama-3.1-70b", rate=6.0))
+    options = SearchOptions(time_limit_s=60.0, top_k=3)
+    prep = prepare(scenario, options, deadline_of(time.perf_counter(), options))
+    space, spec = prep.space, objective_spec("min_cost")
+    solver = within(SolverOptions(threads=1, seed=0), None)
+
+    def usd(plan):
+        return sum(n * space.priced[t].analytic.usd_per_hour for t, n in space.counts_of(plan).items())
+
+    free = _proposals(space, solver, options, None, spec, None)
+    predicted = usd(free[0])  # the predictive master's best comes first
+    incumbent = Candidate(free[0], "incumbent", {}, predicted, (), 4)
+    limited = _proposals(space, solver, options, incumbent, spec, None)
+    assert all(usd(p) < predicted / (1 + options.epsilon) for p in limited)
+    priciest = max(usd(p) for p in free)  # a dearer incumbent leaves the cheaper plans in
+    dear = Candidate(free[-1], "incumbent", {}, priciest, (), 6)
+    cheaper = _proposals(space, solver, options, dear, spec, None)
+    assert cheaper and all(usd(p) < priciest / (1 + options.epsilon) for p in cheaper)
