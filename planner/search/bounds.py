@@ -344,20 +344,22 @@ def rates(
     refine_rounds = partition.precision.refine_rounds
     total_p = sum(m[0] for m in mixes)
     total_d = sum(m[1] for m in mixes)
-    best, slack = solve_work_rates(partition.array(), total_p, total_d, tpot_s)
+    arr = partition.array()  # priced again only after cells are split
+    best, slack = solve_work_rates(arr, total_p, total_d, tpot_s)
     for _ in range(refine_rounds):
-        arr = partition.array()
         tight = np.flatnonzero(slack <= TIGHT * np.maximum(arr[:, 4], 1e-300))
         if len(tight) == 0 or len(partition.cells) >= max_cells:
             break
         for i in sorted(tight.tolist(), reverse=True):  # from the end so indices stay valid
             partition.split(i)
-        new, slack = solve_work_rates(partition.array(), total_p, total_d, tpot_s)
+        arr = partition.array()
+        new, slack = solve_work_rates(arr, total_p, total_d, tpot_s)
         gain = (new.value - best.value) / max(best.value, 1e-300)
         best = new
         if gain < MIN_GAIN:
             break
-    arr = partition.array()
+    if len(mixes) == 1 and mixes[0] == (total_p, total_d):
+        return [best]  # the one mix is the sum just solved
     return [solve_work_rates(arr, p, d, tpot_s)[0] for p, d in mixes]
 
 
