@@ -316,10 +316,8 @@ def enumerate_layouts(
     `per_cell`). Pipelines have 1..`max_pp` stages, the depths in `extra_depths` (e.g. 6, 8), and more — the
     fewest that fit and one more, up to MAX_PP — when the model needs them; replicas mixing GPU types have at
     most `max_pp` stages."""
-    domain: dict[str, int] = {}
+    domain = _largest_domains(cluster)
     domains: dict[str, int] = {}
-    for g in cluster.node_groups:
-        domain[g.gpu] = max(domain.get(g.gpu, 0), g.domain_gpus)
     for g in cluster.node_groups:
         if g.domain_gpus == domain[g.gpu]:
             domains[g.gpu] = domains.get(g.gpu, 0) + g.num_gpus // g.domain_gpus
@@ -419,6 +417,32 @@ def layout_kinds(stages: Sequence[Stage], model: Model, domain_gpus: Mapping[str
     if any(s.num_gpus > domain_gpus.get(s.gpu, s.num_gpus) for s in stages):
         kinds.append("cross-node")
     return tuple(kinds) or ("plain",)
+
+
+def _largest_domains(cluster: Cluster) -> dict[str, int]:
+    """The largest NVLink domain of each GPU type's node groups."""
+    domain: dict[str, int] = {}
+    for g in cluster.node_groups:
+        domain[g.gpu] = max(domain.get(g.gpu, 0), g.domain_gpus)
+    return domain
+
+
+def needed_pipeline_depths(
+    model: Model,
+    cluster: Cluster,
+    gpus: Mapping[str, GPU],
+    *,
+    max_pp: int = 4,
+    weights_dtype: str = "bf16",
+    memory_fraction: float = 0.9,
+    max_weights_share: float = 0.8,
+    max_stage_gpus: int | None = None,
+) -> list[int]:
+    """The depths `enumerate_layouts` gives without `extra_depths`: 1..max_pp, and the fewest stages that fit
+    and one more when the model needs more than max_pp (what the planner searched before extra depths)."""
+    domain = _largest_domains(cluster)
+    share = memory_fraction * max_weights_share
+    return _pipeline_depths(model, gpus, sorted(domain), domain, max_pp, max_stage_gpus, weights_dtype, share)
 
 
 def _pipeline_depths(model, gpus, types, domain, max_pp, max_stage_gpus, dtype, share) -> list[int]:

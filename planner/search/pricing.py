@@ -59,6 +59,7 @@ from formulations.templates import (
     analytic_prefill_capacity,
     enumerate_layouts,
     layout_kinds,
+    needed_pipeline_depths,
 )
 from planner.search.settings import candidate_settings, engine_with, scenario_settings, with_features
 from planner.search.workload import WorkloadProfile, WorkloadStats
@@ -370,6 +371,14 @@ def price_space(
             weights_dtype=weights,
             **layout_options(scenario, options, partition_backend),
         )
+        needed = needed_pipeline_depths(
+            scenario.model,
+            scenario.cluster,
+            scenario.gpus,
+            max_pp=options.max_pp,
+            weights_dtype=weights,
+            memory_fraction=engine_setting(scenario.spec.engine, "gpu_memory_fraction"),
+        )
         base = EngineSettings(
             own.max_num_seqs, own.max_num_batched_tokens, own.enable_chunked_prefill, weights, kv
         )
@@ -378,6 +387,8 @@ def price_space(
         kept: dict[tuple, list[PricedTemplate]] = {}  # (layout, role) -> priced templates
         for stages in layouts:
             kinds = layout_kinds(stages, scenario.model, domain) + dtype_kinds
+            if len(stages) not in needed:  # deeper than four stages and than the model needs
+                kinds += (EXTRA_DEPTH,)
             if out_of_time or (deadline is not None and time.perf_counter() > deadline):
                 out_of_time = True
                 for role in roles:
@@ -449,8 +460,12 @@ def _clocked(pricer: _Pricer, p: PricedTemplate, scenario: Scenario) -> list[Pri
 
 
 # Layout kinds beyond those of the core space (plain tp, attention dp with experts, uneven splits, mixed GPUs,
-# pipelines of up to four stages — the layouts the planner searched before the extended dimensions).
-EXTENDED_LAYOUTS = frozenset({"partial ep", "cross-node", "pipeline>4"})
+# pipelines of up to four stages or of the fewest stages that fit and one more, where a model needs more than
+# four — the layouts the planner searched before the extended dimensions).
+EXTRA_DEPTH = (
+    "extra depth"  # a pipeline deeper than four stages and than the model needs (SpaceOptions.extra_depths)
+)
+EXTENDED_LAYOUTS = frozenset({"partial ep", "cross-node", EXTRA_DEPTH})
 
 
 def is_core(p: PricedTemplate, own: EngineSettings) -> bool:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from planner.search.disaggregation import simulate_with_kv_stream
+from planner.search.pricing import EXTRA_DEPTH, SpaceOptions, is_core, price_space
 from planner.search.settings import apply_settings, scenario_settings
+from planner.search.workload import WorkloadProfile
 from simulator.scenario import load_scenario
 from tests.planner.search_scenarios import SPACE_SCENARIOS, compare_scenario
 
@@ -53,3 +55,30 @@ def test_planner_equals_exhaustive_over_the_whole_space(name):
         assert best.settings.weights_dtype != own.weights_dtype  # not the first (the scenario's default)
         first = [x for x in exh.candidates if x.feasible and x.settings.weights_dtype == own.weights_dtype]
         assert not first or min(x.objective for x in first) > best.objective
+
+
+def test_a_model_that_needs_more_than_four_stages_keeps_core_templates_for_the_baselines():
+    """kimi-k2 in BF16 needs five stages of eight H100s: the fewest that fit (and one more) are of the core
+    space, so the heuristic baselines have templates to choose from; only the deeper extra depths are not."""
+    scenario = load_scenario(
+        {
+            "name": "kimi-bf16-h100",
+            "model": "kimi-k2",
+            "cluster": {"gpu": "h100-sxm", "nodes": 8, "gpus_per_node": 8},
+            "dtype": {"weights": "bf16", "kv_cache": "bf16"},
+            "workload": {
+                "requests": 200,
+                "arrival": {"process": "poisson", "rate": 5.0},
+                "input_tokens": {"dist": "lognormal", "mean": 1024, "std": 600, "max": 8192},
+                "output_tokens": {"dist": "lognormal", "mean": 256, "std": 150, "max": 2048},
+                "seed": 1,
+            },
+            "goals": {"objective": "max_goodput", "slo": {"ttft_s": {"p99": 2.0}, "tpot_s": {"p99": 0.1}}},
+        }
+    )
+    space = price_space(scenario, WorkloadProfile.of(scenario), SpaceOptions(), partition_backend="dp")
+    depths = {len(t.stages) for t in space.baseline_templates}
+    assert space.baseline_templates and min(depths) >= 5
+    own = scenario_settings(scenario)
+    deep = [p for p in space.templates if len(p.template.stages) == 8]
+    assert deep and all(EXTRA_DEPTH in p.kinds and not is_core(p, own) for p in deep)
