@@ -6,8 +6,10 @@ bound computed from `iteration_time` is a bound on the breakdown too; there is n
 * each static op (GEMMs, elementwise, collectives) reads one row count of the `Load`: ops on token rows are cached
   by `num_tokens`, ops on sequence rows by `num_seqs`, and (only with attention dp > 1, where the busiest dp
   group's rows mix both) the attention-side ops by the pair. Every key is the exact count, so a cached value is
-  the value; at most max_num_batched_tokens + max_num_seqs entries per stage. A miss reads a price table
-  (`_RowPrices`) that prices many counts at once over numpy arrays, after its first few counts priced alone;
+  the value; at most max_num_batched_tokens + max_num_seqs entries per stage. A miss reads price tables
+  (`_RowPrices`) that price many counts at once over numpy arrays, after their first few counts priced alone;
+  the tables hold one layer's ops and are shared by the stages of one GPU and split (`_LayerRows`: a stage
+  sums its layer groups times their layers, so a layout's other pipeline depths read what one priced);
 * decode attention of n sequences is, in their context tokens, `base + max(mem·ctx + mem0, comp·ctx, lat)`
   (`attention.decode_attention`: streaming bytes, FLOPs, a latency floor, per-row and per-call fixed costs).
   The coefficients per n are read off the kernel function itself and checked on probe points when first
@@ -155,6 +157,47 @@ class _RowPrices:
         return tuple(full_like(counts, 0.0) + x for x in (t, f, b, load.dp_fraction))
 
 
+class _LayerRows:
+    """A stage's static ops on one row axis priced as Σ layers × (its ops priced for one layer): the ops are
+    grouped by the layers they repeat on (`count`), and each group's one-layer ops are a `_RowPrices` shared by
+    every stage of the process with the same GPU, split and ops — the stages of a layout's other pipeline
+    depths, and of its other knobs, read what one of them priced (every op's price is linear in its count)."""
+
+    def __init__(self, groups: tuple[tuple[int, _RowPrices], ...]):
+        self.groups = groups
+
+    def __getitem__(self, x: int) -> tuple[float, float, float, float]:
+        t = f = b = 0.0
+        frac = 1.0
+        for layers, rows in self.groups:
+            rt, rf, rb, frac = rows[x]
+            t += layers * rt
+            f += layers * rf
+            b += layers * rb
+        return t, f, b, frac
+
+    def prime(self, counts) -> None:
+        """`_RowPrices.prime` of every group."""
+        for _, rows in self.groups:
+            rows.prime(counts)
+
+
+_SHARED_ROWS = 4096  # one-layer price tables a process keeps (least recently used dropped first)
+_rows: OrderedDict[str, _RowPrices] = OrderedDict()
+
+
+def _shared_rows(key: str, ops: tuple, gpu: GPU, load_of) -> _RowPrices:
+    """The one-layer price table of these ops under this key (the repr of the GPU, split, axis and ops)."""
+    rows = _rows.get(key)
+    if rows is None:
+        rows = _rows[key] = _RowPrices(ops, gpu, load_of)
+        if len(_rows) > _SHARED_ROWS:
+            _rows.popitem(last=False)
+    else:
+        _rows.move_to_end(key)
+    return rows
+
+
 _SHARED_STAGES = 64  # stages whose caches a process keeps (least recently built dropped first)
 _shared: OrderedDict[str, dict[str, dict]] = OrderedDict()
 
@@ -177,6 +220,7 @@ def _shared_caches(key: str) -> dict[str, dict]:
 def clear_price_caches() -> None:
     """Forget every cached price (benchmarks time a cold start with it)."""
     _shared.clear()
+    _rows.clear()
     clear_gemm_cache()
 
 
@@ -271,8 +315,9 @@ class StageCostModel:
         return repr([(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "memory"])
 
     # ---- static part: exact caches by the count each op's rows follow, filled from price tables -------------
-    def _row_tables(self, tables: dict) -> dict[str, _RowPrices]:
-        """The price tables of the static ops by the count their rows follow (shared like the caches)."""
+    def _row_tables(self, tables: dict) -> dict[str, _LayerRows]:
+        """The price tables of the static ops by the count their rows follow (shared like the caches), each the
+        sum over the stage's layer groups of one-layer tables shared between stages (`_LayerRows`)."""
         if not tables:
             split = self.ops.split
             whole = dataclasses.replace(split, attn_dp=1)  # a table's count is the busiest group's rows
@@ -283,9 +328,18 @@ class StageCostModel:
                 "attn_seqs": lambda x: Load.of(1.0, x, whole),
             }
             follow = [_rows_follow(op, split.attn_dp) for op in self.ops.static]
+            where = f"{self.gpu!r}|{split!r}"
             for axis in _AXES:
-                ops = tuple(op for op, f in zip(self.ops.static, follow, strict=True) if f == axis)
-                tables[axis] = _RowPrices(ops, self.gpu, loads[axis])
+                by_layers: dict[int, list] = {}
+                for op, f in zip(self.ops.static, follow, strict=True):
+                    if f == axis and op.count > 0:
+                        by_layers.setdefault(op.count, []).append(dataclasses.replace(op, count=1))
+                groups = tuple(
+                    (layers, _shared_rows(f"{axis}|{where}|{ops!r}", ops, self.gpu, loads[axis]))
+                    for layers, ops in ((n, tuple(u)) for n, u in sorted(by_layers.items()))
+                )
+                # no ops on this axis: an empty table still gives the load's dp fraction
+                tables[axis] = _LayerRows(groups or ((1, _RowPrices((), self.gpu, loads[axis])),))
         return tables
 
     def prime(self, num_tokens, num_seqs) -> None:

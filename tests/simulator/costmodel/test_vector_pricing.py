@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simulator import catalog
-from simulator.costmodel import build_stage_cost, comm
+from simulator.costmodel import BatchShape, build_stage_cost, comm
 from simulator.costmodel.kernels import BOUNDS, gemm_kernel, gemm_times, memory_kernel, memory_times
 from simulator.costmodel.ops import Load, op_times, price_op
 from simulator.costmodel.replica import SINGLE_COUNTS, clear_price_caches
@@ -107,6 +107,11 @@ def test_every_static_op_priced_over_arrays_equals_the_op_priced_alone(case):
             _same(many, i, (one.time_s, one.flops, one.bytes, one.bound, one.fixed_s))
 
 
+def _layer_table(stage):
+    """The one-layer token-row price table of the stage's repeated layers (its group of most layers)."""
+    return stage._tables["tokens"].groups[-1][1]
+
+
 @pytest.mark.parametrize("case", CASES, ids=["70b-fp8", "mixtral-ep2", "dsv3-attn-dp", "8b-locked"])
 def test_price_tables_read_what_counts_priced_alone_give(case):
     """Counts are priced alone until they have paid for a table (SINGLE_COUNTS table counts each), later ones
@@ -114,7 +119,7 @@ def test_price_tables_read_what_counts_priced_alone_give(case):
     alone."""
     clear_price_caches()
     warm = _stage(case)
-    table = warm._tables["tokens"]
+    table = _layer_table(warm)
     alone = 3072 // SINGLE_COUNTS  # the counts that pay for a table of 3,072 rows
     for x in range(2900, 2900 + alone):  # counts near 3,000: each alone is cheaper than a table up to it
         table[x]
@@ -124,7 +129,7 @@ def test_price_tables_read_what_counts_priced_alone_give(case):
     assert len(table._columns[0]) == 3072  # whole steps of 512 counts
     assert table[4000] and len(table._columns[0]) == 3072  # one count alone does not pay for 1,024 rows
     clear_price_caches()
-    cold = _stage(case)._tables["tokens"]
+    cold = _layer_table(_stage(case))
     assert tabled == [cold[x] for x in counts]
     assert not cold._columns[0]
 
@@ -133,7 +138,30 @@ def test_scattered_large_counts_are_priced_alone():
     """A few counts far apart (the planner's capacity search up to the token budget) never build a table of
     every count below them: the table grows only when the counts priced alone have paid for the growth."""
     clear_price_caches()
-    table = _stage(CASES[0])._tables["tokens"]
+    table = _layer_table(_stage(CASES[0]))
     for x in (1014, 129, 193, 256, 647, 951, 1443, 8192, 16384):
         table[x]
     assert not table._columns[0]
+
+
+def test_stages_of_one_split_share_their_one_layer_tables():
+    """Stages of other depths with the same GPU and split read one set of one-layer tables (a pipeline's
+    stages, a layout's other depths), and each prices its own layers: the fused price stays the breakdown's."""
+    clear_price_caches()
+    model = catalog.get_model("llama-3.1-70b")
+    cluster = Cluster(node_groups=[NodeGroup(gpu="h100-sxm", nodes=2, gpus_per_node=8)])
+    gpu = _gpu("h100-sxm", None)
+
+    def middle(layers):
+        stage = Stage(layers=layers, tp=4)
+        return build_stage_cost(model, stage, gpu, cluster, DTypes(), Engine(), first=False, last=False)
+
+    short, long = middle((10, 30)), middle((30, 70))
+    ((n_short, rows_short),) = short._tables["tokens"].groups
+    ((n_long, rows_long),) = long._tables["tokens"].groups
+    assert (n_short, n_long) == (20, 40) and rows_short is rows_long
+    shape = BatchShape.from_requests([300], [0], [1000, 20])
+    for stage in (short, long):
+        parts = sum(c.time_s for c in stage.breakdown(shape))
+        assert stage.iteration_time(shape) == pytest.approx(parts, rel=1e-9)
+    assert long.iteration_time(shape) > short.iteration_time(shape)
