@@ -1191,7 +1191,10 @@ def solve_master_highspy(
         ms.kTimeLimit: Termination.TIME_LIMIT,
     }.get(status, Termination.UNKNOWN)
     if info.primal_solution_status != 2:  # 2 = feasible
-        return SolveResult(termination, SolutionStatus.NO_SOLUTION, None, None, None, wall, "", None)
+        # stopped (time limit) before a solution: the dual bound it proved still bounds the optimum
+        dual = info.mip_dual_bound if termination is Termination.TIME_LIMIT else math.nan
+        bound = dual if math.isfinite(dual) else None
+        return SolveResult(termination, SolutionStatus.NO_SOLUTION, None, bound, None, wall, "", None)
     values = h.getSolution().col_value
     counts = {tid: round(values[v.index]) for tid, v in count.items()}
     counts = {t: n for t, n in counts.items() if n > 0}

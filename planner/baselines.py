@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -123,13 +124,13 @@ def exhaustive(
     if spec.bound == "none":
         bound, gap = None, None
     elif not simulated_all:
-        res = solve_master_highspy(space.bound, solver)
-        if res.has_solution:
-            rest = space.to_sim_units(res.bound if res.bound is not None else res.objective)
-            if rest is not None and spec.better(rest, best.objective):
-                bound = rest
-                shortfall = abs(rest - best.objective)
-                gap = shortfall / max(abs(best.objective), 1e-12)
+        rest = space.remaining_bound(solve_master_highspy(space.bound, solver))
+        if rest is not None and not math.isfinite(rest):  # the solve ran out of time: no bound is proven
+            bound, gap = None, None
+        elif rest is not None and spec.better(rest, best.objective):
+            bound = rest
+            shortfall = abs(rest - best.objective)
+            gap = shortfall / max(abs(best.objective), 1e-12)
     if timed_out:
         stopped = "time limit"
     elif not simulated_all:

@@ -241,7 +241,7 @@ def run_search(
             incumbent = _best(pool.values(), objective)
             remaining, first = _remaining(space, solver, deadline)
             remaining_known = True
-            if first is None and rounds == 1 and incumbent is None:
+            if first is None and remaining is None and rounds == 1 and incumbent is None:
                 solver_says = _explain(space, solver)
             bound, gap = _bound_and_gap(incumbent, remaining, spec)
             log.info(
@@ -252,6 +252,9 @@ def run_search(
                 _fmt(remaining),
                 "-" if gap is None else f"{100 * gap:.2f}%",
             )
+            if first is None and remaining is not None:  # the solve ran out of time: nothing is proven
+                stopped = "time limit"
+                break
             if first is None:
                 stopped = (
                     "every plan the bound allows was simulated" if pool else "no plan can meet the goals"
@@ -349,8 +352,8 @@ def _bound_and_gap(
     incumbent: Candidate | None, remaining: float | None, spec
 ) -> tuple[float | None, float | None]:
     """The bound over the whole space: the better of the incumbent (exact) and the unsimulated plans'."""
-    if spec.bound == "none":
-        return None, None
+    if spec.bound == "none" or (remaining is not None and not math.isfinite(remaining)):
+        return None, None  # no bound, or none proven over the unsimulated plans (a solve out of time)
     inc = incumbent.objective if incumbent is not None else None
     if remaining is None:
         bound = inc
@@ -387,11 +390,10 @@ def _remaining(space: PlanSpace, solver: SolverOptions, deadline: float | None, 
     while True:
         res = solve_master_highspy(space.bound, within(solver, deadline))
         if not res.has_solution:
-            return None, None
+            return space.remaining_bound(res), None  # None only where it proved no vector is left
         coarse = [t for t in res.solution.counts if space.bounds[t].precision is not FINE]
         if not refine or not coarse or (deadline is not None and time.perf_counter() >= deadline):
-            value = res.bound if res.bound is not None and math.isfinite(res.bound) else res.objective
-            return space.to_sim_units(value), res.solution
+            return space.remaining_bound(res), res.solution
         for t in coarse:
             refine_template(space, t)
 

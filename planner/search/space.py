@@ -40,6 +40,7 @@ from formulations.master import (
     evaluate,
 )
 from formulations.objectives import objective_spec
+from formulations.result import Termination
 from formulations.templates import EngineSettings, TemplateCoefficients
 from planner.search.bounds import TemplateBound
 from planner.search.disaggregation import link_capacity
@@ -472,6 +473,24 @@ class PlanSpace:
             1000.0 * self.horizon_s
         )
         return (ObjectiveBound("min_energy", kw),)
+
+    def remaining_bound(self, res) -> float | None:
+        """What a bound-master solve proves about the unsimulated vectors, in simulation units: None when it
+        proved none is feasible; its proven bound otherwise; and where it stopped (time limit) without one, the
+        weakest value (−inf for a minimised objective, +inf for a maximised one), so that no gap is claimed. A
+        solve that ran out of time is never read as "nothing left"."""
+        if not res.has_solution and res.termination is Termination.INFEASIBLE:
+            return None
+        if res.bound is not None and math.isfinite(res.bound):
+            value = res.bound
+        elif res.has_solution and res.termination is Termination.OPTIMAL:
+            value = res.objective
+        else:
+            value = None
+        proven = self.to_sim_units(value)
+        if proven is None:
+            return math.inf if self.spec.sense == "max" else -math.inf
+        return proven
 
     def to_sim_units(self, value: float | None) -> float | None:
         """A bound-master objective value in the simulation's units (None when there is no bound)."""

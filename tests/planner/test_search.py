@@ -8,12 +8,20 @@ import time
 import pytest
 
 from formulations.objectives import objective_spec
-from formulations.result import SolverOptions
+from formulations.result import SolutionStatus, SolveResult, SolverOptions, Termination
 from planner import objective as obj
 from planner.baselines import BY_BOUND, exhaustive, heuristic_plans
 from planner.errors import NoPlanError
 from planner.plan_api import plan
-from planner.search import SearchOptions, Simulations, plan_key, price_templates, run_search, workload_stats
+from planner.search import (
+    SearchOptions,
+    Simulations,
+    loop,
+    plan_key,
+    price_templates,
+    run_search,
+    workload_stats,
+)
 from planner.search.loop import _proposals, deadline_of, prepare, within
 from planner.search.pool import Candidate
 from planner.search.pricing import SpaceOptions
@@ -430,3 +438,45 @@ def test_min_cost_proposes_only_plans_cheaper_than_the_incumbent():
     dear = Candidate(free[-1], "incumbent", {}, priciest, (), 6)
     cheaper = _proposals(space, solver, options, dear, spec, None)
     assert cheaper and all(usd(p) < priciest / (1 + options.epsilon) for p in cheaper)
+
+
+@pytest.mark.solver
+def test_a_bound_master_out_of_time_proves_nothing():
+    """A bound-master solve that stops at its time limit without a solution is not "no vector left": it gives
+    its dual bound where it has one, else the weakest value, and only a proof of infeasibility gives None."""
+    scenario = load_scenario(make_scenario("llama-3.1-8b", requests=40))
+    options = SearchOptions(time_limit_s=60.0)
+    space = prepare(scenario, options, deadline_of(time.perf_counter(), options)).space
+
+    def stopped(termination, bound=None):
+        return SolveResult(termination, SolutionStatus.NO_SOLUTION, None, bound, None, 0.1)
+
+    assert space.remaining_bound(stopped(Termination.INFEASIBLE)) is None
+    assert space.remaining_bound(stopped(Termination.TIME_LIMIT)) == -math.inf  # min_cost: no lower bound
+    assert space.remaining_bound(stopped(Termination.TIME_LIMIT, 12.32)) == pytest.approx(12.32)
+
+
+@pytest.mark.solver
+def test_the_loop_stops_on_the_time_limit_when_its_bound_master_runs_out_of_time(monkeypatch):
+    """When every bound-master solve runs out of time the loop says "time limit" and claims no bound or gap
+    (it used to read the missing solution as every plan being simulated, and print gap 0)."""
+    real = loop.solve_master_highspy
+
+    def out_of_time(problem, options, **kw):
+        if problem is loop_space["space"].bound:
+            return SolveResult(Termination.TIME_LIMIT, SolutionStatus.NO_SOLUTION, None, None, None, 0.1)
+        return real(problem, options, **kw)
+
+    loop_space = {}
+    real_prepare = loop.prepare
+
+    def remember(*a, **kw):
+        prep = real_prepare(*a, **kw)
+        loop_space["space"] = prep.space
+        return prep
+
+    monkeypatch.setattr(loop, "prepare", remember)
+    monkeypatch.setattr(loop, "solve_master_highspy", out_of_time)
+    result = plan(make_scenario("llama-3.1-8b", requests=40), workers=1, simulate_fn=fake_simulate)
+    assert result.search.stopped == "time limit"
+    assert result.search.gap is None and result.search.bound is None
