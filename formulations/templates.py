@@ -333,7 +333,16 @@ def enumerate_layouts(
             seen.add(key)
             structures.append(stages)
 
-    depths = _pipeline_depths(model, gpus, types, domain, max_pp, max_stage_gpus, weights_dtype, share)
+    depths = needed_pipeline_depths(
+        model,
+        cluster,
+        gpus,
+        max_pp=max_pp,
+        weights_dtype=weights_dtype,
+        memory_fraction=memory_fraction,
+        max_weights_share=max_weights_share,
+        max_stage_gpus=max_stage_gpus,
+    )
     depths = sorted(set(depths) | {d for d in extra_depths if d <= min(model.num_layers, MAX_PP)})
     for pp in depths:
         type_sequences = [(t,) * pp for t in types]

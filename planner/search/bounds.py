@@ -358,7 +358,7 @@ def rates(
         best = new
         if gain < MIN_GAIN:
             break
-    if len(mixes) == 1 and mixes[0] == (total_p, total_d):
+    if len(mixes) == 1:
         return [best]  # the one mix is the sum just solved
     return [solve_work_rates(arr, p, d, tpot_s)[0] for p, d in mixes]
 
